@@ -29,6 +29,8 @@ validate(config, str(SCHEMA))
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/preprocess.smk"
 
 
 rule all:

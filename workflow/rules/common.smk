@@ -1,9 +1,19 @@
 # Paths and helpers shared by all rule files.
+from ctvlp.config import data_sources
+
 RESULTS = config["results"]
 LOGS = config["logs"]
 DEMO = config["demo"]
 DEMO_DONE = f"{DEMO['root']}/ground_truth/cohort.json" if DEMO["enabled"] else None
+SOURCES = data_sources(config)
+SHARDS = list(range(config["preprocess"]["shards"]))
 ENV = "../../envs/ctvlp.yaml"
+
+DICOM_INDEX = f"{RESULTS}/ingest/dicom_index.parquet"
+MANIFEST = f"{RESULTS}/manifest/manifest.parquet"
+VOLUMES = f"{RESULTS}/manifest/volumes.parquet"
+QC = f"{RESULTS}/qc/qc.parquet"
+QC_SUMMARY = f"{RESULTS}/qc/summary.md"
 
 
 def data_ready():
@@ -11,5 +21,9 @@ def data_ready():
     return [DEMO_DONE] if DEMO_DONE else []
 
 
+def hospital_index():
+    return [DICOM_INDEX] if "hospital" in SOURCES else []
+
+
 def all_targets():
-    return data_ready()
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY]

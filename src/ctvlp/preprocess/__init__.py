@@ -1,0 +1,1 @@
+"""One preprocessing function for training, evaluation and the CLI (``transform.preprocess``)."""

@@ -1,0 +1,33 @@
+"""The volume cache: one float16 ``.npy`` per volume, written atomically, read memory-mapped.
+
+Why this format: training and evaluation read whole volumes (or the window features made from
+them) many times, and ``np.load(mmap_mode='r')`` of an uncompressed ``.npy`` costs a page-in and
+no decode; float16 halves the bytes while keeping [0, 1]-scaled HU within 0.5 HU of float32
+(see benchmarks/bench_preprocess.py for the measured read speed against decoding the sources).
+``.npy`` holds no code: loading never unpickles (``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def cache_file(cache_dir: str | Path, volume_id: str) -> Path:
+    return Path(cache_dir) / f"{volume_id}.npy"
+
+
+def write_cached(path: str | Path, data: np.ndarray) -> None:
+    """Write to a temporary name then rename: a killed job never leaves a half file under the real name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, np.asarray(data, dtype=np.float16), allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def read_cached(path: str | Path, mmap: bool = True) -> np.ndarray:
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)

@@ -1,0 +1,16 @@
+"""Rule manifest: series selection, public adapters, splits by patient, QC of every input."""
+import pandas as pd
+
+from ctvlp.ids import resolve_salt
+from ctvlp.ingest import IngestSettings, ingest
+from ctvlp.logs import logged
+
+with logged(snakemake.log[0]) as log:
+    index = pd.read_parquet(snakemake.input.index[0]) if snakemake.input.index else None
+    manifest, series, qc = ingest(dict(snakemake.params.sources), index,
+                                  resolve_salt(snakemake.config["privacy"]),
+                                  IngestSettings.from_config(snakemake.config))
+    manifest.to_parquet(snakemake.output.manifest, index=False)
+    series.to_parquet(snakemake.output.series, index=False)
+    qc.to_parquet(snakemake.output.qc, index=False)
+    log.info("manifest: %d volumes; splits %s", len(manifest), manifest.split.value_counts().to_dict())
