@@ -1,0 +1,223 @@
+"""Find "series X, image Y" references in report text and the snippet each one belongs to.
+
+Radiologists cite images in many styles ("series 3, image 45", "(Se 2/Bi 17)", "Bild 45 der
+Serie 3", "Ima 45", "images 40-44", "images 12 and 30"). The vocabulary lives in one YAML file per
+language (``ctvlp/resources/mining_*.yaml``); a site adds its own styles with another file. All
+files are merged, because reports mix languages ("Befund ... Se 2/Im 17").
+
+Three shapes are matched, longest first: series then image, image then series, image alone. A
+number must not be a decimal, a measurement (mm, cm, HU, ...) or a duration, which keeps dates,
+sizes, counts and follow-up intervals out; "a series of nodules" has no number and never matches.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+UNITS = r"(?!\s*(?:mm|cm|ml|%|x\b|hu\b|he\b|jahre?n?\b|years?\b|monate?n?\b|months?\b|wochen\b|weeks?\b|tage?n?\b|days?\b))"
+NUM = rf"\d{{1,4}}(?![.,]?\d){UNITS}"
+ABBREVIATIONS = {"ca", "vgl", "bzw", "ggf", "z.b", "u.a", "dr", "prof", "nr", "s", "se", "bi", "ser", "i.v", "re",
+                 "li", "cf", "e.g", "i.e", "bildnr", "img", "im", "sl", "v.a", "st", "z.n", "max", "min", "approx"}
+HEADINGS = r"(?:findings|impression|befund|beurteilung|clinical information|technique|technik|klinische angaben)\s*:"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One cited image: ``series`` is None when the text names no series."""
+
+    series: int | None
+    image: int
+    span: tuple[int, int]
+    snippet: str
+    pattern: str
+    image_range: tuple[int, int] | None = None
+
+
+def _alt(words: list[str]) -> str:
+    return "(?:" + "|".join(sorted(set(words), key=len, reverse=True)) + ")"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    series: str
+    image: str
+    image_only: str
+    ranges: str
+    lists: str
+    connectors: str
+    articles: str
+    cues: str
+
+    @classmethod
+    def from_files(cls, files: tuple[str, ...]) -> "Vocabulary":
+        merged: dict[str, list[str]] = {}
+        for f in files:
+            for key, words in yaml.safe_load(Path(f).read_text()).items():
+                if isinstance(words, list):
+                    merged.setdefault(key, []).extend(words)
+        return cls(*(_alt(merged[k]) for k in ("series_words", "image_words", "image_only_words", "range_joiners",
+                                                 "list_joiners", "image_series_connectors", "articles",
+                                                 "cue_words")))
+
+
+def default_pattern_files() -> tuple[str, ...]:
+    base = resources.files("ctvlp") / "resources"
+    return tuple(str(base / name) for name in ("mining_en.yaml", "mining_de.yaml"))
+
+
+@functools.lru_cache(maxsize=8)
+def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
+    """The three reference shapes as regular expressions (cached per set of vocabulary files)."""
+    v = Vocabulary.from_files(files)
+    numspec = rf"(?P<a>{NUM})(?:\s*{v.ranges}\s*(?P<b>{NUM})|(?P<more>(?:\s*{v.lists}\s*{NUM})+))?"
+    series = rf"{v.series}\s*(?P<s>\d{{1,3}})(?![.,]?\d)"
+    flags = re.IGNORECASE
+    return {
+        "series_image": re.compile(rf"\b{series}\s*[,;:/\-–]?\s*{v.image}\s*{numspec}", flags),
+        "image_series": re.compile(rf"\b{v.image_only}\s*{numspec}\s*,?\s*(?:{v.connectors}\s+)?"
+                                   rf"(?:{v.articles}\s+)?\b{series}", flags),
+        "image_only": re.compile(rf"\b{v.image_only}\s*{numspec}", flags),
+        "cue": re.compile(rf"(?:\b{v.cues}\s*)$", flags),
+    }
+
+
+def _matches(text: str, patterns: dict[str, re.Pattern]) -> list[tuple[str, re.Match]]:
+    """Non-overlapping matches; where shapes overlap the longer (series-bearing) one wins."""
+    found = [(name, m) for name in ("series_image", "image_series", "image_only")
+             for m in patterns[name].finditer(text)]
+    found.sort(key=lambda nm: (nm[1].start(), -(nm[1].end() - nm[1].start())))
+    chosen, last_end = [], -1
+    for name, m in found:
+        if m.start() >= last_end:
+            chosen.append((name, m))
+            last_end = m.end()
+    return chosen
+
+
+def _sentence_bounds(text: str, protected: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sentence spans: split at line breaks and at . ! ? before an upper-case start, except after
+    abbreviations and inside references ("Se. 3 / Bi. 45")."""
+    inside = lambda i: any(a <= i < b for a, b in protected)  # noqa: E731
+    bounds, start = [], 0
+    for m in re.finditer(r"\n+|[.!?](?=\s+[A-ZÄÖÜ0-9(]|\s*$)", text):
+        i = m.start()
+        if m.group().startswith("\n"):
+            bounds.append((start, i))
+            start = m.end()
+            continue
+        word = re.search(r"([\w.]+)$", text[start:i])
+        token = word.group(1).lower().rstrip(".") if word else ""
+        ordinal = token.isdigit() and len(token) <= 2  # "Im 4. ICR", "6. Segment"
+        if inside(i) or ordinal or token in ABBREVIATIONS:
+            continue
+        bounds.append((start, i + 1))
+        start = i + 1
+    bounds.append((start, len(text)))
+    return [(a, b) for a, b in bounds if text[a:b].strip()]
+
+
+def _clause_cuts(text: str, spans: list[tuple[int, int]]) -> list[int]:
+    """Cut points between consecutive references of one sentence, outside parentheses."""
+    cuts = []
+    for (_, end_prev), (start_next, _) in zip(spans, spans[1:]):
+        best = None
+        for pattern in (r";", r",?\s+(?:and|und|sowie|as well as)\s+", r",\s"):
+            for m in re.finditer(pattern, text[end_prev:start_next]):
+                pos = end_prev + m.start()
+                depth = text[:pos].count("(") - text[:pos].count(")")
+                if depth <= 0:
+                    best = pos
+            if best is not None:
+                break
+        cuts.append(best if best is not None else -1)
+    return cuts
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"^\s*" + HEADINGS, "", text, flags=re.IGNORECASE)
+    text = re.sub(r"[\(\[]\s*[\)\]]", "", text)
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+([,;:.)\]])", r"\1", text)
+    text = re.sub(r"([(\[])\s+", r"\1", text)
+    text = re.sub(r"[,;:]+(?=[.)\]]|$)", "", text)
+    text = re.sub(r"^(?:\s|[,;:.]|and\b|und\b|sowie\b)+", "", text, flags=re.IGNORECASE)
+    text = text.strip().rstrip(".,;: ")
+    if text.count("(") < text.count(")"):
+        text = text.replace(")", "", text.count(")") - text.count("("))
+    if text.count("(") > text.count(")"):
+        text = text.rsplit("(", 1)[0].rstrip(" ,;:") if text.rstrip().endswith("(") else text + ")"
+    return text.strip()
+
+
+def _snippet(clause: str, local_spans: list[tuple[int, int]], cue: re.Pattern) -> str:
+    """The clause with its references (and the "see"/"siehe" pointing at them) removed."""
+    out, pos = [], 0
+    for a, b in local_spans:
+        head = clause[pos:a]
+        cue_match = cue.search(head)
+        if cue_match:
+            head = head[: cue_match.start()]
+        head = re.sub(r"[,;:]?\s*[\(\[]?\s*$", lambda m: "(" if "(" in m.group() or "[" in m.group() else "", head)
+        out.append(head)
+        pos = b
+        tail = re.match(r"\s*[\)\]]", clause[pos:])
+        if tail and out[-1].endswith("("):
+            out[-1] = out[-1][:-1]
+            pos += tail.end()
+    out.append(clause[pos:])
+    return _tidy("".join(out))
+
+
+def _references(name: str, m: re.Match) -> list[tuple[int | None, int, tuple[int, int] | None, str]]:
+    series = int(m.group("s")) if "s" in m.re.groupindex and m.group("s") else None
+    a = int(m.group("a"))
+    if m.group("b"):
+        lo, hi = sorted((a, int(m.group("b"))))
+        return [(series, (lo + hi) // 2, (lo, hi), f"{name}_range")]
+    if m.group("more"):
+        images = [a] + [int(x) for x in re.findall(r"\d+", m.group("more"))]
+        return [(series, img, None, f"{name}_list") for img in images]
+    return [(series, a, None, name)]
+
+
+def find_references(text: str, pattern_files: tuple[str, ...] | None = None) -> list[Reference]:
+    """Every image reference in ``text`` with its series, image, span and cleaned snippet."""
+    patterns = compiled(tuple(pattern_files) if pattern_files else default_pattern_files())
+    matches = _matches(text, patterns)
+    if not matches:
+        return []
+    spans = [(m.start(), m.end()) for _, m in matches]
+    refs: list[Reference] = []
+    for s_start, s_end in _sentence_bounds(text, spans):
+        inside = [(name, m) for name, m in matches if s_start <= m.start() < s_end]
+        if not inside:
+            continue
+        local = [(m.start() - s_start, m.end() - s_start) for _, m in inside]
+        sentence = text[s_start:s_end]
+        cuts = [0] + [c if c >= 0 else None for c in _clause_cuts(sentence, local)] + [len(sentence)]
+        for i, (name, m) in enumerate(inside):
+            lo = next(c for c in reversed(cuts[: i + 1]) if c is not None)
+            hi = next(c for c in cuts[i + 1:] if c is not None)
+            clause = sentence[lo:hi]
+            clause_spans = [(a - lo, b - lo) for a, b in local if lo <= a < hi]
+            snippet = _snippet(clause, clause_spans, patterns["cue"])
+            if len(snippet) < 3:  # references only: fall back to the whole sentence
+                snippet = _snippet(sentence, local, patterns["cue"])
+            for series, image, image_range, pattern in _references(name, m):
+                refs.append(Reference(series, image, (m.start(), m.end()), snippet, pattern, image_range))
+    return refs
+
+
+def detect_language(text: str) -> str:
+    """'de' or 'en' from stop-word counts (reports rarely say which language they are in)."""
+    words = re.findall(r"[a-zäöüß]+", text.lower())
+    de = sum(w in {"der", "die", "das", "und", "im", "kein", "keine", "mit", "von", "ist", "nicht", "des", "ein"}
+             for w in words)
+    en = sum(w in {"the", "and", "of", "no", "with", "is", "not", "there", "in", "a", "are"} for w in words)
+    return "de" if de > en else "en"
