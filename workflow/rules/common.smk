@@ -26,4 +26,6 @@ def hospital_index():
 
 
 def all_targets():
-    return data_ready() + [VOLUMES, QC, QC_SUMMARY]
+    text = [f"{RESULTS}/text/{name}" for name in ("labels.parquet", "prompts.parquet", "snippets.parquet",
+                                                   "mining_stats.md")]
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text

@@ -216,8 +216,11 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None) -> 
 
 def detect_language(text: str) -> str:
     """'de' or 'en' from stop-word counts (reports rarely say which language they are in)."""
-    words = re.findall(r"[a-zäöüß]+", text.lower())
-    de = sum(w in {"der", "die", "das", "und", "im", "kein", "keine", "mit", "von", "ist", "nicht", "des", "ein"}
-             for w in words)
-    en = sum(w in {"the", "and", "of", "no", "with", "is", "not", "there", "in", "a", "are"} for w in words)
+    lower = text.lower()
+    words = re.findall(r"[a-zäöüß]+", lower)
+    de = sum(w in {"der", "die", "das", "und", "im", "kein", "keine", "mit", "von", "ist", "nicht", "des", "ein",
+                   "eine", "rechts", "links", "beiden", "siehe", "befund", "vom", "zum", "zur", "bei", "am"}
+             for w in words) + 2 * len(re.findall(r"[äöüß]", lower))
+    en = sum(w in {"the", "and", "of", "no", "with", "is", "not", "there", "in", "a", "are", "on", "see",
+                   "right", "left", "both"} for w in words)
     return "de" if de > en else "en"

@@ -1,0 +1,1 @@
+"""Report text: decoding, sections, disease labels and prompts, and image-reference mining."""

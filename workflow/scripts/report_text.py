@@ -1,0 +1,33 @@
+"""Rule report_text: reports (header PHI dropped), labels of every volume, prompts, text QC."""
+import pandas as pd
+
+from ctvlp.ids import resolve_salt
+from ctvlp.logs import logged
+from ctvlp.text.labels import RuleLabeler, load_label_set
+from ctvlp.text.pipeline import (ctrate_text, hospital_reports, label_reports, labels_summary, prompts_table,
+                                 radchest_labels)
+
+with logged(snakemake.log[0]) as log:
+    sources, salt = dict(snakemake.params.sources), resolve_salt(snakemake.config["privacy"])
+    volumes = pd.read_parquet(snakemake.input.volumes)
+    label_set = load_label_set(snakemake.config["text"]["label_set"])
+    reports, labels, qc = [], [], []
+    if "hospital" in sources:
+        rep, rows = hospital_reports(sources["hospital"]["reports_csv"], volumes, salt)
+        reports.append(rep)
+        labels.append(label_reports(rep, RuleLabeler(label_set)))
+        qc += rows
+    if "ct_rate" in sources:
+        rep, lab, rows = ctrate_text(sources["ct_rate"]["root"], volumes, salt)
+        reports.append(rep)
+        labels.append(lab)
+        qc += rows
+    if "rad_chestct" in sources:
+        labels.append(radchest_labels(sources["rad_chestct"]["root"], volumes, salt))
+    reports = pd.concat([r for r in reports if len(r)], ignore_index=True)
+    labels = pd.concat([l for l in labels if len(l)], ignore_index=True)
+    reports.to_parquet(snakemake.output.reports, index=False)
+    labels.to_parquet(snakemake.output.labels, index=False)
+    prompts_table(label_set).to_parquet(snakemake.output.prompts, index=False)
+    pd.DataFrame(qc).to_parquet(snakemake.output.qc, index=False)
+    log.info("reports: %d; labels: %d volumes\n%s", len(reports), len(labels), labels_summary(labels).T)
