@@ -17,6 +17,8 @@ from typing import Protocol
 
 import yaml
 
+from ctvlp.text.mining import sentence_bounds
+
 NEGATION_BEFORE = {
     "en": r"\b(?:no|not|without|free of|absence of|negative for|neither|nor|none)\b",
     "de": r"\b(?:kein\w*|nicht|ohne|frei von|weder|noch)\b",
@@ -70,7 +72,8 @@ def load_label_set(path: str | None = None) -> LabelSet:
 
 
 def _sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?;])\s+|\n+", text) if s.strip()]
+    """Sentences (abbreviation-aware, as the miner splits them), then clauses at semicolons."""
+    return [part for a, b in sentence_bounds(text, []) for part in text[a:b].split(";") if part.strip()]
 
 
 def mention_status(sentence: str, start: int, end: int, lang: str) -> int:

@@ -100,7 +100,7 @@ def _matches(text: str, patterns: dict[str, re.Pattern]) -> list[tuple[str, re.M
     return chosen
 
 
-def _sentence_bounds(text: str, protected: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def sentence_bounds(text: str, protected: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sentence spans: split at line breaks and at . ! ? before an upper-case start, except after
     abbreviations and inside references ("Se. 3 / Bi. 45")."""
     inside = lambda i: any(a <= i < b for a, b in protected)  # noqa: E731
@@ -194,7 +194,7 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None) -> 
         return []
     spans = [(m.start(), m.end()) for _, m in matches]
     refs: list[Reference] = []
-    for s_start, s_end in _sentence_bounds(text, spans):
+    for s_start, s_end in sentence_bounds(text, spans):
         inside = [(name, m) for name, m in matches if s_start <= m.start() < s_end]
         if not inside:
             continue

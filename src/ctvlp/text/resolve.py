@@ -65,7 +65,9 @@ def depth_target(instance: pd.Series, affine: np.ndarray, shape: tuple[int, int,
     n_bins = max(1, n_z // bin_voxels)
     edges = np.arange(n_bins + 1) * bin_voxels - 0.5
     overlap = np.clip(np.minimum(hi, edges[1:]) - np.maximum(lo, edges[:-1]), 0, None)
-    best = int(np.argmax(overlap)) if overlap.max() > 0 else int(np.clip((k + 0.5) // bin_voxels, 0, n_bins - 1))
+    center_bin = int(np.clip((k + 0.5) // bin_voxels, 0, n_bins - 1))
+    ties = np.flatnonzero(overlap >= overlap.max() - 1e-6)
+    best = center_bin if center_bin in ties or overlap.max() <= 0 else int(ties[0])
     return Target(z_mm=float(center[2]), k_voxel=k, depth_bin=best, n_bins=n_bins)
 
 
