@@ -32,6 +32,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/text.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

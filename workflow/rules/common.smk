@@ -28,4 +28,5 @@ def hospital_index():
 def all_targets():
     text = [f"{RESULTS}/text/{name}" for name in ("labels.parquet", "prompts.parquet", "snippets.parquet",
                                                    "mining_stats.md")]
-    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text
+    runs = [f"{RESULTS}/runs/{run}/final.json" for run in RUNS]
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + runs

@@ -1,0 +1,1 @@
+"""Evaluation protocols: retrieval, zero-shot classification, localization, bootstrap."""

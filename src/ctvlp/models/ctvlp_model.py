@@ -1,0 +1,59 @@
+"""The trainable model: scan/slice encoder over cached window features, text encoder, SigLIP heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ctvlp.losses import LogitScale
+from ctvlp.models.scan_encoder import GridTransformer, ScanEncoderSpec, projection_head
+from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
+
+
+class CTVLPModel(nn.Module):
+    def __init__(self, scan_spec: ScanEncoderSpec, text_spec: TextEncoderSpec, embed_dim: int,
+                 separate_depth_heads: bool = True):
+        super().__init__()
+        self.grid = GridTransformer(scan_spec)
+        self.text = TextEncoder(text_spec)
+        self.scan_head = projection_head(scan_spec.dim, embed_dim)
+        self.text_head = projection_head(self.text.dim, embed_dim)
+        self.depth_head = projection_head(scan_spec.dim, embed_dim) if separate_depth_heads else self.scan_head
+        self.snippet_head = projection_head(self.text.dim, embed_dim) if separate_depth_heads else self.text_head
+        self.scale = LogitScale()
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CTVLPModel":
+        return cls(ScanEncoderSpec.from_config(config), TextEncoderSpec.from_config(config),
+                   config["model"]["embed_dim"], config["model"]["separate_depth_heads"])
+
+    def encode_scans(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scan embeddings (B, E), depth-bin embeddings (B, max_bins, E))."""
+        scan = self.grid.scan(batch["scan_tokens"], batch["scan_coords"], batch["scan_mask"])
+        depth = self.grid.depth(batch["depth_tokens"], batch["depth_coords"], batch["depth_mask"],
+                                int(batch["n_bins"].max()))
+        return self.scan_head(scan), self.depth_head(depth)
+
+    def encode_reports(self, texts: list[str]) -> torch.Tensor:
+        return self.text_head(self.text(texts))
+
+    def encode_snippets(self, texts: list[str]) -> torch.Tensor:
+        return self.snippet_head(self.text(texts))
+
+    def encode_prompts(self, prompts: dict[str, list[list[str]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive and negative prompt embeddings per label, averaged over templates: (L, E) each."""
+        out = []
+        for polarity in ("positive", "negative"):
+            per_label = prompts[polarity]
+            flat = [p for group in per_label for p in group]
+            emb = self.text_head(self.text(flat))
+            sizes = [len(group) for group in per_label]
+            out.append(torch.stack([chunk.mean(dim=0) for chunk in emb.split(sizes)]))
+        return out[0], out[1]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Only what training changes or derives (heads, scan encoder, LoRA, feature statistics):
+        small and safetensors-friendly; the frozen text backbone is reloaded from its own path."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        names |= {n for n, _ in self.named_buffers() if n.startswith("grid.")}
+        return {n: t.detach().contiguous() for n, t in self.state_dict().items() if n in names}

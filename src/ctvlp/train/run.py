@@ -1,0 +1,68 @@
+"""Train one run end to end (rule ``train``): also the torchrun entry point for several GPUs.
+
+python -m ctvlp.train.run --config RUN_CONFIG.json --inputs INPUTS.json --run-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from ctvlp.train.data import FeatureSet, build_samples
+from ctvlp.train.evaluation import evaluate_samples
+from ctvlp.train.trainer import Trainer, prompt_lists
+
+
+def load_inputs(paths: dict) -> tuple[list, FeatureSet, dict]:
+    volumes = pd.read_parquet(paths["volumes"])
+    features = pd.concat([pd.read_parquet(p) for p in paths["feature_shards"]], ignore_index=True)
+    samples = build_samples(volumes, pd.read_parquet(paths["reports"]), pd.read_parquet(paths["labels"]),
+                            pd.read_parquet(paths["snippets"]), features)
+    return samples, FeatureSet(paths["feature_dir"]), prompt_lists(pd.read_parquet(paths["prompts"]))
+
+
+def run_training(config: dict, run_dir: Path, paths: dict, stop_after: int | None = None) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = None
+    if distributed:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+    samples, features, prompts = load_inputs(paths)
+    trainer = Trainer(config, run_dir, samples, features, prompts, device)
+    best = trainer.fit(stop_after=stop_after)
+    result = {"best": best, "steps": trainer.total_steps}
+    if trainer.rank == 0 and (stop_after is None or stop_after >= trainer.total_steps):
+        trainer.load_best()
+        test = [s for s in samples if s.split == "test"]
+        metrics = evaluate_samples(trainer.model, test, features, prompts, trainer.bin_mm)
+        result.update(test=metrics, train_volumes=len(trainer.train), dev_volumes=len(trainer.dev))
+        (run_dir / "final.json").write_text(json.dumps(result, indent=1, default=float))
+    if distributed:
+        dist.destroy_process_group()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--inputs", required=True)
+    parser.add_argument("--run-dir", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    np.seterr(all="ignore")
+    run_training(json.loads(Path(args.config).read_text()), Path(args.run_dir), json.loads(Path(args.inputs).read_text()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The trainer: AdamW (no decay on norms/biases), warm-up + cosine, clipping, accumulation, bf16 on GPU,
+multi-process gradient averaging (torchrun), checkpoints that resume, and dev-split selection."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ctvlp.labels import CTRATE_LABELS
+from ctvlp.losses import clip_loss, localization_loss, prompt_loss, prompt_pos_weight, siglip_loss
+from ctvlp.models.ctvlp_model import CTVLPModel
+from ctvlp.models.features import collate
+from ctvlp.train.checkpoint import load_checkpoint, restore, save_checkpoint
+from ctvlp.train.data import FeatureSet, Sample, epoch_order
+from ctvlp.train.evaluation import evaluate_samples
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    grad_accum: int
+    lr: float
+    weight_decay: float
+    betas: tuple[float, float]
+    warmup_epochs: float
+    grad_clip: float
+    checkpoint_every: int
+    seed: int
+    loss: str
+    w_contrastive: float
+    w_prompts: float
+    w_localization: float
+    pos_weight_cap: float
+    prompt_scale: float
+    loc_temperature: float
+    loc_sigma_bins: float
+    bf16: bool
+    train_datasets: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TrainSettings":
+        t = config["train"]
+        w = t["weights"]
+        return cls(t["epochs"], t["batch_size"], t["grad_accum"], float(t["lr"]), float(t["weight_decay"]),
+                   tuple(t["betas"]), float(t["warmup_epochs"]), float(t["grad_clip"]), t["checkpoint_every"],
+                   config["seed"], t["loss"], w["contrastive"], w["prompts"], w["localization"],
+                   t["prompt_pos_weight_cap"], t["prompt_scale"], t["loc_temperature"], t["loc_sigma_bins"],
+                   t["bf16"], tuple(t["datasets"]))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: norms, biases and scalars (temperature, bias) are not decayed."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
+    return factor
+
+
+def world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Trainer:
+    def __init__(self, config: dict, run_dir: Path, samples: list[Sample], features: FeatureSet,
+                 prompts: dict[str, list[list[str]]], device: torch.device | None = None):
+        self.cfg = TrainSettings.from_config(config)
+        self.config, self.run_dir, self.features, self.prompts = config, Path(run_dir), features, prompts
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.rank, self.world = world()
+        torch.manual_seed(self.cfg.seed)
+        self.model = CTVLPModel.from_config(config).to(self.device)
+        self.train = [s for s in samples if s.split == "train" and s.text and s.dataset in self.cfg.train_datasets]
+        self.dev = [s for s in samples if s.split == "dev" and s.text]
+        self._set_feature_stats()
+        labels = torch.tensor(np.stack([s.labels for s in self.train]))
+        self.pos_weight = prompt_pos_weight(labels, self.cfg.pos_weight_cap).to(self.device)
+        self.per_step = self.cfg.batch_size * self.cfg.grad_accum * self.world
+        self.steps_per_epoch = max(1, math.ceil(len(self.train) / self.per_step))
+        self.total_steps = self.cfg.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg.weight_decay), lr=self.cfg.lr,
+                                           betas=self.cfg.betas)
+        warmup = int(round(self.cfg.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(warmup, self.total_steps))
+        self.bin_mm = config["model"]["window_encoder"]["patch_voxels"][2] * config["preprocess"]["spacing_mm"][2]
+
+    def _set_feature_stats(self) -> None:
+        tokens = [self.features.tokens(s.volume_id) for s in self.train]
+        self.model.grid.set_feature_stats(torch.cat([t["scan_tokens"] for t in tokens]).to(self.device),
+                                          torch.cat([t["depth_tokens"] for t in tokens]).to(self.device))
+
+    # ---- one optimisation step -------------------------------------------------------------
+    def _micro_batches(self, step: int) -> list[list[Sample]]:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        order = epoch_order(len(self.train), self.cfg.seed, epoch)
+        chosen = order[pos * self.per_step:(pos + 1) * self.per_step]
+        mine = chosen[self.rank::self.world]
+        size = self.cfg.batch_size
+        return [[self.train[i] for i in mine[k:k + size]] for k in range(0, len(mine), size) if len(mine[k:k + size])]
+
+    def _losses(self, batch: list[Sample]) -> dict[str, torch.Tensor]:
+        c = self.cfg
+        tensors = {k: v.to(self.device) for k, v in collate([self.features.tokens(s.volume_id) for s in batch]).items()}
+        scan, depth = self.model.encode_scans(tensors)
+        losses = {}
+        text = self.model.encode_reports([s.text for s in batch])
+        contrastive = siglip_loss if c.loss == "siglip" else clip_loss
+        losses["contrastive"] = contrastive(scan, text, self.model.scale)
+        if c.w_prompts > 0:
+            pos, neg = self.model.encode_prompts(self.prompts)
+            labels = torch.tensor(np.stack([s.labels for s in batch]), device=self.device)
+            losses["prompts"] = prompt_loss(scan, pos, neg, labels, self.pos_weight, c.prompt_scale)
+        owners = [(i, text_, b) for i, s in enumerate(batch) for text_, b in s.snippets]
+        if c.w_localization > 0 and owners:
+            snip = self.model.encode_snippets([t for _, t, _ in owners])
+            idx = torch.tensor([i for i, _, _ in owners], device=self.device)
+            target = torch.tensor([b for _, _, b in owners], device=self.device)
+            losses["localization"] = localization_loss(snip, depth[idx], target, tensors["n_bins"][idx],
+                                                       c.loc_temperature, c.loc_sigma_bins)
+        return losses
+
+    def _step(self, step: int) -> dict[str, float]:
+        weights = {"contrastive": self.cfg.w_contrastive, "prompts": self.cfg.w_prompts,
+                   "localization": self.cfg.w_localization}
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, float] = {}
+        batches = self._micro_batches(step)
+        for batch in batches:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.device.type == "cuda"):
+                losses = self._losses(batch)
+            total = sum(weights[k] * v for k, v in losses.items()) / len(batches)
+            total.backward()
+            for k, v in losses.items():
+                logged[k] = logged.get(k, 0.0) + float(v.detach()) / len(batches)
+        self._average_gradients()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        logged["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        logged["lr"] = self.scheduler.get_last_lr()[0]
+        return logged
+
+    def _average_gradients(self) -> None:
+        if self.world == 1:
+            return
+        for p in self.model.parameters():
+            if p.requires_grad:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+
+    # ---- the loop ------------------------------------------------------------------------
+    def fit(self, stop_after: int | None = None) -> dict:
+        ckpt_dir = self.run_dir / "checkpoints"
+        start, best = 0, {"mean_rank": float("inf"), "step": -1}
+        found = load_checkpoint(ckpt_dir)
+        if found:
+            start = restore(*found, self.model, self.optimizer, self.scheduler)
+            best = found[1].get("best", best)
+        log_path = self.run_dir / "train_log.csv"
+        bar = tqdm(range(start, self.total_steps), initial=start, total=self.total_steps, desc="train",
+                   disable=self.rank != 0)
+        for step in bar:
+            t0 = time.perf_counter()
+            logged = self._step(step)
+            logged.update(step=step + 1, epoch=step // self.steps_per_epoch, seconds=time.perf_counter() - t0)
+            if self.rank == 0:
+                self._append_csv(log_path, logged)
+                bar.set_postfix(loss=f"{logged.get('contrastive', 0):.3f}")
+            if (step + 1) % self.steps_per_epoch == 0 and self.rank == 0:
+                best = self._select(step + 1, best)
+            if self.rank == 0 and ((step + 1) % self.cfg.checkpoint_every == 0 or step + 1 == self.total_steps):
+                save_checkpoint(ckpt_dir, step + 1, self.model.trainable_state(), self.optimizer, self.scheduler,
+                                {"best": best})
+            if stop_after is not None and step + 1 >= stop_after:
+                break
+        return best
+
+    def _select(self, step: int, best: dict) -> dict:
+        """Dev retrieval mean rank after each epoch; the best state is kept as best.safetensors."""
+        metrics = evaluate_samples(self.model, self.dev, self.features, self.prompts, self.bin_mm)
+        row = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+        self._append_csv(self.run_dir / "dev_metrics.csv", row)
+        if metrics["retrieval"]["mean_rank"] < best["mean_rank"]:
+            best = {"mean_rank": metrics["retrieval"]["mean_rank"], "step": step}
+            tmp = self.run_dir / f"best.safetensors.tmp{os.getpid()}"
+            save_file(self.model.trainable_state(), str(tmp))
+            os.replace(tmp, self.run_dir / "best.safetensors")
+            (self.run_dir / "best.json").write_text(json.dumps(best))
+        return best
+
+    def load_best(self) -> None:
+        path = self.run_dir / "best.safetensors"
+        if path.exists():
+            self.model.load_state_dict(load_file(str(path)), strict=False)
+
+    @staticmethod
+    def _append_csv(path: Path, row: dict) -> None:
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def prompt_lists(prompts_table) -> dict[str, list[list[str]]]:
+    """{positive|negative: [[prompts of label 1], ...]} in CT-RATE label order."""
+    out = {}
+    for polarity in ("positive", "negative"):
+        part = prompts_table[prompts_table.polarity == polarity]
+        out[polarity] = [list(part[part.label == label].sort_values("rank").prompt) for label in CTRATE_LABELS]
+    return out

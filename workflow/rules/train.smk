@@ -1,0 +1,55 @@
+# Window features (frozen encoder, once) and one training run per row of the ablation table.
+from ctvlp.train.ablations import load_ablations
+
+FEATURES = f"{RESULTS}/features"
+RUNS = load_ablations(Path(workflow.basedir) / config["train"]["ablations"]
+                      if not Path(config["train"]["ablations"]).is_absolute() else config["train"]["ablations"])
+
+
+rule window_features:
+    input:
+        cache=f"{RESULTS}/cache/shard_{{shard}}.parquet",
+    output:
+        f"{FEATURES}/shard_{{shard}}.parquet",
+    params:
+        cache_dir=f"{RESULTS}/cache/volumes",
+        feature_dir=f"{FEATURES}/volumes",
+    resources:
+        gpu=config["compute"]["features_gpus"],
+    log:
+        f"{LOGS}/window_features/shard_{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/window_features_{{shard}}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/window_features.py"
+
+
+rule train:
+    input:
+        volumes=VOLUMES,
+        feature_shards=expand(f"{FEATURES}/shard_{{shard}}.parquet", shard=SHARDS),
+        reports=f"{RESULTS}/text/reports.parquet",
+        labels=f"{RESULTS}/text/labels.parquet",
+        snippets=f"{RESULTS}/text/snippets.parquet",
+        prompts=f"{RESULTS}/text/prompts.parquet",
+    output:
+        f"{RESULTS}/runs/{{run}}/final.json",
+    params:
+        overrides=lambda wc: RUNS[wc.run],
+        feature_dir=f"{FEATURES}/volumes",
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+    wildcard_constraints:
+        run="|".join(RUNS) or "none",
+    threads: 2
+    resources:
+        gpu=config["compute"]["train_gpus"],
+    log:
+        f"{LOGS}/train/{{run}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train_{{run}}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"

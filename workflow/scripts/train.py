@@ -1,0 +1,32 @@
+"""Rule train: one ablation run; torchrun with one process per GPU when the job has several."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ctvlp.logs import logged
+from ctvlp.train.ablations import apply_overrides
+from ctvlp.train.run import run_training
+
+with logged(snakemake.log[0]) as log:
+    config = apply_overrides(dict(snakemake.config), dict(snakemake.params.overrides))
+    run_dir = Path(snakemake.params.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "privacy"}, indent=1))
+    inputs = {"volumes": snakemake.input.volumes, "feature_shards": list(snakemake.input.feature_shards),
+              "reports": snakemake.input.reports, "labels": snakemake.input.labels,
+              "snippets": snakemake.input.snippets, "prompts": snakemake.input.prompts,
+              "feature_dir": snakemake.params.feature_dir}
+    gpus = int(snakemake.resources.get("gpu", 0) or 0)
+    if gpus > 1:
+        (run_dir / "inputs.json").write_text(json.dumps(inputs))
+        (run_dir / "run_config.json").write_text(json.dumps(config))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+               "-m", "ctvlp.train.run", "--config", str(run_dir / "run_config.json"),
+               "--inputs", str(run_dir / "inputs.json"), "--run-dir", str(run_dir)]
+        log.info("starting %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+        result = json.loads((run_dir / "final.json").read_text())
+    else:
+        result = run_training(config, run_dir, inputs)
+    log.info("run %s: %s", snakemake.wildcards.run, json.dumps(result.get("test", {}), default=float))

@@ -1,0 +1,23 @@
+"""Rule window_features: the frozen window encoder over one shard of the cache, once."""
+import pandas as pd
+import torch
+
+from ctvlp.logs import logged
+from ctvlp.models.features import extract_features, feature_file
+from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
+from ctvlp.preprocess.cache import cache_file
+
+with logged(snakemake.log[0]) as log:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_window_encoder(WindowEncoderSpec.from_config(snakemake.config), snakemake.config["seed"]).to(device)
+    shard = pd.read_parquet(snakemake.input.cache)
+    rows = []
+    for v in shard.itertuples():
+        if v.status != "ok":
+            rows.append({"volume_id": v.volume_id, "status": "skipped", "reason": v.reason})
+            continue
+        info = extract_features(model, cache_file(snakemake.params.cache_dir, v.volume_id),
+                                feature_file(snakemake.params.feature_dir, v.volume_id))
+        rows.append({"volume_id": v.volume_id, "status": "ok", "reason": "", **info})
+    pd.DataFrame(rows).to_parquet(snakemake.output[0], index=False)
+    log.info("features for %d volumes on %s", sum(r["status"] == "ok" for r in rows), device)
