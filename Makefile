@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc)
 SNAKEMAKE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/snakemake
 
-.PHONY: install demo test lint clean lock bench envs
+.PHONY: install demo test lint clean lock bench envs slurm-profile
 
 install: $(STAMP)
 
@@ -19,6 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: install
 	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml --printshellcmds
+	$(SNAKEMAKE) --configfile config/config.yaml --report results/report.html
 	@$(BIN)/python -m ctvlp.outputs_summary results
 
 test: install
@@ -29,6 +30,13 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# Install profiles/slurm as ~/.config/snakemake/slurm with the site's values, e.g.
+#   make slurm-profile PARTITION=gpu ACCOUNT=mylab GPU_MODEL=a100
+slurm-profile: install
+	$(BIN)/python tools/install_slurm_profile.py $(if $(PARTITION),--partition $(PARTITION)) \
+		$(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(GPU_MODEL),--gpu-model $(GPU_MODEL)) \
+		$(if $(STATUS),--status-command $(STATUS)) $(if $(PROFILE_DEST),--dest $(PROFILE_DEST))
 
 clean:
 	rm -rf results logs .snakemake

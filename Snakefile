@@ -11,11 +11,13 @@ from ctvlp.config import ConfigError, check_inputs, validate_config
 
 min_version("9.0")
 # Nothing may be fetched from a model hub at run time: every model is a local path.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -33,6 +35,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

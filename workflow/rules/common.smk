@@ -29,4 +29,18 @@ def all_targets():
     text = [f"{RESULTS}/text/{name}" for name in ("labels.parquet", "prompts.parquet", "snippets.parquet",
                                                    "mining_stats.md")]
     runs = [f"{RESULTS}/runs/{run}/final.json" for run in RUNS]
-    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + runs
+    evaluation = [f"{RESULTS}/tables/{name}.md" for name in TABLE_NAMES] + [
+        f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES]
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + runs + evaluation
+
+
+def run_files(pattern):
+    """One path per ablation run (RUNS comes from train.smk)."""
+    return [pattern.format(run=run) for run in RUNS]
+
+
+def figure_caption(name):
+    """The caption file of a figure: workflow/report/figures/<kind>.rst."""
+    kind = next(k for k in ("per_label_auc", "recall_at_k", "training_curves", "localization_errors", "qualitative")
+                if name.startswith(k))
+    return f"../report/figures/{kind}.rst"

@@ -5,7 +5,7 @@ if DEMO["enabled"]:
         output:
             DEMO_DONE,
         params:
-            root=DEMO["root"],
+            root=lambda wildcards, output: str(Path(output[0]).parents[1]),  # <root>/ground_truth/cohort.json
             settings=DEMO,
         threads: 2
         log:

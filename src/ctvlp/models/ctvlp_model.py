@@ -12,7 +12,7 @@ from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
 
 class CTVLPModel(nn.Module):
     def __init__(self, scan_spec: ScanEncoderSpec, text_spec: TextEncoderSpec, embed_dim: int,
-                 separate_depth_heads: bool = True):
+                 separate_depth_heads: bool = True, logit_init: tuple[float, float] = (2.302585, -10.0)):
         super().__init__()
         self.grid = GridTransformer(scan_spec)
         self.text = TextEncoder(text_spec)
@@ -20,12 +20,13 @@ class CTVLPModel(nn.Module):
         self.text_head = projection_head(self.text.dim, embed_dim)
         self.depth_head = projection_head(scan_spec.dim, embed_dim) if separate_depth_heads else self.scan_head
         self.snippet_head = projection_head(self.text.dim, embed_dim) if separate_depth_heads else self.text_head
-        self.scale = LogitScale()
+        self.scale = LogitScale(*logit_init)
 
     @classmethod
     def from_config(cls, config: dict) -> "CTVLPModel":
         return cls(ScanEncoderSpec.from_config(config), TextEncoderSpec.from_config(config),
-                   config["model"]["embed_dim"], config["model"]["separate_depth_heads"])
+                   config["model"]["embed_dim"], config["model"]["separate_depth_heads"],
+                   tuple(config["train"].get("logit_init", (2.302585, -10.0))))
 
     def encode_scans(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(scan embeddings (B, E), depth-bin embeddings (B, max_bins, E))."""

@@ -35,6 +35,8 @@ class GridTransformer(nn.Module):
         self.depth_in = nn.Linear(spec.in_dim, spec.dim)
         self.pos = nn.ModuleList(nn.Embedding(n, spec.dim) for n in spec.max_grid)
         self.scan_token = nn.Parameter(torch.zeros(1, 1, spec.dim))
+        for emb in self.pos:  # small, as ViT positions: N(0, 1) would drown the content at init
+            nn.init.normal_(emb.weight, std=0.02)
         layer = nn.TransformerEncoderLayer(spec.dim, spec.heads, 4 * spec.dim, dropout=0.0, batch_first=True,
                                            norm_first=True, activation="gelu")
         self.body = nn.TransformerEncoder(layer, spec.depth, enable_nested_tensor=False)

@@ -22,6 +22,7 @@ class Sample:
     text: str | None
     labels: np.ndarray
     snippets: list[tuple[str, int]] = field(default_factory=list)
+    scan_id: str = ""
 
 
 def build_samples(volumes: pd.DataFrame, reports: pd.DataFrame, labels: pd.DataFrame,
@@ -40,7 +41,7 @@ def build_samples(volumes: pd.DataFrame, reports: pd.DataFrame, labels: pd.DataF
         row = lab.loc[v.volume_id] if v.volume_id in lab.index else None
         y = np.array([int(row[c]) if row is not None else -1 for c in CTRATE_LABELS], dtype=np.int64)
         samples.append(Sample(v.volume_id, v.split, v.dataset, v.patient_id, text.get(v.volume_id), y,
-                              snip.get(v.volume_id, [])))
+                              snip.get(v.volume_id, []), v.scan_id))
     return samples
 
 

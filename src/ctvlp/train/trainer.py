@@ -32,6 +32,7 @@ class TrainSettings:
     batch_size: int
     grad_accum: int
     lr: float
+    scale_lr: float
     weight_decay: float
     betas: tuple[float, float]
     warmup_epochs: float
@@ -53,20 +54,24 @@ class TrainSettings:
     def from_config(cls, config: dict) -> "TrainSettings":
         t = config["train"]
         w = t["weights"]
-        return cls(t["epochs"], t["batch_size"], t["grad_accum"], float(t["lr"]), float(t["weight_decay"]),
+        return cls(t["epochs"], t["batch_size"], t["grad_accum"], float(t["lr"]), float(t["scale_lr"]), float(t["weight_decay"]),
                    tuple(t["betas"]), float(t["warmup_epochs"]), float(t["grad_clip"]), t["checkpoint_every"],
                    config["seed"], t["loss"], w["contrastive"], w["prompts"], w["localization"],
                    t["prompt_pos_weight_cap"], t["prompt_scale"], t["loc_temperature"], t["loc_sigma_bins"],
                    t["bf16"], tuple(t["datasets"]))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: norms, biases and scalars (temperature, bias) are not decayed."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
+def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, scale_lr: float) -> list[dict]:
+    """Weight decay on matrices only. The SigLIP temperature and bias get their own learning rate:
+    with small batches the bias must move from -10 within a few hundred steps, or the cheapest way
+    down the loss is to collapse every embedding onto one direction."""
+    decay, no_decay, scale = [], [], []
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            (scale if name.startswith("scale.") else decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "lr": lr},
+            {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+            {"params": scale, "weight_decay": 0.0, "lr": scale_lr}]
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -101,8 +106,8 @@ class Trainer:
         self.per_step = self.cfg.batch_size * self.cfg.grad_accum * self.world
         self.steps_per_epoch = max(1, math.ceil(len(self.train) / self.per_step))
         self.total_steps = self.cfg.epochs * self.steps_per_epoch
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg.weight_decay), lr=self.cfg.lr,
-                                           betas=self.cfg.betas)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg.weight_decay, self.cfg.lr,
+                                                        self.cfg.scale_lr), betas=self.cfg.betas)
         warmup = int(round(self.cfg.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(warmup, self.total_steps))
         self.bin_mm = config["model"]["window_encoder"]["patch_voxels"][2] * config["preprocess"]["spacing_mm"][2]
@@ -183,6 +188,9 @@ class Trainer:
             start = restore(*found, self.model, self.optimizer, self.scheduler)
             best = found[1].get("best", best)
         log_path = self.run_dir / "train_log.csv"
+        if self.rank == 0:  # rows a killed job logged after its last checkpoint are redone: drop them
+            for path in (log_path, self.run_dir / "dev_metrics.csv"):
+                self._truncate_csv(path, start)
         bar = tqdm(range(start, self.total_steps), initial=start, total=self.total_steps, desc="train",
                    disable=self.rank != 0)
         for step in bar:
@@ -218,6 +226,17 @@ class Trainer:
         path = self.run_dir / "best.safetensors"
         if path.exists():
             self.model.load_state_dict(load_file(str(path)), strict=False)
+
+    @staticmethod
+    def _truncate_csv(path: Path, last_step: int) -> None:
+        if path.exists():
+            rows = list(csv.DictReader(open(path, newline="")))
+            kept = [r for r in rows if int(r["step"]) <= last_step]
+            if len(kept) != len(rows):
+                with open(path, "w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(kept)
 
     @staticmethod
     def _append_csv(path: Path, row: dict) -> None:

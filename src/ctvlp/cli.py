@@ -1,0 +1,154 @@
+"""``ctvlp``: a trained model on one scan (embed, classify, localize) and the reference miner on one report.
+
+Every answer comes from the workflow's own reading, preprocessing and model code (``ctvlp.inference``).
+Errors print one line naming the input and the reason, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _scan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, type=Path,
+                   help="a run folder of the workflow, e.g. results/runs/full (config.json + best.safetensors)")
+    p.add_argument("--scan", required=True, type=Path,
+                   help="a DICOM series folder, a NIfTI file or a Rad-ChestCT .npz (detected from the content)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctvlp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("embed", help="scan embedding and depth-bin embeddings")
+    _scan_args(p)
+    p.add_argument("--out", type=Path, help="output .npy (scan embedding) or .safetensors (scan + depth bins)")
+    p = sub.add_parser("classify", help="probability of each label with the prompt ensemble")
+    _scan_args(p)
+    p.add_argument("--labels", help="label set YAML (synonyms + prompts); default: the run's own")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = sub.add_parser("localize", help="where along z a sentence looks in the scan")
+    _scan_args(p)
+    p.add_argument("--text", required=True, help="one sentence, e.g. 'nodule in the right lower lobe'")
+    p.add_argument("--figure", type=Path, help="write a PNG: the slice at the predicted depth and the profile")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p = sub.add_parser("mine", help="image references and snippets the miner finds in a report")
+    p.add_argument("--report", required=True, type=Path, help="a UTF-8 text file")
+    p.add_argument("--patterns", nargs="*", default=None, help="extra vocabulary YAML files (a site's styles)")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def cmd_embed(args) -> None:
+    from ctvlp.inference import ScanModel
+
+    sm = ScanModel(args.checkpoint)
+    scan, depth = sm.embed(sm.prepare(args.scan))
+    if args.out is None:
+        print(json.dumps({"scan": scan.round(6).tolist(), "n_bins": len(depth)}))
+    elif args.out.suffix == ".npy":
+        import numpy as np
+
+        np.save(args.out, scan)
+        print(f"wrote {args.out} (scan embedding, {scan.shape[0]}-d)")
+    elif args.out.suffix == ".safetensors":
+        import torch
+        from safetensors.torch import save_file
+
+        save_file({"scan": torch.from_numpy(scan), "depth": torch.from_numpy(depth)}, str(args.out))
+        print(f"wrote {args.out} (scan {scan.shape[0]}-d, {len(depth)} depth bins)")
+    else:
+        raise ValueError(f"{args.out}: use a .npy or .safetensors file name")
+
+
+def cmd_classify(args) -> None:
+    from ctvlp.inference import ScanModel
+
+    sm = ScanModel(args.checkpoint)
+    probs = sm.classify(sm.prepare(args.scan), args.labels)
+    if args.json:
+        print(json.dumps(probs, indent=1))
+        return
+    width = max(map(len, probs))
+    for name, p in probs.items():
+        print(f"{name:<{width}}  {p:.3f}")
+
+
+def cmd_localize(args) -> None:
+    from ctvlp.inference import ScanModel
+
+    sm = ScanModel(args.checkpoint)
+    prepared = sm.prepare(args.scan)
+    result = sm.localize(prepared, args.text)
+    if args.figure:
+        from ctvlp.evaluate.figures import localize_figure
+
+        localize_figure(prepared.data, result, sm.bin_voxels, sm.spec.spacing_mm[2], args.text, args.figure)
+        result["figure"] = str(args.figure)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    print(f"predicted depth: bin {result['bin']} of {result['n_bins']}, z = {result['z_mm']:.1f} mm")
+    if "source_slice" in result:
+        s = result["source_slice"]
+        print(f"source series: slice {s['index']} (InstanceNumber {s['instance_number']}, z = {s['z_mm']:.1f} mm)")
+    for t in result["top3"]:
+        print(f"  bin {t['bin']:3d}  z = {t['z_mm']:7.1f} mm  score {t['score']:.3f}")
+    if args.figure:
+        print(f"figure: {args.figure}")
+
+
+def cmd_mine(args) -> None:
+    from ctvlp.text.mining import default_pattern_files, find_references
+
+    try:
+        text = args.report.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{args.report}: not UTF-8 text") from None
+    files = tuple(default_pattern_files()) + tuple(args.patterns or ())
+    refs = find_references(text, files)
+    rows = [{"series": r.series, "image": r.image, "span": list(r.span), "reference": text[r.span[0]:r.span[1]],
+             "snippet": r.snippet} for r in refs]
+    if args.json:
+        print(json.dumps(rows, indent=1, ensure_ascii=False))
+        return
+    print(f"{len(rows)} reference(s) in {args.report}")
+    for r in rows:
+        series = "?" if r["series"] is None else r["series"]
+        print(f"  series {series}, image {r['image']}: \"{r['reference']}\" -> {r['snippet']}")
+
+
+COMMANDS = {"embed": cmd_embed, "classify": cmd_classify, "localize": cmd_localize, "mine": cmd_mine}
+
+
+def _quiet_libraries() -> None:
+    """Keep stdout/stderr to the answer: no weight-loading progress bars or deprecation chatter."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "mine":
+        _quiet_libraries()
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, OSError) as err:  # ScanError, CheckpointError, SeriesError are ValueErrors
+        print(f"ctvlp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Embeddings of a trained run on the evaluation sets (rule ``embed``): scans, depth bins, reports,
+snippets and prompts, saved as plain arrays (npz without pickle) plus a metadata table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ctvlp.evaluate.protocol import EVAL_SETS
+from ctvlp.labels import CTRATE_LABELS
+from ctvlp.train.evaluation import embed_samples
+
+PROMPT_SETS = ("ensemble", "ctclip_pair")
+
+
+def ctclip_pair_prompts() -> dict[str, list[list[str]]]:
+    """The single prompt pair CT-CLIP's zero-shot script uses: "<label> is present." / "... is not present."."""
+    return {"positive": [[f"{label} is present."] for label in CTRATE_LABELS],
+            "negative": [[f"{label} is not present."] for label in CTRATE_LABELS]}
+
+
+def evaluation_sets(samples: list) -> dict[str, list]:
+    """Held-out samples per evaluation set: the test split of each source."""
+    return {name: [s for s in samples if s.dataset == name and s.split == "test"] for name in EVAL_SETS}
+
+
+def embed_run(model, samples: list, features, prompts: dict, out_npz: Path, out_meta: Path) -> dict[str, int]:
+    arrays: dict[str, np.ndarray] = {}
+    rows = []
+    for name, part in evaluation_sets(samples).items():
+        if not part:
+            continue
+        emb = embed_samples(model, part, features, prompts)
+        arrays.update({f"{name}/{k}": emb[k] for k in ("scan", "report", "snippet", "snippet_owner", "snippet_bin",
+                                                       "n_bins")})
+        arrays[f"{name}/depth"] = np.concatenate(emb["depth"])
+        arrays[f"{name}/pos_ensemble"], arrays[f"{name}/neg_ensemble"] = emb["pos"], emb["neg"]
+        with torch.no_grad():
+            pos, neg = model.encode_prompts(ctclip_pair_prompts())
+        arrays[f"{name}/pos_ctclip_pair"], arrays[f"{name}/neg_ctclip_pair"] = pos.numpy(), neg.numpy()
+        for s in part:
+            rows.append({"set": name, "volume_id": s.volume_id, "scan_id": s.scan_id, "patient_id": s.patient_id,
+                         "has_text": bool(s.text), **dict(zip(CTRATE_LABELS, map(int, s.labels)))})
+    out_npz.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out_npz, **arrays)
+    pd.DataFrame(rows).to_parquet(out_meta, index=False)
+    return {k: v for k, v in pd.DataFrame(rows).groupby("set").size().items()} if rows else {}
+
+
+def load_embeddings(npz: Path, meta: Path) -> dict[str, tuple[dict, list[dict]]]:
+    """{set: (embedding dict as ``item_table`` wants it, metadata rows)}."""
+    data = np.load(npz, allow_pickle=False)
+    table = pd.read_parquet(meta)
+    out = {}
+    for name, part in table.groupby("set", sort=False):
+        emb = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{name}/")}
+        offsets = np.concatenate([[0], np.cumsum(emb["n_bins"])])
+        emb["depth"] = [emb["depth"][a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        emb["prompt_sets"] = list(PROMPT_SETS)
+        labels = part[list(CTRATE_LABELS)].to_numpy(dtype=int)
+        meta_rows = [{"volume_id": r.volume_id, "scan_id": r.scan_id, "patient_id": r.patient_id,
+                      "has_text": bool(r.has_text), "labels": y} for r, y in zip(part.itertuples(), labels)]
+        out[name] = (emb, meta_rows)
+    return out

@@ -1,0 +1,162 @@
+"""The demo workflow's training, evaluation, tables, figures, report and the ``ctvlp`` command line,
+all read from the one session-wide real Snakemake run (``demo_run``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+
+from ctvlp.evaluate.tables import fmt
+from conftest import REPO, run_snakemake
+
+RUNS = ("full", "no_localization", "no_prompts", "clip_loss")
+CTVLP = [sys.executable, "-m", "ctvlp.cli"]
+
+
+def metrics(demo_run: Path, run: str) -> dict:
+    return json.loads((demo_run / "results" / "runs" / run / "metrics.json").read_text())
+
+
+def test_every_ablation_row_trained_with_checkpoints_logs_and_dev_metrics(demo_run):
+    for run in RUNS:
+        d = demo_run / "results" / "runs" / run
+        assert (d / "best.safetensors").is_file() and (d / "checkpoints" / "latest.json").is_file()
+        log = pd.read_csv(d / "train_log.csv")
+        assert list(log.step) == list(range(1, len(log) + 1))  # every step once
+        assert len(pd.read_csv(d / "dev_metrics.csv")) >= 1
+        assert (demo_run / "logs" / "train" / f"{run}.log").is_file()
+    no_loc = pd.read_csv(demo_run / "results" / "runs" / "no_localization" / "train_log.csv")
+    assert "localization" not in no_loc or no_loc["localization"].isna().all()
+
+
+def test_demo_targets_loosely(demo_run):
+    """The full run localizes far better than the middle-bin baseline and than the run without the
+    localization loss; retrieval beats chance. (Printed numbers: see the README's training section.)"""
+    full, no_loc = metrics(demo_run, "full")["hospital"], metrics(demo_run, "no_localization")["hospital"]
+    loc = full["localization"]
+    print({run: {k: v for k, v in metrics(demo_run, run)["hospital"]["localization"]["model"].items()
+                 if k != "errors_mm"} for run in RUNS})
+    assert loc["model"]["mae_mm"]["value"] <= 0.75 * loc["middle_bin"]["mae_mm"]["value"]
+    assert no_loc["localization"]["model"]["mae_mm"]["value"] > loc["model"]["mae_mm"]["value"]
+    for ds in ("hospital", "ct_rate"):
+        r = metrics(demo_run, "full")[ds]["retrieval"]["t2i_scans"]
+        assert r["mean_rank"]["value"] < (r["pool"] + 1) / 2  # better than chance
+
+
+def test_tables_and_figures_exist_and_agree_with_the_metric_files(demo_run):
+    res = demo_run / "results"
+    for name in ("main_results", "ablations", "localization", "per_label_auc_hospital", "per_label_auc_ct_rate",
+                 "per_label_auc_rad_chestct"):
+        assert (res / "tables" / f"{name}.md").is_file() and (res / "tables" / f"{name}.tex").is_file()
+    for name in ("per_label_auc_hospital", "per_label_auc_ct_rate", "per_label_auc_rad_chestct",
+                 "recall_at_k_hospital_t2i_scans", "recall_at_k_ct_rate_t2i_scans", "localization_errors",
+                 "training_curves", "qualitative"):
+        assert (res / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (res / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    ablations = (res / "tables" / "ablations.md").read_text()
+    for run in RUNS:
+        m = metrics(demo_run, run)["hospital"]
+        row = next(line for line in ablations.splitlines() if line.startswith(f"| {run} |"))
+        assert fmt(m["localization"]["model"]["mae_mm"]) in row
+        assert fmt(m["zero_shot"]["ensemble"]["macro_auc"], 3) in row
+    assert re.search(r"\((within|outside) CI\)", ablations)
+    main = (res / "tables" / "main_results.md").read_text()
+    assert "reported" in main and "RadFinder (paper)" in main
+    full_ct = metrics(demo_run, "full")["ct_rate"]
+    assert fmt(full_ct["zero_shot"]["ensemble"]["macro_auc"], 3) in main
+    per_label = (res / "tables" / "per_label_auc_rad_chestct.md").read_text()
+    assert "Calcification" in per_label and "Mosaic" not in per_label
+    assert "NA: no positives" in (res / "tables" / "per_label_auc_ct_rate.md").read_text()  # absent demo labels
+
+
+def test_html_report_collects_tables_and_figures(demo_run):
+    cfg = demo_run / "override.yaml"
+    proc = run_snakemake(demo_run, "--configfile", str(REPO / "config/config.yaml"), str(cfg),
+                         "--report", str(demo_run / "results" / "report.html"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (demo_run / "results" / "report.html").read_text(errors="replace")
+    assert "localization_errors.png" in html and "ablations.md" in html
+
+
+# ---- the command line ---------------------------------------------------------------------------------
+def held_out_dicom(demo_run: Path) -> tuple[str, Path]:
+    """A held-out hospital volume with a planted reference to a port catheter, and its DICOM folder."""
+    vols = pd.read_parquet(demo_run / "results" / "manifest" / "volumes.parquet")
+    snippets = pd.read_parquet(demo_run / "results" / "text" / "snippets.parquet")
+    test_ids = set(vols[(vols.dataset == "hospital") & (vols.split == "test")].volume_id)
+    held = snippets[snippets.volume_id.isin(test_ids)]
+    row = held[held.snippet.str.contains("Port", case=False)].iloc[0] if held.snippet.str.contains(
+        "Port", case=False).any() else held.iloc[0]
+    index = pd.read_parquet(demo_run / "results" / "ingest" / "dicom_index.parquet")
+    path = index[index.series_key.str[1:] == row.volume_id[1:]].path.iloc[0]
+    return row, demo_run / "demo_data" / "hospital" / "DICOM" / Path(path).parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CTVLP, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_embed_equals_the_workflow_embedding(demo_run, tmp_path):
+    row, folder = held_out_dicom(demo_run)
+    ckpt = demo_run / "results" / "runs" / "full"
+    out = tmp_path / "emb.safetensors"
+    proc = cli("embed", "--checkpoint", str(ckpt), "--scan", str(folder), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    mine = load_file(str(out))
+    emb = np.load(ckpt / "embeddings.npz")
+    meta = pd.read_parquet(ckpt / "embeddings.parquet")
+    hosp = meta[meta.set == "hospital"].reset_index(drop=True)
+    i = int(hosp.index[hosp.volume_id == row.volume_id][0])
+    np.testing.assert_allclose(mine["scan"], emb["hospital/scan"][i], atol=2e-4)
+    assert mine["depth"].shape[0] == int(emb["hospital/n_bins"][i])
+
+
+def test_cli_localize_finds_the_planted_sentence_and_draws_it(demo_run, tmp_path):
+    row, folder = held_out_dicom(demo_run)
+    fig = tmp_path / "where.png"
+    proc = cli("localize", "--checkpoint", str(demo_run / "results/runs/full"), "--scan", str(folder),
+               "--text", row.snippet, "--figure", str(fig), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert abs(result["bin"] - int(row.depth_bin)) <= 2, (row.snippet, result["bin"], row.depth_bin)
+    assert abs(result["z_mm"] - float(row.z_mm)) <= 2.5 * 12
+    assert result["source_slice"]["instance_number"] >= 1 and len(result["top3"]) == 3
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_classify_mine_and_clear_errors(demo_run, tmp_path):
+    _, folder = held_out_dicom(demo_run)
+    ckpt = str(demo_run / "results/runs/full")
+    proc = cli("classify", "--checkpoint", ckpt, "--scan", str(folder), "--json")
+    assert proc.returncode == 0, proc.stderr
+    probs = json.loads(proc.stdout)
+    assert len(probs) == 18 and all(0.0 <= p <= 1.0 for p in probs.values())
+    report = tmp_path / "report.txt"
+    report.write_text("Rundherd im rechten Unterlappen (Se 3/Bi 45). Nodule, series 2, image 17.", encoding="utf-8")
+    proc = cli("mine", "--report", str(report), "--json")
+    refs = json.loads(proc.stdout)
+    assert [(r["series"], r["image"]) for r in refs] == [(3, 45), (2, 17)]
+    not_a_scan = tmp_path / "scan.txt"
+    not_a_scan.write_text("hello")
+    for args, needle in ((("classify", "--checkpoint", ckpt, "--scan", str(not_a_scan)), "not a DICOM folder"),
+                         (("classify", "--checkpoint", str(tmp_path), "--scan", str(folder)), "no config.json"),
+                         (("localize", "--checkpoint", ckpt, "--scan", str(folder), "--text", "word " * 400),
+                          "longer than")):
+        proc = cli(*args)
+        assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+            proc.stderr[-2000:]
+    assert cli("localize", "--help").returncode == 0
+
+
+@pytest.mark.parametrize("command", ["embed", "classify", "localize", "mine"])
+def test_every_subcommand_has_help(command):
+    proc = cli(command, "--help")
+    assert proc.returncode == 0 and "usage: ctvlp" in proc.stdout

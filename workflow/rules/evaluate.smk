@@ -1,0 +1,118 @@
+# Evaluation of every run, the ablation comparison, tables, figures (results only) and the HTML report.
+EVAL = config["evaluate"]
+REFERENCE = EVAL["reference_run"] if EVAL["reference_run"] in RUNS else next(iter(RUNS), "none")
+
+
+rule embed:
+    input:
+        done=f"{RESULTS}/runs/{{run}}/final.json",
+        volumes=VOLUMES,
+        feature_shards=expand(f"{FEATURES}/shard_{{shard}}.parquet", shard=SHARDS),
+        reports=f"{RESULTS}/text/reports.parquet",
+        labels=f"{RESULTS}/text/labels.parquet",
+        snippets=f"{RESULTS}/text/snippets.parquet",
+        prompts=f"{RESULTS}/text/prompts.parquet",
+    output:
+        npz=f"{RESULTS}/runs/{{run}}/embeddings.npz",
+        meta=f"{RESULTS}/runs/{{run}}/embeddings.parquet",
+    params:
+        feature_dir=f"{FEATURES}/volumes",
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+    wildcard_constraints:
+        run="|".join(RUNS) or "none",
+    resources:
+        gpu=config["compute"]["embed_gpus"],
+    log:
+        f"{LOGS}/embed/{{run}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/embed.py"
+
+
+rule evaluate:
+    input:
+        npz=f"{RESULTS}/runs/{{run}}/embeddings.npz",
+        meta=f"{RESULTS}/runs/{{run}}/embeddings.parquet",
+    output:
+        f"{RESULTS}/runs/{{run}}/metrics.json",
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+    wildcard_constraints:
+        run="|".join(RUNS) or "none",
+    log:
+        f"{LOGS}/evaluate/{{run}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate.py"
+
+
+rule compare:
+    input:
+        npz=run_files(f"{RESULTS}/runs/{{run}}/embeddings.npz"),
+        meta=run_files(f"{RESULTS}/runs/{{run}}/embeddings.parquet"),
+    output:
+        f"{RESULTS}/eval/comparisons.json",
+    params:
+        runs=list(RUNS),
+        reference=REFERENCE,
+        run_dirs=run_files(f"{RESULTS}/runs/{{run}}"),
+    log:
+        f"{LOGS}/evaluate/compare.log",
+    conda:
+        ENV
+    script:
+        "../scripts/compare.py"
+
+
+EVAL_SETS = [name for name in ("hospital", "ct_rate", "rad_chestct") if name in SOURCES]
+HAS_HOSPITAL = "hospital" in SOURCES
+TABLE_NAMES = (["main_results", "ablations"] + (["localization"] if HAS_HOSPITAL else [])
+               + [f"per_label_auc_{name}" for name in EVAL_SETS])
+FIGURE_NAMES = ([f"per_label_auc_{name}" for name in EVAL_SETS]
+                + [f"recall_at_k_{name}_t2i_scans" for name in EVAL_SETS if name != "rad_chestct"]
+                + ["training_curves"] + (["localization_errors", "qualitative"] if HAS_HOSPITAL else []))
+
+
+rule tables:
+    input:
+        metrics=run_files(f"{RESULTS}/runs/{{run}}/metrics.json"),
+        comparisons=f"{RESULTS}/eval/comparisons.json",
+    output:
+        md=[report(f"{RESULTS}/tables/{name}.md", category="Tables") for name in TABLE_NAMES],
+        tex=[f"{RESULTS}/tables/{name}.tex" for name in TABLE_NAMES],
+    params:
+        runs=list(RUNS),
+        reference=REFERENCE,
+        names=TABLE_NAMES,
+    log:
+        f"{LOGS}/tables.log",
+    conda:
+        ENV
+    script:
+        "../scripts/tables.py"
+
+
+rule figures:
+    input:
+        metrics=run_files(f"{RESULTS}/runs/{{run}}/metrics.json"),
+        logs=run_files(f"{RESULTS}/runs/{{run}}/final.json"),
+        npz=f"{RESULTS}/runs/{REFERENCE}/embeddings.npz",
+        meta=f"{RESULTS}/runs/{REFERENCE}/embeddings.parquet",
+        snippets=f"{RESULTS}/text/snippets.parquet",
+    output:
+        png=[report(f"{RESULTS}/figures/{name}.png", category="Figures",
+                    caption=figure_caption(name)) for name in FIGURE_NAMES],
+        pdf=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURE_NAMES],
+    params:
+        runs=list(RUNS),
+        reference=REFERENCE,
+        names=FIGURE_NAMES,
+        cache_dir=f"{RESULTS}/cache/volumes",
+    log:
+        f"{LOGS}/figures.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figures.py"

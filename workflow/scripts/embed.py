@@ -1,0 +1,15 @@
+"""Rule embed: embeddings of one trained run on every evaluation set."""
+from pathlib import Path
+
+from ctvlp.evaluate.embed import embed_run
+from ctvlp.logs import logged
+from ctvlp.models.loading import device_for, load_trained_model
+from ctvlp.train.run import load_inputs
+
+with logged(snakemake.log[0]) as log:
+    model, _ = load_trained_model(snakemake.params.run_dir, device_for())
+    paths = {k: snakemake.input[k] for k in ("volumes", "reports", "labels", "snippets", "prompts")}
+    paths.update(feature_shards=list(snakemake.input.feature_shards), feature_dir=snakemake.params.feature_dir)
+    samples, features, prompts = load_inputs(paths)
+    counts = embed_run(model, samples, features, prompts, Path(snakemake.output.npz), Path(snakemake.output.meta))
+    log.info("embedded %s", counts)
