@@ -23,7 +23,7 @@ demo: install
 	@$(BIN)/python -m ctvlp.outputs_summary results
 
 test: install
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -rs $(PYTEST_ARGS)
 
 lint: install
 	$(SNAKEMAKE) --lint --configfile config/config.yaml

@@ -1,6 +1,6 @@
 """Checks after the Slurm test: every job went through sbatch, and the outputs equal the local run's.
 
-    python tests/slurm/check_slurm_run.py SLURM_DIR LOCAL_DIR SNAKEMAKE_LOG
+    python tests/slurm/check_slurm_run.py SLURM_DIR LOCAL_DIR SNAKEMAKE_LOG SLURMCTLD_LOG
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ def submitted_jobs(log: str) -> tuple[int, list[str]]:
     return scheduled, ids
 
 
-def main(slurm: Path, local: Path, log_path: Path) -> None:
+def main(slurm: Path, local: Path, log_path: Path, ctld_log: Path) -> None:
     log = log_path.read_text()
     scheduled, ids = submitted_jobs(log)
     local_rules = re.findall(r"^\s*localrule (\w+):", log, flags=re.MULTILINE)
     assert scheduled >= 8, f"only {scheduled} jobs scheduled"
     assert not local_rules, f"ran outside Slurm: {local_rules}"
     assert len(ids) == scheduled, f"{scheduled} jobs but {len(ids)} SLURM job ids"
-    slurm_logs = list((slurm / ".snakemake" / "slurm_logs").rglob("*.log"))
-    assert len(slurm_logs) >= scheduled, f"{len(slurm_logs)} slurm log files for {scheduled} jobs"
+    ctld = ctld_log.read_text(errors="replace")
+    for job in ids:  # each id was a batch submission that ran and exited 0 on the node
+        assert re.search(rf"_slurm_rpc_submit_batch_job: JobId={job}\b", ctld), f"JobId={job} not submitted by sbatch"
+        assert re.search(rf"_job_complete: JobId={job} WEXITSTATUS 0", ctld), f"JobId={job} did not complete"
     for name in TABLES:
         a, b = pd.read_parquet(slurm / "results" / name), pd.read_parquet(local / "results" / name)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6, obj=name)
@@ -51,4 +53,4 @@ def main(slurm: Path, local: Path, log_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    main(*(Path(a) for a in sys.argv[1:5]))
