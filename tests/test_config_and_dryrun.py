@@ -81,3 +81,22 @@ def test_workflow_stops_before_any_job_on_bad_config(tmp_path):
                             str(REPO / "config/paper.yaml"))
     assert missing.returncode != 0
     assert "config key 'data.hospital.dicom_root': directory '/data/hospital/dicom' does not exist" in missing.stderr
+
+
+def test_paper_preset_dry_runs_on_the_slurm_profile_with_gpu_resources(tmp_path):
+    paper = write_config(tmp_path / "paper_roots.yaml", fake_paper_roots(tmp_path))
+    proc = run_snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"), "--configfile",
+                         str(REPO / "config/config.yaml"), str(REPO / "config/paper.yaml"), str(paper),
+                         "--printshellcmds")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "rule window_features:" in out and "rule train:" in out
+    train_block = out.split("rule train:")[1].split("\n\n")[0]
+    assert "gpu=4" in train_block and "cpus_per_gpu=8" in train_block, train_block
+    assert "gres" not in out and "tasks=" not in out  # never gres next to gpu, no tasks in default resources
+
+
+def test_lint_is_clean(tmp_path):
+    proc = run_snakemake(tmp_path, "--lint", "--configfile", str(REPO / "config/config.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Lints for" not in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]

@@ -8,6 +8,8 @@ DEMO_DONE = f"{DEMO['root']}/ground_truth/cohort.json" if DEMO["enabled"] else N
 SOURCES = data_sources(config)
 SHARDS = list(range(config["preprocess"]["shards"]))
 ENV = "../../envs/ctvlp.yaml"
+# Apptainer image for --sdm apptainer (built from containers/ctvlp.def, or a registry path); null = none.
+CONTAINER = config["software"]["container"]
 
 DICOM_INDEX = f"{RESULTS}/ingest/dicom_index.parquet"
 MANIFEST = f"{RESULTS}/manifest/manifest.parquet"

@@ -14,5 +14,7 @@ if DEMO["enabled"]:
             f"{LOGS}/benchmarks/demo_cohort.tsv"
         conda:
             ENV
+        container:
+            CONTAINER
         script:
             "../scripts/demo_cohort.py"

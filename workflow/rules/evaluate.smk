@@ -26,6 +26,8 @@ rule embed:
         f"{LOGS}/embed/{{run}}.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/embed.py"
 
@@ -44,6 +46,8 @@ rule evaluate:
         f"{LOGS}/evaluate/{{run}}.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/evaluate.py"
 
@@ -62,6 +66,8 @@ rule compare:
         f"{LOGS}/evaluate/compare.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/compare.py"
 
@@ -90,6 +96,8 @@ rule tables:
         f"{LOGS}/tables.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/tables.py"
 
@@ -114,5 +122,7 @@ rule figures:
         f"{LOGS}/figures.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/figures.py"

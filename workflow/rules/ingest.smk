@@ -15,6 +15,8 @@ rule dicom_index:
         f"{LOGS}/benchmarks/dicom_index.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/dicom_index.py"
 
@@ -33,5 +35,7 @@ rule manifest:
         f"{LOGS}/manifest.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/manifest.py"

@@ -16,6 +16,8 @@ rule preprocess:
         f"{LOGS}/benchmarks/preprocess_{{shard}}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/preprocess_shard.py"
 
@@ -33,5 +35,7 @@ rule qc_summary:
         f"{LOGS}/qc_summary.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/qc_summary.py"

@@ -17,6 +17,8 @@ rule report_text:
         f"{LOGS}/report_text.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/report_text.py"
 
@@ -38,5 +40,7 @@ rule mine_snippets:
         f"{LOGS}/mine_snippets.log",
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/mine_snippets.py"

@@ -22,6 +22,8 @@ rule window_features:
         f"{LOGS}/benchmarks/window_features_{{shard}}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/window_features.py"
 
@@ -51,5 +53,7 @@ rule train:
         f"{LOGS}/benchmarks/train_{{run}}.tsv"
     conda:
         ENV
+    container:
+        CONTAINER
     script:
         "../scripts/train.py"
