@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc)
 SNAKEMAKE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/snakemake
 
-.PHONY: install demo test lint clean lock bench envs slurm-profile
+.PHONY: install demo test lint clean lock bench envs slurm-profile reliability
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: install
 
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -rs $(PYTEST_ARGS)
+
+# The reliability suite alone, printing its figures (fault kinds, quarantined, lost, resume, PHI, determinism).
+reliability: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -s tests/test_faults.py \
+		tests/test_reliability.py tests/test_phi_and_env.py tests/test_training.py | grep -E "RELIABILITY|passed|failed"
 
 lint: install
 	$(SNAKEMAKE) --lint --configfile config/config.yaml

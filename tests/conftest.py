@@ -32,8 +32,14 @@ def write_config(path: Path, overrides: dict) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """The whole demo workflow, run once for real; returns its working directory."""
-    work = tmp_path_factory.mktemp("demo_run")
+    """The whole demo workflow, run once for real; returns its working directory.
+
+    Developers may set CTVLP_TEST_DEMO_RUN to a folder to keep (and reuse) the run between sessions; it is
+    brought up to date by the same Snakemake call, so a stale folder is rebuilt, never trusted blindly.
+    """
+    keep = os.environ.get("CTVLP_TEST_DEMO_RUN")
+    work = Path(keep) if keep else tmp_path_factory.mktemp("demo_run")
+    work.mkdir(parents=True, exist_ok=True)
     cfg = write_config(work / "override.yaml", {"results": str(work / "results"),
                                                 "logs": str(work / "logs"),
                                                 "demo": {"root": str(work / "demo_data")}})

@@ -2,39 +2,50 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
 
-from conftest import REPO
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from conftest import REPO  # noqa: E402
+from ctvlp.privacy import find_identifiers  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tools"))
 from lock_to_env import HEADER, lock_pins  # noqa: E402
 
 
-def phi_hits(folders: list[Path], canaries: list[str]) -> list[tuple[str, str]]:
-    """(file, canary) pairs for every canary found as bytes in any file under the folders."""
-    needles = [(c, c.encode()) for c in canaries if len(c) >= 5]
-    hits = []
-    for folder in folders:
-        for path in folder.rglob("*"):
-            if path.is_file():
-                data = path.read_bytes()
-                hits += [(str(path), c) for c, b in needles if b in data]
-    return hits
-
-
-def test_no_phi_canary_in_results_or_logs(demo_run):
+def test_no_phi_canary_in_results_or_logs_report_and_figures_included(demo_run):
+    """Every planted identifier (names, ids, birth dates, accession numbers, institution, physicians) is absent
+    from results/ and logs/, looking inside parquet pages, PDF streams and the HTML report's embedded files."""
     canaries = json.loads((demo_run / "demo_data" / "ground_truth" / "phi_canaries.json").read_text())["strings"]
     assert len(canaries) >= 200
     folders = [demo_run / "results", demo_run / "logs"]
-    assert any(p.is_file() for f in folders if f.exists() for p in f.rglob("*"))
-    assert phi_hits([f for f in folders if f.exists()], canaries) == []
+    files = [p for f in folders if f.exists() for p in f.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".pdf" for p in files) and any(p.suffix == ".parquet" for p in files)
+    hits = find_identifiers([f for f in folders if f.exists()], canaries)
+    print(f"RELIABILITY PHI: {len(canaries)} planted identifiers searched in {len(files)} files, {len(hits)} hits")
+    assert hits == []
+    assert find_identifiers(folders, ["ctvlp-demo-salt"], min_length=1) == []  # the salt is never written
 
 
-def test_phi_scanner_finds_a_planted_leak(tmp_path):
-    (tmp_path / "leak.txt").write_text("patient Quenzlmayr^Hildegard")
-    assert phi_hits([tmp_path], ["Quenzlmayr^Hildegard"]) == [(str(tmp_path / "leak.txt"), "Quenzlmayr^Hildegard")]
+def test_scanner_finds_leaks_hidden_by_compression_and_embedding(tmp_path):
+    name = "Quenzlmayr^Hildegard"
+    (tmp_path / "leak.txt").write_text(f"patient {name}")
+    pd.DataFrame({"who": [name] * 50}).to_parquet(tmp_path / "leak.parquet")  # snappy-compressed page
+    fig, ax = plt.subplots()
+    ax.set_title(name)
+    fig.savefig(tmp_path / "leak.pdf")  # text in a Flate stream
+    plt.close(fig)
+    payload = base64.b64encode(("<table>" + name + "</table>" + " " * 300).encode()).decode()
+    (tmp_path / "leak.html").write_text(f'<a href="data:text/html;base64,{payload}">t</a>')
+    hits = {Path(f).name for f, c in find_identifiers([tmp_path], [name])}
+    assert hits == {"leak.txt", "leak.parquet", "leak.pdf", "leak.html"}
 
 
 def test_env_file_matches_lock():

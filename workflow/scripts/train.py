@@ -29,4 +29,6 @@ with logged(snakemake.log[0]) as log:
         result = json.loads((run_dir / "final.json").read_text())
     else:
         result = run_training(config, run_dir, inputs)
+    if result.get("resumed_from_step"):
+        log.info("resumed from the checkpoint of step %d of %d", result["resumed_from_step"], result["steps"])
     log.info("run %s: %s", snakemake.wildcards.run, json.dumps(result.get("test", {}), default=float))

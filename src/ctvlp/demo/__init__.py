@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from ctvlp.demo.cohort import DemoConfig, generate_hospital
+from ctvlp.demo.faults import add_fault_corpus
 from ctvlp.demo.public_minis import MiniConfig, generate_ctrate, generate_radchestct
 
 __all__ = ["DemoConfig", "MiniConfig", "generate_demo"]
@@ -26,6 +27,7 @@ def generate_demo(root: Path, settings: dict, workers: int = 1) -> dict:
                       seed=int(settings.get("seed", 42)))
     ctrate = generate_ctrate(root / "ct_rate", mini)
     radchest = generate_radchestct(root / "rad_chestct", mini)
+    faults = add_fault_corpus(root) if settings.get("faults") else None
     summary = {
         "patients": int(hospital["studies"]["patient_id"].nunique()),
         "studies": len(hospital["studies"]),
@@ -33,6 +35,7 @@ def generate_demo(root: Path, settings: dict, workers: int = 1) -> dict:
         "planted_references": len(hospital["references"]),
         "ctrate_volumes": len(ctrate),
         "radchestct_scans": len(radchest),
+        "faults": 0 if faults is None else len(faults),
         "bytes": sum(p.stat().st_size for p in root.rglob("*") if p.is_file()),
     }
     (root / "ground_truth" / "cohort.json").write_text(json.dumps(summary, indent=1) + "\n")

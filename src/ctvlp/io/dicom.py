@@ -78,6 +78,8 @@ def read_header(path: str, root: str, salt: bytes) -> dict:
         return {**row, "reason": "not a DICOM file"}
     except Exception as exc:  # truncated headers raise many different errors
         return {**row, "reason": f"unreadable DICOM header ({type(exc).__name__})"}
+    if len(ds) == 0:  # a preamble and file meta, then nothing: the copy or transfer was cut short
+        return {**row, "reason": "truncated file (no data set after the file meta information)"}
     if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:
         return {**row, "reason": "not an image object (no SOP class or series UID)"}
     if _identity_in_path(ds, rel):
@@ -180,8 +182,9 @@ def check_series_headers(name: str, rows: pd.DataFrame, rules: GeometryRules) ->
         raise SeriesError(f"series {name}: localizer/scout images")
     if (rows["NumberOfFrames"].fillna(1) > 1).any():
         raise SeriesError(f"series {name}: multi-frame object (enhanced CT) is not supported")
-    if not rows["has_pixels"].all():
-        raise SeriesError(f"series {name}: {int((~rows['has_pixels']).sum())} file(s) without pixel data")
+    has_pixels = rows["has_pixels"].astype(bool)
+    if not has_pixels.all():
+        raise SeriesError(f"series {name}: {int((~has_pixels).sum())} file(s) without pixel data")
     if (rows["GantryDetectorTilt"].fillna(0).abs() > rules.tilt_tolerance_deg).any():
         raise SeriesError(f"series {name}: gantry tilt of {rows['GantryDetectorTilt'].abs().max():g} degrees")
     spacing = rows[["pixel_spacing_row", "pixel_spacing_col", "Rows", "Columns"]]

@@ -7,6 +7,9 @@ shipped mapping file. Every report is accepted or rejected with a reason; nothin
 
 from __future__ import annotations
 
+import csv
+import io
+
 from importlib import resources
 from pathlib import Path
 
@@ -41,18 +44,21 @@ def _scrub(text: str, identifiers: list[str]) -> str:
 
 def hospital_reports(reports_csv: str | Path, volumes: pd.DataFrame, salt: bytes) -> tuple[pd.DataFrame, list[dict]]:
     """One row per report that matches a hospital volume; QC rows for every report."""
-    table = pd.read_csv(reports_csv, dtype=str, keep_default_na=False, encoding="utf-8",
-                        encoding_errors="surrogateescape")
-    missing = {"AccessionNumber", "ReportText"} - set(table.columns)
+    # csv, not pandas: pandas' arrow strings cannot hold the surrogate escapes of a non-UTF-8 report, which
+    # decode_report turns into cp1252 text with a flag (found by the fault corpus)
+    raw = Path(reports_csv).read_bytes().decode("utf-8", errors="surrogateescape")
+    reader = csv.DictReader(io.StringIO(raw, newline=""))
+    table = list(reader)
+    missing = {"AccessionNumber", "ReportText"} - set(reader.fieldnames or [])
     if missing:
         return pd.DataFrame(columns=REPORT_COLUMNS), [_qc("hospital", Path(reports_csv).name, False,
                                                           f"reports file lacks column(s) {', '.join(sorted(missing))}")]
     pseudo = Pseudonymizer(salt)
     hosp = volumes[(volumes.dataset == "hospital") & (volumes.status == "ok")].set_index("accession_key")
     rows, qc = [], []
-    for _, r in table.iterrows():
-        key = pseudo("hospital", "accession", r.AccessionNumber)
-        text, flags = decode_report(r.ReportText)
+    for r in table:
+        key = pseudo("hospital", "accession", r["AccessionNumber"])
+        text, flags = decode_report(r["ReportText"])
         item = key or f"row {len(qc) + 1}"
         if "empty" in flags:
             qc.append(_qc("hospital", item, False, "empty report", ",".join(flags)))
@@ -60,7 +66,7 @@ def hospital_reports(reports_csv: str | Path, volumes: pd.DataFrame, salt: bytes
         if key not in hosp.index:
             qc.append(_qc("hospital", item, False, "report matches no volume", ",".join(flags)))
             continue
-        sections = split_sections(_scrub(text, [r.AccessionNumber, r.get("PatientID", "")]))
+        sections = split_sections(_scrub(text, [r["AccessionNumber"], r.get("PatientID") or ""]))
         body = training_text(sections)
         if not body:
             qc.append(_qc("hospital", item, False, "no findings or impression section", ",".join(flags)))

@@ -41,7 +41,7 @@ def run_training(config: dict, run_dir: Path, paths: dict, stop_after: int | Non
     samples, features, prompts = load_inputs(paths)
     trainer = Trainer(config, run_dir, samples, features, prompts, device)
     best = trainer.fit(stop_after=stop_after)
-    result = {"best": best, "steps": trainer.total_steps}
+    result = {"best": best, "steps": trainer.total_steps, "resumed_from_step": trainer.resumed_from}
     if trainer.rank == 0 and (stop_after is None or stop_after >= trainer.total_steps):
         trainer.load_best()
         test = [s for s in samples if s.split == "test"]

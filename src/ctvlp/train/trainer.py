@@ -110,6 +110,7 @@ class Trainer:
                                                         self.cfg.scale_lr), betas=self.cfg.betas)
         warmup = int(round(self.cfg.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(warmup, self.total_steps))
+        self.resumed_from = 0
         self.bin_mm = config["model"]["window_encoder"]["patch_voxels"][2] * config["preprocess"]["spacing_mm"][2]
 
     def _set_feature_stats(self) -> None:
@@ -187,6 +188,7 @@ class Trainer:
         if found:
             start = restore(*found, self.model, self.optimizer, self.scheduler)
             best = found[1].get("best", best)
+        self.resumed_from = start
         log_path = self.run_dir / "train_log.csv"
         if self.rank == 0:  # rows a killed job logged after its last checkpoint are redone: drop them
             for path in (log_path, self.run_dir / "dev_metrics.csv"):

@@ -1,0 +1,217 @@
+"""A corpus of bad inputs added to a generated demo cohort (config ``demo.faults``), written by code.
+
+Each fault is made from the cohort's own good files (a DICOM series copied and broken one way, a volume,
+a table or a report edited), so it looks like what real exports contain. ``ground_truth/faults.csv``
+lists every fault with the QC table and the reason the workflow must give; the reliability tests run
+the workflow on the cohort plus this corpus and check that every item is quarantined with its reason
+while the rest goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pydicom
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit, generate_uid
+
+Edit = Callable[[list[pydicom.Dataset]], list[pydicom.Dataset]]
+
+
+def _set(name: str, value) -> Edit:
+    def edit(slices):
+        for ds in slices:
+            setattr(ds, name, value)
+        return slices
+    return edit
+
+
+def _drop_pixels(slices):
+    for ds in slices:
+        del ds.PixelData
+    return slices
+
+
+def _gap(slices):
+    return slices[: len(slices) // 2] + slices[len(slices) // 2 + 2:]
+
+
+def _duplicate_position(slices):
+    slices[len(slices) // 2].ImagePositionPatient = list(slices[len(slices) // 2 - 1].ImagePositionPatient)
+    return slices
+
+
+def _uneven_spacing(slices):
+    z0, step = float(slices[0].ImagePositionPatient[2]), _step(slices)
+    for i, ds in enumerate(slices):  # steps alternate between 1.0 and 1.3 times the nominal one
+        ds.ImagePositionPatient = [*map(float, ds.ImagePositionPatient[:2]), z0 + step * (i + 0.3 * (i // 2))]
+    return slices
+
+
+def _step(slices) -> float:
+    return (float(slices[-1].ImagePositionPatient[2]) - float(slices[0].ImagePositionPatient[2])) / (len(slices) - 1)
+
+
+def _undecodable(slices):
+    for ds in slices:
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.PixelData = encapsulate([b"\xff\xd8 not really a JPEG \xff\xd9"])
+        ds["PixelData"].VR = "OB"
+    return slices
+
+
+DICOM_FAULTS: dict[str, tuple[Edit, str]] = {
+    "missing pixel data": (_drop_pixels, "without pixel data"),
+    "wrong modality": (_set("Modality", "MR"), "modality MR, expected CT"),
+    "scout": (_set("ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"]), "localizer/scout"),
+    "non-axial": (_set("ImageOrientationPatient", [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]), "not axial"),
+    "gap": (_gap, "missing slices"),
+    "duplicate slice positions": (_duplicate_position, "duplicate slice positions"),
+    "inconsistent spacing": (_uneven_spacing, "inconsistent slice spacing"),
+    "gantry tilt": (_set("GantryDetectorTilt", 15.0), "gantry tilt"),
+    "multi-frame": (_set("NumberOfFrames", 2), "multi-frame"),
+    "undecodable compression": (_undecodable, "cannot decode pixel data"),
+}
+
+
+def _series_dirs(root: Path) -> list[Path]:
+    return sorted({p.parent for p in (root / "hospital" / "DICOM").glob("PA*/ST*/SE*/IM*")})
+
+
+def _read(folder: Path) -> list[pydicom.Dataset]:
+    slices = [pydicom.dcmread(p) for p in sorted(folder.iterdir())]
+    return sorted(slices, key=lambda ds: float(ds.ImagePositionPatient[2]))
+
+
+def _is_axial_ct(slices: list[pydicom.Dataset]) -> bool:
+    return "LOCALIZER" not in list(slices[0].ImageType) and len(slices) >= 20
+
+
+def _write_series(slices: list[pydicom.Dataset], out: Path, kind: str, new_study: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    series_uid = generate_uid(entropy_srcs=["ctvlp-fault", kind, "series"])
+    study_uid = generate_uid(entropy_srcs=["ctvlp-fault", kind, "study"])
+    for i, ds in enumerate(slices):
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=["ctvlp-fault", kind, str(i)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if new_study:
+            ds.StudyInstanceUID = study_uid
+            ds.AccessionNumber = f"FLT{zlib.crc32(kind.encode()) % 10**8:08d}"
+        ds.save_as(out / f"IM{i:04d}", enforce_file_format=True)
+
+
+def _dicom_faults(root: Path) -> list[dict]:
+    good = next(d for d in _series_dirs(root) if _is_axial_ct(_read(d)))
+    base = root / "hospital" / "DICOM" / "FAULTS"
+    rows = []
+    for n, (kind, (edit, reason)) in enumerate(DICOM_FAULTS.items()):
+        slices = edit([copy.deepcopy(ds) for ds in _read(good)])
+        _write_series(slices, base / f"F{n:02d}", kind, new_study=True)
+        rows.append({"kind": kind, "dataset": "hospital", "table": "qc", "reason": reason})
+    (base / "F90").mkdir(parents=True, exist_ok=True)
+    data = next(good.iterdir()).read_bytes()
+    (base / "F90" / "IM0000").write_bytes(data[:300])
+    (base / "F91").mkdir(parents=True, exist_ok=True)
+    (base / "F91" / "notes.txt").write_text("export notes: 3 series, checked by technician\n")
+    rows += [{"kind": "truncated file", "dataset": "hospital", "table": "qc", "reason": "truncated file"},
+             {"kind": "not DICOM", "dataset": "hospital", "table": "qc", "reason": "not a DICOM file"}]
+    return rows
+
+
+def _report_faults(root: Path) -> list[dict]:
+    """Bad references in one report, a series of another frame of reference, an empty and a cp1252 report."""
+    reports_csv = root / "hospital" / "reports" / "reports.csv"
+    table = pd.read_csv(reports_csv, dtype=str, keep_default_na=False)
+    by_accession = {}
+    for d in _series_dirs(root):
+        first = pydicom.dcmread(next(d.iterdir()), stop_before_pixels=True)
+        by_accession.setdefault(str(first.AccessionNumber), []).append((d, first))
+    accession, series = next((a, s) for a, s in sorted(by_accession.items())
+                             if a in set(table.AccessionNumber) and len(s) >= 2)
+    lung = max(series, key=lambda item: (float(item[1].SliceThickness) < 3, str(item[0])))[0]
+    other_frame = [copy.deepcopy(ds) for ds in _read(lung)]
+    frame_uid = generate_uid(entropy_srcs=["ctvlp-fault", "frame"])
+    for ds in other_frame:
+        ds.FrameOfReferenceUID = frame_uid
+        ds.SeriesNumber = 77
+        ds.ConvolutionKernel = "B90s"
+        ds.SliceThickness = 2.0
+    _write_series(other_frame, lung.parent / "SE0077", "other frame", new_study=False)
+    numbers = sorted(int(s.SeriesNumber) for _, s in series)
+    extra = (f" Weiterer Rundherd, Serie 99 Bild 5. Zweiter Herd, Serie {numbers[0]} Bild 999."
+             f" Dritter Herd, Serie 77 Bild 10.")
+    row = table.index[table.AccessionNumber == accession][0]
+    text = table.at[row, "ReportText"]
+    cut = text.find("Beurteilung") if "Beurteilung" in text else text.find("Impression")
+    table.at[row, "ReportText"] = text[:cut].rstrip() + extra + "\n\n" + text[cut:] if cut > 0 else text + extra
+    empty = {c: "" for c in table.columns} | {"AccessionNumber": "FLTEMPTY01", "ReportText": "  "}
+    table = pd.concat([table, pd.DataFrame([empty])], ignore_index=True)
+    german = next(i for i, t in enumerate(table.ReportText) if "ö" in t or "ä" in t or "ü" in t)
+    body = table.to_csv(index=False, lineterminator="\n")
+    encoded = body.encode("utf-8")
+    target = table.at[german, "ReportText"]
+    encoded = encoded.replace(target.encode("utf-8"), target.encode("cp1252", errors="replace"), 1)
+    reports_csv.write_bytes(encoded)
+    return [
+        {"kind": "reference to an unknown series", "dataset": "hospital", "table": "mining_qc",
+         "reason": "series not found in the study"},
+        {"kind": "reference to an image out of range", "dataset": "hospital", "table": "mining_qc",
+         "reason": "image number outside the series"},
+        {"kind": "reference to another frame of reference", "dataset": "hospital", "table": "mining_qc",
+         "reason": "different frame of reference"},
+        {"kind": "empty report", "dataset": "hospital", "table": "text_qc", "reason": "empty report"},
+        {"kind": "non-UTF-8 report", "dataset": "hospital", "table": "text_qc", "reason": "flag:non_utf8"},
+    ]
+
+
+def _ctrate_faults(root: Path) -> list[dict]:
+    ds = root / "ct_rate" / "dataset"
+    template = next((ds / "train_fixed").rglob("*.nii.gz"))
+    img = nib.load(template)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    rows = []
+    for pid, kind, values, affine, reason in (
+            (90001, "NaN volume", np.where(np.arange(data.size).reshape(data.shape) % 97 == 0, np.nan, data),
+             img.affine, "NaN"),
+            (90002, "constant volume", np.full(data.shape, -1000.0, np.float32), img.affine, "constant volume"),
+            (90003, "v1 file in a v2 release (mixed releases)", data.astype(np.int16), np.eye(4), "mixed releases")):
+        folder = ds / "train_fixed" / f"train_{pid}" / f"train_{pid}_a"
+        folder.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(values.astype(np.float32) if kind != "v1 file in a v2 release (mixed releases)"
+                                 else values, affine), folder / f"train_{pid}_a_1.nii.gz")
+        rows.append({"kind": kind, "dataset": "ct_rate", "table": "qc", "reason": reason})
+    labels = ds / "multi_abnormality_labels" / "train_predicted_labels.csv"
+    pd.read_csv(labels).drop(columns=["Bronchiectasis"]).to_csv(labels, index=False)
+    rows.append({"kind": "label CSV with a missing column", "dataset": "ct_rate", "table": "text_qc",
+                 "reason": "lacks column(s) Bronchiectasis"})
+    return rows
+
+
+def _radchest_faults(root: Path) -> list[dict]:
+    rc = root / "rad_chestct"
+    summary = pd.read_csv(rc / "Summary_3630.csv")
+    template = summary.iloc[0].to_dict()
+    np.savez_compressed(rc / "trn19999.npz", img=np.zeros((4, 4, 4), np.int16))
+    extra = [template | {"NoteAcc_DEID": "trn19999", "MRN_DEID": "fault-mrn-1"},
+             template | {"NoteAcc_DEID": "trn19998", "MRN_DEID": "fault-mrn-2"}]
+    pd.concat([summary, pd.DataFrame(extra)], ignore_index=True).to_csv(rc / "Summary_3630.csv", index=False)
+    return [{"kind": "npz without the 'ct' array", "dataset": "rad_chestct", "table": "qc", "reason": "no key 'ct'"},
+            {"kind": "npz file missing", "dataset": "rad_chestct", "table": "qc", "reason": "npz file missing"}]
+
+
+def add_fault_corpus(root: str | Path) -> pd.DataFrame:
+    """Write every fault into the cohort under ``root``; the table of faults is also saved as ground truth."""
+    root = Path(root)
+    shutil.rmtree(root / "hospital" / "DICOM" / "FAULTS", ignore_errors=True)
+    rows = _dicom_faults(root) + _report_faults(root) + _ctrate_faults(root) + _radchest_faults(root)
+    table = pd.DataFrame(rows)
+    table.to_csv(root / "ground_truth" / "faults.csv", index=False)
+    return table

@@ -1,0 +1,99 @@
+"""The workflow on a small demo cohort plus the fault corpus (ctvlp.demo.faults): it completes, every bad item
+is quarantined in a QC table with its specific reason, and accepted + rejected = inputs for every source."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+
+from conftest import REPO, run_snakemake, write_config
+
+TARGETS = ("qc/summary.md", "text/snippets.parquet", "text/labels.parquet", "manifest/volumes.parquet")
+
+
+@pytest.fixture(scope="module")
+def fault_run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("fault_run")
+    cfg = write_config(work / "override.yaml", {
+        "results": str(work / "results"), "logs": str(work / "logs"),
+        "demo": {"root": str(work / "demo_data"), "faults": True, "n_patients": 8,
+                 "minis": {"ctrate_train_patients": 3, "ctrate_valid_patients": 3, "radchest_scans": 3}}})
+    proc = run_snakemake(work, *(str(work / "results" / t) for t in TARGETS), "--cores", "2",
+                         "--configfile", str(REPO / "config/config.yaml"), str(cfg))
+    if proc.returncode != 0:
+        pytest.fail(f"workflow on the fault corpus failed:\n{proc.stderr[-6000:]}")
+    return work
+
+
+def _table(work: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(work / "results" / "qc" / f"{name}.parquet")
+
+
+def test_every_fault_is_quarantined_with_its_reason(fault_run):
+    faults = pd.read_csv(fault_run / "demo_data" / "ground_truth" / "faults.csv", dtype=str, keep_default_na=False)
+    assert len(faults) >= 20 and faults.kind.is_unique
+    missing = []
+    for f in faults.itertuples():
+        table = _table(fault_run, f.table)
+        if f.reason.startswith("flag:"):
+            hit = table[(table.dataset == f.dataset) & table["flags"].str.contains(f.reason[5:], regex=False)]
+        else:
+            rejected = table if f.table == "mining_qc" else table[table.status == "rejected"]
+            hit = rejected[rejected.reason.str.contains(f.reason, regex=False)]
+            if "dataset" in table:
+                hit = hit[hit.dataset == f.dataset]
+        if hit.empty:
+            missing.append(f"{f.kind}: no QC row with '{f.reason}' in {f.table}")
+    print(f"RELIABILITY fault kinds tried: {len(faults)} (+ a patient in two splits, tests/test_ingest_pipeline.py)")
+    print(f"RELIABILITY fault kinds quarantined with their reason: {len(faults) - len(missing)}")
+    assert missing == []
+
+
+def _dicom_inputs(root: Path) -> tuple[int, int]:
+    """(files that are not readable image objects, distinct series) counted independently with pydicom."""
+    bad, series = 0, set()
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            series.add(str(ds.SeriesInstanceUID))
+        except Exception:
+            bad += 1
+    return bad, len(series)
+
+
+def test_accepted_plus_rejected_equals_inputs_for_every_source(fault_run):
+    qc = _table(fault_run, "qc")
+    demo = fault_run / "demo_data"
+    bad_files, n_series = _dicom_inputs(demo / "hospital" / "DICOM")
+    hosp = qc[qc.dataset == "hospital"]
+    assert len(hosp) == bad_files + n_series and hosp.item.is_unique
+    ctrate_files = list((demo / "ct_rate" / "dataset").glob("*_fixed/*/*/*.nii.gz"))
+    assert len(qc[qc.dataset == "ct_rate"]) == len(ctrate_files)
+    summary = pd.read_csv(demo / "rad_chestct" / "Summary_3630.csv")
+    on_disk = {p.stem for p in (demo / "rad_chestct").glob("*.npz")}
+    assert len(qc[qc.dataset == "rad_chestct"]) == len(set(summary.NoteAcc_DEID.astype(str)) | on_disk)
+    assert set(qc.status) == {"accepted", "rejected"} and (qc[qc.status == "rejected"].reason != "").all()
+    inputs = bad_files + n_series + len(ctrate_files) + len(set(summary.NoteAcc_DEID.astype(str)) | on_disk)
+    print(f"RELIABILITY inputs: {inputs}, quarantined: {(qc.status == 'rejected').sum()}, "
+          f"lost: {inputs - len(qc)}")
+    raw = (demo / "hospital" / "reports" / "reports.csv").read_bytes().decode("utf-8", errors="surrogateescape")
+    reports = list(csv.DictReader(io.StringIO(raw, newline="")))
+    text_qc = _table(fault_run, "text_qc")
+    assert len(text_qc[(text_qc.dataset == "hospital") & (text_qc.kind == "report")]) == len(reports)
+    # the good part still went through: accepted volumes and resolved snippets exist
+    assert (qc.status == "accepted").sum() >= 20
+    assert len(pd.read_parquet(fault_run / "results" / "text" / "snippets.parquet")) >= 5
+
+
+def test_qc_summary_counts_the_faults(fault_run):
+    summary = (fault_run / "results" / "qc" / "summary.md").read_text()
+    for reason in ("modality MR, expected CT", "gantry tilt", "mixed releases", "npz file missing"):
+        assert reason in summary
+    qc = _table(fault_run, "qc")
+    counted = qc[qc.reason.str.contains("without pixel data")].reason.iloc[0]
+    assert counted.split(": ")[-1].startswith(str(len(list((fault_run / "demo_data/hospital/DICOM/FAULTS/F00").iterdir()))))
