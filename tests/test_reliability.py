@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -43,6 +44,8 @@ def test_sigkilled_training_resumes_and_ends_like_an_uninterrupted_run(demo_run,
     cfg = _short_runs_config(demo_run, tmp_path)
     args = ["--cores", "2", "--configfile", str(REPO / "config/config.yaml"), str(cfg)]
     runs = demo_run / "results" / "runs"
+    for run in ("straight", "crash"):  # a kept demo run (CTVLP_TEST_DEMO_RUN) may hold them from last time
+        shutil.rmtree(runs / run, ignore_errors=True)
     done = run_snakemake(demo_run, str(runs / "straight" / "final.json"), *args)
     assert done.returncode == 0, done.stderr[-3000:]
 
