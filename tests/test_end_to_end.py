@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
+from ctvlp.evaluate.metrics import zero_shot_probabilities
 from ctvlp.evaluate.tables import fmt
 from conftest import REPO, run_snakemake
 
@@ -133,12 +134,20 @@ def test_cli_localize_finds_the_planted_sentence_and_draws_it(demo_run, tmp_path
 
 
 def test_cli_classify_mine_and_clear_errors(demo_run, tmp_path):
-    _, folder = held_out_dicom(demo_run)
+    row, folder = held_out_dicom(demo_run)
     ckpt = str(demo_run / "results/runs/full")
     proc = cli("classify", "--checkpoint", ckpt, "--scan", str(folder), "--json")
     assert proc.returncode == 0, proc.stderr
     probs = json.loads(proc.stdout)
     assert len(probs) == 18 and all(0.0 <= p <= 1.0 for p in probs.values())
+    emb = np.load(Path(ckpt) / "embeddings.npz")  # the evaluation's own numbers for the same scan
+    meta = pd.read_parquet(Path(ckpt) / "embeddings.parquet")
+    hosp = meta[meta.set == "hospital"].reset_index(drop=True)
+    i = int(hosp.index[hosp.volume_id == row.volume_id][0])
+    scale = json.loads((Path(ckpt) / "config.json").read_text())["train"]["prompt_scale"]
+    expected = zero_shot_probabilities(emb["hospital/scan"][i:i + 1], emb["hospital/pos_ensemble"],
+                                       emb["hospital/neg_ensemble"], scale)[0]
+    np.testing.assert_allclose(list(probs.values()), expected, atol=1e-3)
     report = tmp_path / "report.txt"
     report.write_text("Rundherd im rechten Unterlappen (Se 3/Bi 45). Nodule, series 2, image 17.", encoding="utf-8")
     proc = cli("mine", "--report", str(report), "--json")
