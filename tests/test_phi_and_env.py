@@ -17,7 +17,7 @@ from conftest import REPO  # noqa: E402
 from ctvlp.privacy import find_identifiers  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tools"))
-from lock_to_env import HEADER, lock_pins  # noqa: E402
+from lock_to_env import KINDS, kind_pins, lock_pins, render  # noqa: E402
 
 
 def test_no_phi_canary_in_results_or_logs_report_and_figures_included(demo_run):
@@ -48,9 +48,30 @@ def test_scanner_finds_leaks_hidden_by_compression_and_embedding(tmp_path):
     assert hits == {"leak.txt", "leak.parquet", "leak.pdf", "leak.html"}
 
 
-def test_env_file_matches_lock():
-    env_pins = [line.strip()[2:] for line in (REPO / "envs" / "ctvlp.yaml").read_text().splitlines()
-                if line.startswith("      - ")]
-    assert env_pins == lock_pins(REPO / "requirements.lock")
-    assert (REPO / "envs" / "ctvlp.yaml").read_text().startswith(HEADER)
-    assert "torch==2.13.0" in env_pins
+def test_env_files_match_the_lock_and_what_each_kind_of_rule_imports():
+    """envs/ctvlp.yaml is the whole lock; envs/{data,gpu,report}.yaml are regenerated here from what the rule
+    scripts of each kind import (measured in fresh interpreters) and must equal the committed files."""
+    pins = lock_pins(REPO / "requirements.lock")
+    assert (REPO / "envs" / "ctvlp.yaml").read_text() == render("ctvlp", pins)
+    assert "torch==2.13.0" in pins
+    for kind in KINDS:
+        expected = render(kind, kind_pins(kind, pins))
+        assert (REPO / "envs" / f"{kind}.yaml").read_text() == expected, f"envs/{kind}.yaml is stale: make envs"
+        assert (REPO / "envs" / f"{kind}.post-deploy.sh").is_file()
+    report = (REPO / "envs" / "report.yaml").read_text()
+    assert "seaborn==" in report and "torch==" not in report and "transformers==" not in report
+    data = (REPO / "envs" / "data.yaml").read_text()
+    assert "pydicom==" in data and "transformers==" not in data
+    assert "peft==" in (REPO / "envs" / "gpu.yaml").read_text()
+
+
+def test_container_definitions_install_existing_env_files_and_the_package():
+    for definition in sorted((REPO / "containers").glob("*.def")):
+        text = definition.read_text()
+        files = text.split("%files", 1)[1].split("%post", 1)[0].split()
+        sources = files[0::2]
+        assert all((REPO / src).exists() for src in sources), (definition.name, sources)
+        assert "pip install --no-cache-dir --no-deps /opt/ctvlp" in text
+        kind = definition.stem
+        if kind != "ctvlp":
+            assert f"envs/{kind}.yaml" in sources

@@ -7,7 +7,8 @@ DEMO = config["demo"]
 DEMO_DONE = f"{DEMO['root']}/ground_truth/cohort.json" if DEMO["enabled"] else None
 SOURCES = data_sources(config)
 SHARDS = list(range(config["preprocess"]["shards"]))
-ENV = "../../envs/ctvlp.yaml"
+# One conda environment per kind of rule, generated from the lock (tools/lock_to_env.py, `make envs`).
+ENVS = {kind: f"../../envs/{kind}.yaml" for kind in ("data", "gpu", "report")}
 # Apptainer image for --sdm apptainer (built from containers/ctvlp.def, or a registry path); null = none.
 CONTAINER = config["software"]["container"]
 

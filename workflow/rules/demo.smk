@@ -13,7 +13,7 @@ if DEMO["enabled"]:
         benchmark:
             f"{LOGS}/benchmarks/demo_cohort.tsv"
         conda:
-            ENV
+            ENVS["data"]
         container:
             CONTAINER
         script:

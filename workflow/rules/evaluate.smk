@@ -25,7 +25,7 @@ rule embed:
     log:
         f"{LOGS}/embed/{{run}}.log",
     conda:
-        ENV
+        ENVS["gpu"]
     container:
         CONTAINER
     script:
@@ -45,7 +45,7 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate/{{run}}.log",
     conda:
-        ENV
+        ENVS["report"]
     container:
         CONTAINER
     script:
@@ -65,7 +65,7 @@ rule compare:
     log:
         f"{LOGS}/evaluate/compare.log",
     conda:
-        ENV
+        ENVS["report"]
     container:
         CONTAINER
     script:
@@ -95,7 +95,7 @@ rule tables:
     log:
         f"{LOGS}/tables.log",
     conda:
-        ENV
+        ENVS["report"]
     container:
         CONTAINER
     script:
@@ -121,7 +121,7 @@ rule figures:
     log:
         f"{LOGS}/figures.log",
     conda:
-        ENV
+        ENVS["report"]
     container:
         CONTAINER
     script:

@@ -14,7 +14,7 @@ rule dicom_index:
     benchmark:
         f"{LOGS}/benchmarks/dicom_index.tsv"
     conda:
-        ENV
+        ENVS["data"]
     container:
         CONTAINER
     script:
@@ -34,7 +34,7 @@ rule manifest:
     log:
         f"{LOGS}/manifest.log",
     conda:
-        ENV
+        ENVS["data"]
     container:
         CONTAINER
     script:

@@ -15,7 +15,7 @@ rule preprocess:
     benchmark:
         f"{LOGS}/benchmarks/preprocess_{{shard}}.tsv"
     conda:
-        ENV
+        ENVS["data"]
     container:
         CONTAINER
     script:
@@ -34,7 +34,7 @@ rule qc_summary:
     log:
         f"{LOGS}/qc_summary.log",
     conda:
-        ENV
+        ENVS["data"]
     container:
         CONTAINER
     script:

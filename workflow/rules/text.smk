@@ -16,7 +16,7 @@ rule report_text:
     log:
         f"{LOGS}/report_text.log",
     conda:
-        ENV
+        ENVS["data"]
     container:
         CONTAINER
     script:
@@ -39,7 +39,7 @@ rule mine_snippets:
     log:
         f"{LOGS}/mine_snippets.log",
     conda:
-        ENV
+        ENVS["data"]
     container:
         CONTAINER
     script:

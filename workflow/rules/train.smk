@@ -21,7 +21,7 @@ rule window_features:
     benchmark:
         f"{LOGS}/benchmarks/window_features_{{shard}}.tsv"
     conda:
-        ENV
+        ENVS["gpu"]
     container:
         CONTAINER
     script:
@@ -52,7 +52,7 @@ rule train:
     benchmark:
         f"{LOGS}/benchmarks/train_{{run}}.tsv"
     conda:
-        ENV
+        ENVS["gpu"]
     container:
         CONTAINER
     script:

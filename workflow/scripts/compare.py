@@ -2,10 +2,10 @@
 import json
 from pathlib import Path
 
-from ctvlp.evaluate.embed import load_embeddings
+from ctvlp.evaluate.arrays import load_embeddings
 from ctvlp.evaluate.protocol import bin_mm_of, compare, item_table
 from ctvlp.logs import logged
-from ctvlp.models.loading import load_run_config
+from ctvlp.runs import load_run_config
 
 with logged(snakemake.log[0]) as log:
     cfg = snakemake.config["evaluate"]

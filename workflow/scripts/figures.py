@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 
 from ctvlp.evaluate import figures
-from ctvlp.evaluate.embed import load_embeddings
+from ctvlp.evaluate.arrays import load_embeddings
 from ctvlp.evaluate.qualitative import qualitative_examples
 from ctvlp.logs import logged
-from ctvlp.models.loading import load_run_config
+from ctvlp.runs import load_run_config
 
 with logged(snakemake.log[0]) as log:
     cfg = snakemake.config["evaluate"]

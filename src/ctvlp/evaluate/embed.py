@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ctvlp.evaluate.arrays import PROMPT_SETS, load_embeddings  # noqa: F401 (re-exported)
 from ctvlp.evaluate.protocol import EVAL_SETS
 from ctvlp.labels import CTRATE_LABELS
 from ctvlp.train.evaluation import embed_samples
 
-PROMPT_SETS = ("ensemble", "ctclip_pair")
 
 
 def ctclip_pair_prompts() -> dict[str, list[list[str]]]:
@@ -48,20 +48,3 @@ def embed_run(model, samples: list, features, prompts: dict, out_npz: Path, out_
     np.savez(out_npz, **arrays)
     pd.DataFrame(rows).to_parquet(out_meta, index=False)
     return {k: v for k, v in pd.DataFrame(rows).groupby("set").size().items()} if rows else {}
-
-
-def load_embeddings(npz: Path, meta: Path) -> dict[str, tuple[dict, list[dict]]]:
-    """{set: (embedding dict as ``item_table`` wants it, metadata rows)}."""
-    data = np.load(npz, allow_pickle=False)
-    table = pd.read_parquet(meta)
-    out = {}
-    for name, part in table.groupby("set", sort=False):
-        emb = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{name}/")}
-        offsets = np.concatenate([[0], np.cumsum(emb["n_bins"])])
-        emb["depth"] = [emb["depth"][a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-        emb["prompt_sets"] = list(PROMPT_SETS)
-        labels = part[list(CTRATE_LABELS)].to_numpy(dtype=int)
-        meta_rows = [{"volume_id": r.volume_id, "scan_id": r.scan_id, "patient_id": r.patient_id,
-                      "has_text": bool(r.has_text), "labels": y} for r, y in zip(part.itertuples(), labels)]
-        out[name] = (emb, meta_rows)
-    return out

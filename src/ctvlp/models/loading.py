@@ -6,26 +6,15 @@ from an untrusted source can be inspected and loaded without executing code.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from ctvlp.models.ctvlp_model import CTVLPModel
+from ctvlp.runs import CheckpointError, load_run_config  # noqa: F401 (re-exported for callers)
 
 WEIGHT_FILES = ("best.safetensors",)
-
-
-class CheckpointError(ValueError):
-    """A run folder that cannot be loaded (missing files, weights from another configuration)."""
-
-
-def load_run_config(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir}: no config.json (is this a results/runs/<run> folder?)")
-    return json.loads(path.read_text())
 
 
 def load_trained_model(run_dir: str | Path, device: str = "cpu") -> tuple[CTVLPModel, dict]:
