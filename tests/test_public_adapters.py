@@ -48,3 +48,19 @@ def test_radchestct_axis_order_and_spacing(demo_root):
     assert np.allclose(vol.spacing, 0.8)
     assert nib.orientations.aff2axcodes(vol.affine) == ("L", "P", "I")
     assert vol.hu[5, 7, 9] == ct[9, 7, 5]
+
+
+def test_ctrate_v1_volume_without_metadata_row_is_rejected(demo_root, tmp_path):
+    """A v1 (raw) volume needs its rescale and geometry from the metadata CSV: without a row it is quarantined."""
+    import shutil
+
+    root = tmp_path / "dataset"
+    shutil.copytree(demo_root / "ct_rate" / "dataset", root)
+    meta = root / "metadata" / "validation_metadata.csv"
+    lines = meta.read_text().splitlines()
+    first = ctrate.discover(root, "raw").name.iloc[0]
+    meta.write_text("\n".join(line for line in lines if not line.startswith(f"{first}.nii.gz,")) + "\n")
+    found = ctrate.discover(root, "raw").set_index("name")
+    assert found.loc[first, "status"] == "rejected"
+    assert found.loc[first, "reason"] == "no metadata row (v1 needs its rescale and geometry)"
+    assert (found.drop(index=first).status == "ok").all()
