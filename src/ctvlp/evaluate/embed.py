@@ -15,7 +15,6 @@ from ctvlp.labels import CTRATE_LABELS
 from ctvlp.train.evaluation import embed_samples
 
 
-
 def ctclip_pair_prompts() -> dict[str, list[list[str]]]:
     """The single prompt pair CT-CLIP's zero-shot script uses: "<label> is present." / "... is not present."."""
     return {"positive": [[f"{label} is present."] for label in CTRATE_LABELS],
@@ -30,6 +29,8 @@ def evaluation_sets(samples: list) -> dict[str, list]:
 def embed_run(model, samples: list, features, prompts: dict, out_npz: Path, out_meta: Path) -> dict[str, int]:
     arrays: dict[str, np.ndarray] = {}
     rows = []
+    with torch.no_grad():  # the same for every set: encoded once
+        pair = [t.float().cpu().numpy() for t in model.encode_prompts(ctclip_pair_prompts())]
     for name, part in evaluation_sets(samples).items():
         if not part:
             continue
@@ -38,9 +39,7 @@ def embed_run(model, samples: list, features, prompts: dict, out_npz: Path, out_
                                                        "n_bins")})
         arrays[f"{name}/depth"] = np.concatenate(emb["depth"])
         arrays[f"{name}/pos_ensemble"], arrays[f"{name}/neg_ensemble"] = emb["pos"], emb["neg"]
-        with torch.no_grad():
-            pos, neg = model.encode_prompts(ctclip_pair_prompts())
-        arrays[f"{name}/pos_ctclip_pair"], arrays[f"{name}/neg_ctclip_pair"] = pos.numpy(), neg.numpy()
+        arrays[f"{name}/pos_ctclip_pair"], arrays[f"{name}/neg_ctclip_pair"] = pair
         for s in part:
             rows.append({"set": name, "volume_id": s.volume_id, "scan_id": s.scan_id, "patient_id": s.patient_id,
                          "has_text": bool(s.text), **dict(zip(CTRATE_LABELS, map(int, s.labels)))})

@@ -49,11 +49,11 @@ class GridTransformer(nn.Module):
         self.register_buffer("depth_mu", torch.zeros(spec.in_dim))
         self.register_buffer("depth_sd", torch.ones(spec.in_dim))
 
-    def set_feature_stats(self, scan: torch.Tensor, depth: torch.Tensor) -> None:
-        """Per-channel mean/std of scan tokens (N, 2D) and depth tokens (M, D) from the training split."""
-        for name, tokens in (("scan", scan), ("depth", depth)):
-            getattr(self, f"{name}_mu").copy_(tokens.mean(dim=0))
-            getattr(self, f"{name}_sd").copy_(tokens.std(dim=0).clamp(min=1e-4))
+    def set_feature_stats(self, scan: tuple[torch.Tensor, torch.Tensor], depth: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """(mean, std) per channel of the scan tokens (2D) and the depth tokens (D) of the training split."""
+        for name, (mean, std) in (("scan", scan), ("depth", depth)):
+            getattr(self, f"{name}_mu").copy_(mean)
+            getattr(self, f"{name}_sd").copy_(std.clamp(min=1e-4))
 
     def _positions(self, coords: torch.Tensor) -> torch.Tensor:
         coords = torch.minimum(coords, torch.tensor(self.max_grid, device=coords.device) - 1)

@@ -46,10 +46,14 @@ def build_samples(volumes: pd.DataFrame, reports: pd.DataFrame, labels: pd.DataF
 
 
 class FeatureSet:
-    """Token tensors per volume, read from safetensors (kept in memory: demo-sized datasets)."""
+    """Token tensors per volume, read from safetensors; kept in memory when the feature files are small
+    (the demo), read on demand otherwise (safetensors maps the file, so a read is cheap)."""
 
-    def __init__(self, feature_dir: str | Path, keep_in_memory: bool = True):
+    def __init__(self, feature_dir: str | Path, keep_in_memory: bool | None = None, limit_bytes: float = 2e9):
         self.feature_dir = Path(feature_dir)
+        if keep_in_memory is None:
+            size = sum(p.stat().st_size for p in self.feature_dir.glob("*.safetensors"))
+            keep_in_memory = size <= limit_bytes
         self.keep = keep_in_memory
         self._cache: dict[str, dict[str, torch.Tensor]] = {}
 

@@ -113,10 +113,25 @@ class Trainer:
         self.resumed_from = 0
         self.bin_mm = config["model"]["window_encoder"]["patch_voxels"][2] * config["preprocess"]["spacing_mm"][2]
 
-    def _set_feature_stats(self) -> None:
-        tokens = [self.features.tokens(s.volume_id) for s in self.train]
-        self.model.grid.set_feature_stats(torch.cat([t["scan_tokens"] for t in tokens]).to(self.device),
-                                          torch.cat([t["depth_tokens"] for t in tokens]).to(self.device))
+    def _set_feature_stats(self, max_volumes: int = 2000) -> None:
+        """Per-channel mean/std of the training tokens, streamed (float64 sums) over at most ``max_volumes``
+        volumes chosen by the seed: memory stays flat at any dataset size."""
+        order = np.random.default_rng(self.cfg.seed).permutation(len(self.train))[:max_volumes]
+        sums: dict[str, list] = {}
+        for i in sorted(order):
+            tokens = self.features.tokens(self.train[i].volume_id)
+            for kind in ("scan", "depth"):
+                t = tokens[f"{kind}_tokens"].double()
+                acc = sums.setdefault(kind, [0, 0.0, 0.0])
+                acc[0] += len(t)
+                acc[1] = acc[1] + t.sum(dim=0)
+                acc[2] = acc[2] + (t * t).sum(dim=0)
+        stats = {}
+        for kind, (n, total, squares) in sums.items():
+            mean = total / n
+            std = ((squares / n - mean * mean).clamp(min=0) * n / max(n - 1, 1)).sqrt()
+            stats[kind] = (mean.float(), std.float())
+        self.model.grid.set_feature_stats(stats["scan"], stats["depth"])
 
     # ---- one optimisation step -------------------------------------------------------------
     def _micro_batches(self, step: int) -> list[list[Sample]]:
