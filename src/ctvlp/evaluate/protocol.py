@@ -96,7 +96,7 @@ def item_table(name: str, emb: dict, meta: list[dict], prompt_scale: float = 1.0
     for k, owner in enumerate(emb["snippet_owner"]):
         first_snippet.setdefault(int(owner), k)
     ks = np.array(sorted(first_snippet.values()), dtype=int)
-    pred = np.array([int(np.argmax(_bin_scores(emb, k))) for k in ks], dtype=int)
+    pred = np.array([int(np.argmax(bin_profile(emb, k))) for k in ks], dtype=int)
     owners = emb["snippet_owner"][ks] if len(ks) else np.zeros(0, int)
     return ItemTable(name, np.array([m["patient_id"] for m in meta]), labels, label_names, probs,
                      {k: v[0] for k, v in pools.items()}, {k: v[1] for k, v in pools.items()},
@@ -105,7 +105,7 @@ def item_table(name: str, emb: dict, meta: list[dict], prompt_scale: float = 1.0
                      np.array([meta[o]["patient_id"] for o in owners]))
 
 
-def _bin_scores(emb: dict, k: int) -> np.ndarray:
+def bin_profile(emb: dict, k: int) -> np.ndarray:
     """Cosine of snippet k with every depth bin of its own scan."""
     depth = emb["depth"][int(emb["snippet_owner"][k])]
     s = emb["snippet"][k]

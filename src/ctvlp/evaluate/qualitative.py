@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctvlp.evaluate.protocol import bin_profile
 from ctvlp.preprocess.cache import read_cached
 
 
@@ -27,8 +28,7 @@ def qualitative_examples(hospital: tuple[dict, list[dict]] | None, snippets: pd.
         seen.add(owner)
         volume_id = meta[owner]["volume_id"]
         index = sum(1 for j in range(k) if int(emb["snippet_owner"][j]) == owner)
-        depth, snip = emb["depth"][owner], emb["snippet"][k]
-        profile = (depth / np.linalg.norm(depth, axis=1, keepdims=True)) @ (snip / np.linalg.norm(snip))
+        profile = bin_profile(emb, k)
         text = texts.get(volume_id, [""])[index] if index < len(texts.get(volume_id, [])) else ""
         examples.append({"volume": read_cached(cache_dir / f"{volume_id}.npy"), "true_bin": int(emb["snippet_bin"][k]),
                          "pred_bin": int(np.argmax(profile)), "profile": profile,
