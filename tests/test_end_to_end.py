@@ -16,9 +16,10 @@ from safetensors.numpy import load_file
 
 from ctvlp.evaluate.metrics import zero_shot_probabilities
 from ctvlp.evaluate.tables import fmt
+from ctvlp.train.ablations import load_ablations
 from conftest import REPO, run_snakemake
 
-RUNS = ("full", "no_localization", "no_prompts", "clip_loss")
+RUNS = tuple(load_ablations(REPO / "config/ablations.tsv"))
 CTVLP = [sys.executable, "-m", "ctvlp.cli"]
 
 
@@ -39,17 +40,27 @@ def test_every_ablation_row_trained_with_checkpoints_logs_and_dev_metrics(demo_r
 
 
 def test_demo_targets_loosely(demo_run):
-    """The full run localizes far better than the middle-bin baseline and than the run without the
-    localization loss; retrieval beats chance. (Printed numbers: see the README's training section.)"""
+    """The issue's demo targets that the demo meets: localization <= 0.5 x the middle-bin baseline and clearly
+    better than without the localization loss, dev retrieval mean rank <= 25 % of the pool, held-out retrieval
+    better than chance; training times are printed (speed lives in benchmarks). (Zero-shot AUC is not asserted: it stays near
+    0.6 with the demo's random window encoder; see the README's training section.)"""
+    assert {"full", "no_localization", "no_prompts", "clip_loss"} <= set(RUNS)
     full, no_loc = metrics(demo_run, "full")["hospital"], metrics(demo_run, "no_localization")["hospital"]
     loc = full["localization"]
     print({run: {k: v for k, v in metrics(demo_run, run)["hospital"]["localization"]["model"].items()
                  if k != "errors_mm"} for run in RUNS})
-    assert loc["model"]["mae_mm"]["value"] <= 0.75 * loc["middle_bin"]["mae_mm"]["value"]
-    assert no_loc["localization"]["model"]["mae_mm"]["value"] > loc["model"]["mae_mm"]["value"]
+    assert loc["model"]["mae_mm"]["value"] <= 0.5 * loc["middle_bin"]["mae_mm"]["value"]
+    no_loc_mae = no_loc["localization"]["model"]["mae_mm"]
+    assert no_loc_mae["value"] > loc["model"]["mae_mm"]["value"] and no_loc_mae["ci_low"] > loc["model"]["mae_mm"]["value"]
+    dev = pd.read_csv(demo_run / "results/runs/full/dev_metrics.csv")
+    best = json.loads((demo_run / "results/runs/full/best.json").read_text())
+    assert best["mean_rank"] == dev.mean_rank.min() <= 0.25 * dev.n.iloc[0]
     for ds in ("hospital", "ct_rate"):
         r = metrics(demo_run, "full")[ds]["retrieval"]["t2i_scans"]
         assert r["mean_rank"]["value"] < (r["pool"] + 1) / 2  # better than chance
+    for run in set(RUNS) - {"lora_text"}:
+        seconds = pd.read_csv(demo_run / "logs" / "benchmarks" / f"train_{run}.tsv", sep="\t").s.iloc[0]
+        print(run, "trained in", seconds, "s")
 
 
 def test_tables_and_figures_exist_and_agree_with_the_metric_files(demo_run):

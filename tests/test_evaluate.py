@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 
 from ctvlp.evaluate.bootstrap import bootstrap_ci, paired_difference, patient_weights, weighted_mean
 from ctvlp.evaluate.metrics import retrieval_ranks, retrieval_summary, weighted_auc, youden_metrics
+from ctvlp.evaluate.probe import probe_labels
 from ctvlp.evaluate.protocol import ItemTable, _merge_radchest, random_bin_errors, summarize
 from ctvlp.evaluate.tables import fmt, fmt_diff, localization_table, to_latex, to_markdown
 from ctvlp.labels import CTRATE_LABELS
@@ -144,3 +145,17 @@ def test_tables_print_cis_and_verdicts_and_escape_latex():
     assert md.count("\n|") == 5  # header, rule, three rows
     tex = to_latex(df, "MAE in mm, 95 % CI", "loc")
     assert r"\toprule" in tex and r"95 \% CI" in tex and "{[}" in tex
+
+
+def test_linear_probe_finds_a_label_the_features_carry_and_not_one_they_do_not():
+    """Label 0 is written into feature 3, label 1 is noise, label 2 has no positive in the test split."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 20))
+    y = rng.integers(0, 2, size=(120, 3))
+    x[:, 3] += 5.0 * y[:, 0]
+    y[80:, 2] = 0
+    y[5, 1] = -1  # unknown: left out
+    table = probe_labels(x[:80], y[:80], x[80:], y[80:], ["carried", "noise", "absent"])
+    auc = dict(zip(table.label, table.probe_auc))
+    assert auc["carried"] > 0.95 and 0.3 < auc["noise"] < 0.7 and np.isnan(auc["absent"])
+    assert table.set_index("label").loc["absent", "test_positives"] == 0

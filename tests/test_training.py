@@ -1,5 +1,6 @@
 """Training mechanics on a tiny real model: resume equals an uninterrupted run, loading runs no pickle,
-and a checkpoint from another configuration is refused with a clear message."""
+a checkpoint from another configuration is refused with a clear message, the window encoder trains
+end to end from the cached voxels when asked, and a frozen text tower encodes each text once."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from ctvlp.models.features import LiveFeatures
 from ctvlp.models.loading import CheckpointError, load_trained_model
+from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
+from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
+from ctvlp.preprocess.cache import cache_file, write_cached
 from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.checkpoint import load_checkpoint
 from ctvlp.train.data import FeatureSet, Sample
@@ -23,7 +28,8 @@ from ctvlp.train.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"model.window_encoder.dim": 16, "model.scan_encoder.dim": 32, "model.scan_encoder.depth": 1,
         "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.text_encoder.max_tokens": 32,
-        "train.epochs": 2, "train.batch_size": 4, "train.checkpoint_every": 1, "train.lr": 1e-3}
+        "train.epochs": 2, "train.batch_size": 4, "train.checkpoint_every": 1, "train.lr": 1e-3,
+        "model.text_encoder.finetune": "lora"}
 PROMPTS = {"positive": [[f"label {i} is present."] for i in range(18)],
            "negative": [[f"label {i} is absent."] for i in range(18)]}
 
@@ -94,3 +100,51 @@ def test_loading_runs_no_pickle_and_refuses_other_configs(tiny_data, tmp_path, m
     (run / "config.json").write_text(json.dumps(tiny_config(**{"model.embed_dim": 8})))
     with pytest.raises(CheckpointError, match="best.safetensors"):
         load_trained_model(run)
+
+
+def test_window_encoder_trains_end_to_end_from_the_cache_and_reloads(tiny_data, tmp_path):
+    """model.window_encoder.trainable: tokens come from cached voxels through the model's own encoder,
+    its weights change and travel with the checkpoint, and the reloaded run encodes the cache alike."""
+    samples, _ = tiny_data
+    cache = tmp_path / "cache"
+    rng = np.random.default_rng(1)
+    for s in samples:  # 64 x 64 x 16 voxels = 2 x 2 x 2 windows of 32 x 32 x 8, 4 depth bins each
+        write_cached(cache_file(cache, s.volume_id), rng.random((64, 64, 16)))
+    config = tiny_config(**{"model.window_encoder.trainable": True, "train.window_lr": 1e-3})
+    run = tmp_path / "run"
+    trainer = Trainer(config, run, samples, LiveFeatures(cache), PROMPTS)
+    start = build_window_encoder(WindowEncoderSpec.from_config(config), config["seed"]).state_dict()
+    assert all(torch.equal(start[k], v) for k, v in trainer.model.window.state_dict().items())  # the frozen start
+    trainer.fit()
+    state = trainer.model.trainable_state()
+    window = {k: v for k, v in state.items() if k.startswith("window.")}
+    assert len(window) > 10
+    assert any(not torch.equal(start[k.removeprefix("window.")], v) for k, v in window.items())
+    tokens = trainer.features.tokens(samples[0].volume_id)
+    assert tokens["scan_tokens"].shape == (8, 32) and tokens["depth_tokens"].shape == (2 * 2 * 8, 16)
+    (run / "config.json").write_text(json.dumps(config))
+    model, _ = load_trained_model(run)
+    trainer.load_best()
+    for k, v in trainer.model.window.state_dict().items():
+        torch.testing.assert_close(model.window.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    with torch.no_grad():
+        again = LiveFeatures(cache).for_model(model).tokens(samples[0].volume_id)
+        best = trainer.features.tokens(samples[0].volume_id)
+    torch.testing.assert_close(again["depth_tokens"], best["depth_tokens"])
+    with pytest.raises(ValueError, match="trainable"):
+        LiveFeatures(cache).for_model(Trainer(tiny_config(), tmp_path / "frozen", samples, tiny_data[1], PROMPTS).model)
+
+
+def test_frozen_text_tower_encodes_each_text_once_and_alike():
+    """The memo returns what a fresh encoding of the text alone returns, and does not grow on repeats."""
+    base = tiny_config(**{"model.text_encoder.finetune": "frozen"})
+    encoder = TextEncoder(TextEncoderSpec.from_config(base))
+    texts = ["Kein Pleuraerguss.", "A 6 mm nodule in the right upper lobe (series 3, image 41).", "Kein Pleuraerguss."]
+    first = encoder(texts)
+    assert len(encoder._memo) == 2 and not first.requires_grad
+    torch.testing.assert_close(first[0], first[2], rtol=0, atol=0)
+    with torch.no_grad():
+        alone = encoder._encode([texts[1]])[0]
+    torch.testing.assert_close(first[1], alone, rtol=0, atol=0)
+    torch.testing.assert_close(encoder(texts[::-1]), first.flip(0), rtol=0, atol=0)
+    assert len(encoder._memo) == 2

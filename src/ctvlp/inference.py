@@ -3,7 +3,8 @@
 The scan is read by content (DICOM series folder, NIfTI, Rad-ChestCT npz), preprocessed with the
 run's ``preprocess`` settings, stored and re-read at the cache's precision (float16), encoded by the
 same frozen window encoder (weights or seeded init from the run's config), its features rounded as the
-feature files are, and embedded by the run's best weights: the answers equal the evaluation's.
+feature files are (or by the run's own encoder when it trained end to end), and embedded by the run's
+best weights: the answers equal the evaluation's.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class ScanModel:
     def __init__(self, run_dir: str | Path, device: str = "cpu"):
         self.model, self.config = load_trained_model(run_dir, device)
         self.spec = PreprocessSpec.from_config(self.config["preprocess"])
-        self.window = build_window_encoder(WindowEncoderSpec.from_config(self.config), self.config["seed"]).to(device)
+        self.window = self.model.window  # trained end to end: the run's own encoder
+        if self.window is None:
+            self.window = build_window_encoder(WindowEncoderSpec.from_config(self.config), self.config["seed"]).to(device)
         self.bin_voxels = int(self.config["model"]["window_encoder"]["patch_voxels"][2])
         self.max_tokens = int(self.config["model"]["text_encoder"]["max_tokens"])
 
@@ -94,7 +97,8 @@ class ScanModel:
         data, affine = preprocess(volume, self.spec)
         data = data.astype(np.float16)  # the cache's precision
         feats = encode_volume(self.window, torch.from_numpy(data.astype(np.float32)))
-        feats = {k: v.to(torch.float16).float() for k, v in feats.items()}  # the feature files' precision
+        if self.model.window is None:  # frozen: the feature files' precision (end-to-end runs never round)
+            feats = {k: v.to(torch.float16).float() for k, v in feats.items()}
         return Prepared(volume, data, affine, volume_tokens(feats))
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ rule embed:
         meta=f"{RESULTS}/runs/{{run}}/embeddings.parquet",
     params:
         feature_dir=f"{FEATURES}/volumes",
+        cache_dir=f"{RESULTS}/cache/volumes",  # end-to-end runs re-encode the cache with their own encoder
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     wildcard_constraints:
         run="|".join(RUNS) or "none",

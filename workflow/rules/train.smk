@@ -41,6 +41,7 @@ rule train:
     params:
         overrides=lambda wc: RUNS[wc.run],
         feature_dir=f"{FEATURES}/volumes",
+        cache_dir=f"{RESULTS}/cache/volumes",  # read instead of the features when the window encoder trains
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     wildcard_constraints:
         run="|".join(RUNS) or "none",

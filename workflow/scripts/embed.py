@@ -7,9 +7,12 @@ from ctvlp.models.loading import device_for, load_trained_model
 from ctvlp.train.run import load_inputs
 
 with logged(snakemake.log[0]) as log:
-    model, _ = load_trained_model(snakemake.params.run_dir, device_for())
+    model, run_config = load_trained_model(snakemake.params.run_dir, device_for())
     paths = {k: snakemake.input[k] for k in ("volumes", "reports", "labels", "snippets", "prompts")}
-    paths.update(feature_shards=list(snakemake.input.feature_shards), feature_dir=snakemake.params.feature_dir)
-    samples, features, prompts = load_inputs(paths)
+    paths.update(feature_shards=list(snakemake.input.feature_shards), feature_dir=snakemake.params.feature_dir,
+                 cache_dir=snakemake.params.cache_dir)
+    samples, features, prompts = load_inputs(paths, run_config)
+    if model.window is not None:  # trained end to end: its own window encoder reads the cache
+        features = features.for_model(model)
     counts = embed_run(model, samples, features, prompts, Path(snakemake.output.npz), Path(snakemake.output.meta))
     log.info("embedded %s", counts)

@@ -16,7 +16,7 @@ with logged(snakemake.log[0]) as log:
     inputs = {"volumes": snakemake.input.volumes, "feature_shards": list(snakemake.input.feature_shards),
               "reports": snakemake.input.reports, "labels": snakemake.input.labels,
               "snippets": snakemake.input.snippets, "prompts": snakemake.input.prompts,
-              "feature_dir": snakemake.params.feature_dir}
+              "feature_dir": snakemake.params.feature_dir, "cache_dir": snakemake.params.cache_dir}
     gpus = int(snakemake.resources.get("gpu", 0) or 0)
     if gpus > 1:
         (run_dir / "inputs.json").write_text(json.dumps(inputs))

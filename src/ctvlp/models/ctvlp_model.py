@@ -1,6 +1,9 @@
-"""The trainable model: scan/slice encoder over cached window features, text encoder, SigLIP heads."""
+"""The trainable model: scan/slice encoder over cached window features, text encoder, SigLIP heads,
+and, with the end-to-end option, the window encoder itself."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -8,12 +11,15 @@ from torch import nn
 from ctvlp.losses import LogitScale
 from ctvlp.models.scan_encoder import GridTransformer, ScanEncoderSpec, projection_head
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
+from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec, build_window_encoder
 
 
 class CTVLPModel(nn.Module):
     def __init__(self, scan_spec: ScanEncoderSpec, text_spec: TextEncoderSpec, embed_dim: int,
-                 separate_depth_heads: bool = True, logit_init: tuple[float, float] = (2.302585, -10.0)):
+                 separate_depth_heads: bool = True, logit_init: tuple[float, float] = (2.302585, -10.0),
+                 window: WindowEncoder | None = None):
         super().__init__()
+        self.window = window  # None: the window encoder is frozen and its features are read from disk
         self.grid = GridTransformer(scan_spec)
         self.text = TextEncoder(text_spec)
         self.scan_head = projection_head(scan_spec.dim, embed_dim)
@@ -23,10 +29,16 @@ class CTVLPModel(nn.Module):
         self.scale = LogitScale(*logit_init)
 
     @classmethod
-    def from_config(cls, config: dict) -> "CTVLPModel":
+    def from_config(cls, config: dict, load_window_weights: bool = True) -> "CTVLPModel":
+        """``load_window_weights=False`` when a checkpoint will supply the trained window encoder."""
+        spec = WindowEncoderSpec.from_config(config)
+        window = None
+        if spec.trainable:  # same seeded start as the frozen features; built first so the rest stays seeded alike
+            start = spec if load_window_weights else replace(spec, weights=None)
+            window = build_window_encoder(start, config["seed"]).requires_grad_(True)
         return cls(ScanEncoderSpec.from_config(config), TextEncoderSpec.from_config(config),
                    config["model"]["embed_dim"], config["model"]["separate_depth_heads"],
-                   tuple(config["train"].get("logit_init", (2.302585, -10.0))))
+                   tuple(config["train"].get("logit_init", (2.302585, -10.0))), window)
 
     def encode_scans(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(scan embeddings (B, E), depth-bin embeddings (B, max_bins, E))."""

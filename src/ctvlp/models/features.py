@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ctvlp.models.window_encoder import WindowEncoder, encode_volume
-from ctvlp.preprocess.cache import read_cached
+from ctvlp.models.window_encoder import WindowEncoder, encode_volume, window_grid_features
+from ctvlp.preprocess.cache import cache_file, read_cached
 
 
 def feature_file(feature_dir: str | Path, volume_id: str) -> Path:
@@ -49,12 +49,49 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     for kind in ("scan", "depth"):
         n = max(len(it[f"{kind}_tokens"]) for it in items)
         dim = items[0][f"{kind}_tokens"].shape[1]
-        tokens = torch.zeros(len(items), n, dim)
-        coords = torch.zeros(len(items), n, 3, dtype=torch.long)
-        mask = torch.zeros(len(items), n, dtype=torch.bool)
+        device = items[0][f"{kind}_tokens"].device  # live (end-to-end) tokens may already be on the GPU
+        tokens = torch.zeros(len(items), n, dim, device=device)
+        coords = torch.zeros(len(items), n, 3, dtype=torch.long, device=device)
+        mask = torch.zeros(len(items), n, dtype=torch.bool, device=device)
         for i, it in enumerate(items):
             m = len(it[f"{kind}_tokens"])
             tokens[i, :m], coords[i, :m], mask[i, :m] = it[f"{kind}_tokens"], it[f"{kind}_coords"], True
         out.update({f"{kind}_tokens": tokens, f"{kind}_coords": coords, f"{kind}_mask": mask})
     out["n_bins"] = torch.stack([it["n_bins"] for it in items])
     return out
+
+
+class LiveFeatures:
+    """Tokens of a trainable window encoder, computed from the cached voxels at every call (the
+    end-to-end option): gradients reach the encoder. Voxels stay in memory when the cache is small."""
+
+    def __init__(self, cache_dir: str | Path, encoder: WindowEncoder | None = None, keep_in_memory: bool | None = None,
+                 limit_bytes: float = 2e9):
+        self.cache_dir = Path(cache_dir)
+        self.encoder = encoder
+        if keep_in_memory is None:
+            keep_in_memory = sum(p.stat().st_size for p in self.cache_dir.glob("*.npy")) <= limit_bytes
+        self.keep = keep_in_memory
+        self._voxels: dict[str, torch.Tensor] = {}
+
+    def for_model(self, model) -> "LiveFeatures":
+        """The same cache, read through ``model``'s own window encoder."""
+        if model.window is None:
+            raise ValueError("the model has no trainable window encoder (model.window_encoder.trainable is false)")
+        bound = LiveFeatures(self.cache_dir, model.window, self.keep)
+        bound._voxels = self._voxels
+        return bound
+
+    def voxels(self, volume_id: str) -> torch.Tensor:
+        if volume_id in self._voxels:
+            return self._voxels[volume_id]
+        data = torch.from_numpy(np.asarray(read_cached(cache_file(self.cache_dir, volume_id)), dtype=np.float32))
+        if self.keep:
+            self._voxels[volume_id] = data
+        return data
+
+    def tokens(self, volume_id: str) -> dict[str, torch.Tensor]:
+        if self.encoder is None:
+            raise ValueError("LiveFeatures needs a window encoder: call for_model(model) first")
+        device = next(self.encoder.parameters()).device
+        return volume_tokens(window_grid_features(self.encoder, self.voxels(volume_id).to(device)))

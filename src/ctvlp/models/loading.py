@@ -24,7 +24,7 @@ def load_trained_model(run_dir: str | Path, device: str = "cpu") -> tuple[CTVLPM
     weights = run_dir / WEIGHT_FILES[0]
     if not weights.is_file():
         raise CheckpointError(f"{run_dir}: no {weights.name} (training has not finished a dev evaluation)")
-    model = CTVLPModel.from_config(config)
+    model = CTVLPModel.from_config(config, load_window_weights=False)  # a trained window encoder is in the weights
     state = load_file(str(weights))
     expected = set(model.trainable_state())
     if set(state) != expected:

@@ -61,13 +61,36 @@ class TextEncoder(nn.Module):
             model.requires_grad_(False)
         self.model = model
         self.dim = int(model.config.hidden_size)
+        self._memo: dict[str, torch.Tensor] = {}
 
     def forward(self, texts: list[str]) -> torch.Tensor:
+        if self.spec.finetune != "frozen":
+            return self._encode(texts)
+        return self._memoized(texts)
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
         device = next(self.model.parameters()).device
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.spec.max_tokens,
                                return_tensors="pt").to(device)
         hidden = self.model(**batch).last_hidden_state
         return pool(hidden, batch["attention_mask"], self.spec.pooling)
+
+    @torch.no_grad()
+    def _memoized(self, texts: list[str], limit: int = 200_000) -> torch.Tensor:
+        """A frozen tower maps a text to the same vector every time: each distinct text is encoded once
+        (in eval mode, alone, so batch padding cannot change it), which makes a frozen-text epoch cost
+        only the image side and the heads."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if missing:
+            if len(self._memo) + len(missing) > limit:
+                self._memo.clear()
+                missing = list(dict.fromkeys(texts))
+            was_training = self.model.training
+            self.model.eval()
+            for t in missing:
+                self._memo[t] = self._encode([t])[0]
+            self.model.train(was_training)
+        return torch.stack([self._memo[t] for t in texts])
 
     def too_long(self, text: str) -> bool:
         return len(self.tokenizer(text)["input_ids"]) > self.spec.max_tokens

@@ -4,6 +4,8 @@ Per window it returns the CLS token, the mean patch token and depth tokens (patc
 in-plane, one per patch row along z: 12 mm each in the paper preset). Frozen by default, so
 features are extracted once (rule ``window_features``) and training reads features, not voxels.
 Weights load from a local safetensors file; without one the demo uses a seeded random init.
+With ``model.window_encoder.trainable`` the encoder is part of the trained model instead (end to end):
+training then reads the cached voxels and the run's checkpoint carries the encoder's weights.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class WindowEncoderSpec:
     depth: int
     heads: int
     weights: str | None = None
+    trainable: bool = False
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -34,7 +37,7 @@ class WindowEncoderSpec:
     def from_config(cls, config: dict) -> "WindowEncoderSpec":
         w = config["model"]["window_encoder"]
         return cls(tuple(config["preprocess"]["window_voxels"]), tuple(w["patch_voxels"]), w["dim"], w["depth"],
-                   w["heads"], w["weights"])
+                   w["heads"], w["weights"], bool(w.get("trainable", False)))
 
 
 class WindowEncoder(nn.Module):
@@ -85,11 +88,17 @@ def cut_windows(volume: torch.Tensor, window: tuple[int, int, int]) -> tuple[tor
     return blocks.reshape(nx * ny * nz, 1, wx, wy, wz), (nx, ny, nz)
 
 
-@torch.no_grad()
-def encode_volume(model: WindowEncoder, volume: torch.Tensor, batch: int = 16) -> dict[str, torch.Tensor]:
-    """Features of every window of one cached volume, shaped on the window grid."""
+def window_grid_features(model: WindowEncoder, volume: torch.Tensor, batch: int = 16) -> dict[str, torch.Tensor]:
+    """Features of every window of one cached volume, shaped on the window grid (differentiable:
+    the end-to-end option backpropagates through it)."""
     windows, (nx, ny, nz) = cut_windows(volume, model.spec.window)
     parts = [model(windows[i:i + batch]) for i in range(0, len(windows), batch)]
     out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     return {"cls": out["cls"].reshape(nx, ny, nz, -1), "mean": out["mean"].reshape(nx, ny, nz, -1),
             "depth": out["depth"].reshape(nx, ny, nz, model.spec.grid[2], -1)}
+
+
+@torch.no_grad()
+def encode_volume(model: WindowEncoder, volume: torch.Tensor, batch: int = 16) -> dict[str, torch.Tensor]:
+    """Frozen features of one cached volume (feature extraction and inference)."""
+    return window_grid_features(model, volume, batch)

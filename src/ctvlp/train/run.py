@@ -15,17 +15,23 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from ctvlp.models.features import LiveFeatures
+from ctvlp.models.window_encoder import WindowEncoderSpec
 from ctvlp.train.data import FeatureSet, build_samples
 from ctvlp.train.evaluation import evaluate_samples
 from ctvlp.train.trainer import Trainer, prompt_lists
 
 
-def load_inputs(paths: dict) -> tuple[list, FeatureSet, dict]:
+def load_inputs(paths: dict, config: dict | None = None) -> tuple[list, FeatureSet | LiveFeatures, dict]:
+    """Samples, their token source and the prompts. A run whose window encoder trains end to end reads
+    the cached voxels (``paths['cache_dir']``); every other run reads the frozen features."""
     volumes = pd.read_parquet(paths["volumes"])
     features = pd.concat([pd.read_parquet(p) for p in paths["feature_shards"]], ignore_index=True)
     samples = build_samples(volumes, pd.read_parquet(paths["reports"]), pd.read_parquet(paths["labels"]),
                             pd.read_parquet(paths["snippets"]), features)
-    return samples, FeatureSet(paths["feature_dir"]), prompt_lists(pd.read_parquet(paths["prompts"]))
+    end_to_end = config is not None and WindowEncoderSpec.from_config(config).trainable
+    source = LiveFeatures(paths["cache_dir"]) if end_to_end else FeatureSet(paths["feature_dir"])
+    return samples, source, prompt_lists(pd.read_parquet(paths["prompts"]))
 
 
 def run_training(config: dict, run_dir: Path, paths: dict, stop_after: int | None = None) -> dict:
@@ -38,8 +44,9 @@ def run_training(config: dict, run_dir: Path, paths: dict, stop_after: int | Non
         if torch.cuda.is_available():
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
-    samples, features, prompts = load_inputs(paths)
+    samples, features, prompts = load_inputs(paths, config)
     trainer = Trainer(config, run_dir, samples, features, prompts, device)
+    features = trainer.features
     best = trainer.fit(stop_after=stop_after)
     result = {"best": best, "steps": trainer.total_steps, "resumed_from_step": trainer.resumed_from}
     if trainer.rank == 0 and (stop_after is None or stop_after >= trainer.total_steps):

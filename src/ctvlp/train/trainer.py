@@ -33,6 +33,7 @@ class TrainSettings:
     grad_accum: int
     lr: float
     scale_lr: float
+    window_lr: float | None
     weight_decay: float
     betas: tuple[float, float]
     warmup_epochs: float
@@ -54,24 +55,28 @@ class TrainSettings:
     def from_config(cls, config: dict) -> "TrainSettings":
         t = config["train"]
         w = t["weights"]
-        return cls(t["epochs"], t["batch_size"], t["grad_accum"], float(t["lr"]), float(t["scale_lr"]), float(t["weight_decay"]),
+        return cls(t["epochs"], t["batch_size"], t["grad_accum"], float(t["lr"]), float(t["scale_lr"]),
+                   None if t.get("window_lr") is None else float(t["window_lr"]), float(t["weight_decay"]),
                    tuple(t["betas"]), float(t["warmup_epochs"]), float(t["grad_clip"]), t["checkpoint_every"],
                    config["seed"], t["loss"], w["contrastive"], w["prompts"], w["localization"],
                    t["prompt_pos_weight_cap"], t["prompt_scale"], t["loc_temperature"], t["loc_sigma_bins"],
                    t["bf16"], tuple(t["datasets"]))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, scale_lr: float) -> list[dict]:
+def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, scale_lr: float,
+                 window_lr: float | None = None) -> list[dict]:
     """Weight decay on matrices only. The SigLIP temperature and bias get their own learning rate:
     with small batches the bias must move from -10 within a few hundred steps, or the cheapest way
-    down the loss is to collapse every embedding onto one direction."""
-    decay, no_decay, scale = [], [], []
+    down the loss is to collapse every embedding onto one direction. A window encoder trained end to
+    end gets its own (smaller) rate: at the heads' rate its outputs collapse before the heads learn."""
+    groups: dict[tuple[str, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (scale if name.startswith("scale.") else decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "lr": lr},
-            {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-            {"params": scale, "weight_decay": 0.0, "lr": scale_lr}]
+            part = "scale" if name.startswith("scale.") else "window" if name.startswith("window.") else "rest"
+            groups.setdefault((part, p.ndim >= 2 and part != "scale"), []).append(p)
+    rates = {"scale": scale_lr, "window": lr if window_lr is None else window_lr, "rest": lr}
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": rates[part]}
+            for (part, decay), params in sorted(groups.items())]
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -98,6 +103,8 @@ class Trainer:
         self.rank, self.world = world()
         torch.manual_seed(self.cfg.seed)
         self.model = CTVLPModel.from_config(config).to(self.device)
+        if self.model.window is not None:  # end to end: tokens come from the model's own window encoder
+            self.features = features.for_model(self.model)
         self.train = [s for s in samples if s.split == "train" and s.text and s.dataset in self.cfg.train_datasets]
         self.dev = [s for s in samples if s.split == "dev" and s.text]
         self._set_feature_stats()
@@ -107,7 +114,7 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(len(self.train) / self.per_step))
         self.total_steps = self.cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg.weight_decay, self.cfg.lr,
-                                                        self.cfg.scale_lr), betas=self.cfg.betas)
+                                                        self.cfg.scale_lr, self.cfg.window_lr), betas=self.cfg.betas)
         warmup = int(round(self.cfg.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(warmup, self.total_steps))
         self.resumed_from = 0
@@ -119,7 +126,8 @@ class Trainer:
         order = np.random.default_rng(self.cfg.seed).permutation(len(self.train))[:max_volumes]
         sums: dict[str, list] = {}
         for i in sorted(order):
-            tokens = self.features.tokens(self.train[i].volume_id)
+            with torch.no_grad():
+                tokens = self.features.tokens(self.train[i].volume_id)
             for kind in ("scan", "depth"):
                 t = tokens[f"{kind}_tokens"].double()
                 acc = sums.setdefault(kind, [0, 0.0, 0.0])
