@@ -5,20 +5,30 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+import yaml
+from safetensors.numpy import load_file
+
+from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 
 from conftest import REPO, run_snakemake, write_config
 
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory) -> Path:
     """The whole workflow (rule all: through training, evaluation, tables and figures) on a small cohort plus
-    the corpus; one short training run keeps it to a few minutes."""
+    the corpus; two short training runs (one with the window encoder trained end to end) keep it to a few minutes."""
     work = tmp_path_factory.mktemp("fault_run")
-    (work / "ablations.tsv").write_text("run\ttrain.epochs\tdescription\nfull\t2\tshort run on the faulty cohort\n")
+    (work / "ablations.tsv").write_text(
+        "run\ttrain.epochs\tmodel.window_encoder.trainable\tdescription\n"
+        "full\t2\t\tshort run on the faulty cohort\n"
+        "end_to_end\t2\ttrue\tthe window encoder trained end to end (embed and the CLI must use it)\n")
     cfg = write_config(work / "override.yaml", {
         "results": str(work / "results"), "logs": str(work / "logs"), "train": {"ablations": str(work / "ablations.tsv")},
         "demo": {"root": str(work / "demo_data"), "faults": True, "n_patients": 10,
@@ -97,3 +107,30 @@ def test_qc_summary_counts_the_faults(fault_run):
     qc = _table(fault_run, "qc")
     counted = qc[qc.reason.str.contains("without pixel data")].reason.iloc[0]
     assert counted.split(": ")[-1].startswith(str(len(list((fault_run / "demo_data/hospital/DICOM/FAULTS/F00").iterdir()))))
+
+
+def test_end_to_end_run_carries_its_encoder_into_embed_and_the_cli(fault_run, tmp_path):
+    """An ablation row with model.window_encoder.trainable: its checkpoint holds a changed window encoder, and
+    the workflow's embedding of a held-out scan equals the CLI's, so both encoded it with the run's encoder."""
+    run = fault_run / "results" / "runs" / "end_to_end"
+    weights = load_file(str(run / "best.safetensors"))
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    start = build_window_encoder(WindowEncoderSpec.from_config(config), config["seed"]).state_dict()
+    window = {k.removeprefix("window."): v for k, v in weights.items() if k.startswith("window.")}
+    assert window.keys() == start.keys()
+    assert any(not np.array_equal(v, start[k].numpy()) for k, v in window.items())
+    vols = pd.read_parquet(fault_run / "results" / "manifest" / "volumes.parquet")
+    test = vols[(vols.dataset == "hospital") & (vols.split == "test") & (vols.status == "ok")].sort_values("volume_id")
+    volume_id = test.volume_id.iloc[0]
+    index = pd.read_parquet(fault_run / "results" / "ingest" / "dicom_index.parquet")
+    folder = fault_run / "demo_data" / "hospital" / "DICOM" / Path(
+        index[index.series_key.str[1:] == volume_id[1:]].path.iloc[0]).parent
+    out = tmp_path / "emb.safetensors"
+    proc = subprocess.run([sys.executable, "-m", "ctvlp.cli", "embed", "--checkpoint", str(run), "--scan",
+                           str(folder), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    meta = pd.read_parquet(run / "embeddings.parquet")
+    hosp = meta[meta.set == "hospital"].reset_index(drop=True)
+    row = int(hosp.index[hosp.volume_id == volume_id][0])
+    workflow = np.load(run / "embeddings.npz")["hospital/scan"][row]
+    np.testing.assert_allclose(load_file(str(out))["scan"], workflow, atol=2e-4)
