@@ -12,6 +12,9 @@ from ctvlp.config import ConfigError, check_inputs, validate_config
 min_version("9.0")
 # Nothing may be fetched from a model hub at run time: every model is a local path.
 os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+# Same config and seed, same numbers: MKL and OpenMP must not pick thread counts from the machine's load.
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+os.environ.setdefault("OMP_DYNAMIC", "FALSE")
 
 
 configfile: Path(workflow.basedir) / "config" / "config.yaml"

@@ -10,6 +10,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -148,3 +149,15 @@ def test_frozen_text_tower_encodes_each_text_once_and_alike():
     torch.testing.assert_close(first[1], alone, rtol=0, atol=0)
     torch.testing.assert_close(encoder(texts[::-1]), first.flip(0), rtol=0, atol=0)
     assert len(encoder._memo) == 2
+
+
+def test_train_log_keeps_its_columns_when_a_step_lacks_a_loss_term(tmp_path):
+    """A batch without snippets has no localization loss: its cell stays empty, the row does not shift."""
+    log = tmp_path / "train_log.csv"
+    full = {"contrastive": 1.0, "localization": 2.0, "grad_norm": 3.0, "lr": 1e-3, "step": 1, "epoch": 0, "seconds": 0.1}
+    Trainer._append_csv(log, full)
+    Trainer._append_csv(log, {k: v for k, v in full.items() if k != "localization"} | {"step": 2})
+    Trainer._append_csv(log, full | {"step": 3})
+    table = pd.read_csv(log)
+    assert list(table.step) == [1, 2, 3] and list(table.grad_norm) == [3.0, 3.0, 3.0]
+    assert table.localization.isna().tolist() == [False, True, False] and table.prompts.isna().all()

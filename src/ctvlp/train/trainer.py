@@ -63,6 +63,9 @@ class TrainSettings:
                    t["bf16"], tuple(t["datasets"]))
 
 
+LOG_COLUMNS = ("step", "epoch", "contrastive", "prompts", "localization", "grad_norm", "lr", "seconds")
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, scale_lr: float,
                  window_lr: float | None = None) -> list[dict]:
     """Weight decay on matrices only. The SigLIP temperature and bias get their own learning rate:
@@ -265,9 +268,18 @@ class Trainer:
 
     @staticmethod
     def _append_csv(path: Path, row: dict) -> None:
+        """Columns are the file's header (the train log's fixed columns when new): a step without a
+        loss term (a batch with no snippets) leaves that cell empty instead of shifting the row."""
         new = not path.exists()
+        if new and "grad_norm" in row:  # a train-log row: every loss column, whichever terms this step had
+            fields = list(LOG_COLUMNS) + [c for c in row if c not in LOG_COLUMNS]
+        elif new:
+            fields = list(row)
+        else:
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f))
         with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="raise")
             if new:
                 writer.writeheader()
             writer.writerow(row)
