@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pydicom
+import yaml
 
 from ctvlp.demo import generate_demo
 from ctvlp.demo.cohort import DemoConfig
 from ctvlp.demo.findings import SIMULATED_LABELS
 from ctvlp.labels import CTRATE_LABELS
+from conftest import REPO
 
 TINY = {"seed": 7, "n_patients": 3, "second_study_fraction": 0.5, "extent_mm": 80.0, "matrix": 48,
         "pixel_spacing": 7.0, "minis": {"ctrate_train_patients": 2, "ctrate_valid_patients": 3,
@@ -95,8 +97,9 @@ def test_headers_carry_the_planted_phi_and_ground_truth_lists_it(demo_root):
 def test_cohort_size_labels_and_languages(demo_root):
     studies = pd.read_csv(demo_root / "ground_truth" / "hospital_studies.csv")
     summary = json.loads((demo_root / "ground_truth" / "cohort.json").read_text())
-    assert 35 <= studies.patient_id.nunique() <= 45
-    assert summary["bytes"] <= 300e6
+    n_patients = yaml.safe_load((REPO / "config/config.yaml").read_text())["demo"]["n_patients"]
+    assert studies.patient_id.nunique() == n_patients
+    assert summary["bytes"] <= 7.5e6 * n_patients  # ~270 MB for 40 patients
     assert set(studies.language) == {"de", "en"}
     prevalence = studies[list(SIMULATED_LABELS)].sum()
     assert (prevalence >= 5).all() and len(SIMULATED_LABELS) >= 8

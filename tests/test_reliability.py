@@ -26,7 +26,7 @@ SHORT = "train.epochs\ttrain.checkpoint_every\tdescription\n"
 def _short_runs_config(demo_run: Path, tmp_path: Path) -> Path:
     """The demo_run's results (features, text) with two identical short runs added."""
     tsv = tmp_path / "ablations.tsv"
-    tsv.write_text("run\t" + SHORT + "".join(f"{r}\t2\t1\tthe same short run\n" for r in ("straight", "crash")))
+    tsv.write_text("run\t" + SHORT + "".join(f"{r}\t6\t1\tthe same short run\n" for r in ("straight", "crash")))
     cfg = yaml.safe_load((demo_run / "override.yaml").read_text())
     cfg["train"] = {"ablations": str(tsv)}
     return write_config(tmp_path / "short.yaml", cfg)

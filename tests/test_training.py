@@ -66,6 +66,8 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_data, tmp_pat
     straight = Trainer(tiny_config(), tmp_path / "straight", samples, feats, PROMPTS)
     straight.fit()
     assert straight.total_steps == 4
+    kept = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").glob("ckpt-*"))
+    assert kept == ["ckpt-0000003.json", "ckpt-0000003.safetensors", "ckpt-0000004.json", "ckpt-0000004.safetensors"]
     interrupted = Trainer(tiny_config(), tmp_path / "resumed", samples, feats, PROMPTS)
     interrupted.fit(stop_after=3)  # as if killed right after the checkpoint of step 3
     assert load_checkpoint(tmp_path / "resumed" / "checkpoints")[1]["step"] == 3

@@ -23,7 +23,9 @@ def _atomic_json(path: Path, obj: dict) -> None:
 
 
 def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Tensor],
-                    optimizer: torch.optim.Optimizer, scheduler, extra: dict) -> Path:
+                    optimizer: torch.optim.Optimizer, scheduler, extra: dict, keep: int = 2) -> Path:
+    """Write checkpoint ``step``; once ``latest.json`` points at it, all but the ``keep`` newest are deleted
+    (a run of thousands of steps would otherwise fill the disk with optimizer moments)."""
     directory.mkdir(parents=True, exist_ok=True)
     opt = optimizer.state_dict()
     tensors = {f"model/{k}": v.cpu() for k, v in model_state.items()}
@@ -38,7 +40,15 @@ def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Ten
     meta = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), **extra}
     _atomic_json(directory / f"{name}.json", meta)
     _atomic_json(directory / "latest.json", {"name": name, "step": step})
+    _prune(directory, keep)
     return directory / f"{name}.safetensors"
+
+
+def _prune(directory: Path, keep: int) -> None:
+    names = sorted(p.name[: -len(".json")] for p in directory.glob("ckpt-*.json"))
+    for old in names[: max(len(names) - max(keep, 1), 0)]:
+        for suffix in (".safetensors", ".json"):  # the tensors first: a lone .json is never a checkpoint
+            (directory / f"{old}{suffix}").unlink(missing_ok=True)
 
 
 def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict] | None:

@@ -39,6 +39,7 @@ class TrainSettings:
     warmup_epochs: float
     grad_clip: float
     checkpoint_every: int
+    keep_checkpoints: int
     seed: int
     loss: str
     w_contrastive: float
@@ -58,6 +59,7 @@ class TrainSettings:
         return cls(t["epochs"], t["batch_size"], t["grad_accum"], float(t["lr"]), float(t["scale_lr"]),
                    None if t.get("window_lr") is None else float(t["window_lr"]), float(t["weight_decay"]),
                    tuple(t["betas"]), float(t["warmup_epochs"]), float(t["grad_clip"]), t["checkpoint_every"],
+                   int(t.get("keep_checkpoints", 2)),
                    config["seed"], t["loss"], w["contrastive"], w["prompts"], w["localization"],
                    t["prompt_pos_weight_cap"], t["prompt_scale"], t["loc_temperature"], t["loc_sigma_bins"],
                    t["bf16"], tuple(t["datasets"]))
@@ -232,7 +234,7 @@ class Trainer:
                 best = self._select(step + 1, best)
             if self.rank == 0 and ((step + 1) % self.cfg.checkpoint_every == 0 or step + 1 == self.total_steps):
                 save_checkpoint(ckpt_dir, step + 1, self.model.trainable_state(), self.optimizer, self.scheduler,
-                                {"best": best})
+                                {"best": best}, keep=self.cfg.keep_checkpoints)
             if stop_after is not None and step + 1 >= stop_after:
                 break
         return best
