@@ -136,6 +136,8 @@ def test_window_encoder_trains_end_to_end_from_the_cache_and_reloads(tiny_data, 
     torch.testing.assert_close(again["depth_tokens"], best["depth_tokens"])
     with pytest.raises(ValueError, match="trainable"):
         LiveFeatures(cache).for_model(Trainer(tiny_config(), tmp_path / "frozen", samples, tiny_data[1], PROMPTS).model)
+    with pytest.raises(ValueError, match="trainable"):
+        tiny_data[1].for_model(model)  # frozen features cannot feed a model that trains its encoder
 
 
 def test_frozen_text_tower_encodes_each_text_once_and_alike():

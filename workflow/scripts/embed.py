@@ -12,7 +12,6 @@ with logged(snakemake.log[0]) as log:
     paths.update(feature_shards=list(snakemake.input.feature_shards), feature_dir=snakemake.params.feature_dir,
                  cache_dir=snakemake.params.cache_dir)
     samples, features, prompts = load_inputs(paths, run_config)
-    if model.window is not None:  # trained end to end: its own window encoder reads the cache
-        features = features.for_model(model)
+    features = features.for_model(model)  # trained end to end: its own window encoder reads the cache
     counts = embed_run(model, samples, features, prompts, Path(snakemake.output.npz), Path(snakemake.output.meta))
     log.info("embedded %s", counts)

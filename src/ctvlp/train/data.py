@@ -57,6 +57,14 @@ class FeatureSet:
         self.keep = keep_in_memory
         self._cache: dict[str, dict[str, torch.Tensor]] = {}
 
+    def for_model(self, model) -> "FeatureSet":
+        """Frozen features serve any model whose window encoder is frozen (the counterpart of
+        ``LiveFeatures.for_model``)."""
+        if model.window is not None:
+            raise ValueError(f"{self.feature_dir}: frozen features cannot train or evaluate a model whose window "
+                             "encoder is trainable; read the cache instead (LiveFeatures)")
+        return self
+
     def tokens(self, volume_id: str) -> dict[str, torch.Tensor]:
         if volume_id in self._cache:
             return self._cache[volume_id]

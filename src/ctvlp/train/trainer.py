@@ -108,8 +108,7 @@ class Trainer:
         self.rank, self.world = world()
         torch.manual_seed(self.cfg.seed)
         self.model = CTVLPModel.from_config(config).to(self.device)
-        if self.model.window is not None:  # end to end: tokens come from the model's own window encoder
-            self.features = features.for_model(self.model)
+        self.features = features.for_model(self.model)  # end to end: tokens from the model's own window encoder
         self.train = [s for s in samples if s.split == "train" and s.text and s.dataset in self.cfg.train_datasets]
         self.dev = [s for s in samples if s.split == "dev" and s.text]
         self._set_feature_stats()
