@@ -13,6 +13,11 @@ from ctvlp.models.window_encoder import WindowEncoder, encode_volume, window_gri
 from ctvlp.preprocess.cache import cache_file, read_cached
 
 
+def fits_in_memory(folder: Path, pattern: str, limit_bytes: float) -> bool:
+    """Whether the files matching ``pattern`` in ``folder`` total at most ``limit_bytes`` (the demo's do)."""
+    return sum(p.stat().st_size for p in folder.glob(pattern)) <= limit_bytes
+
+
 def feature_file(feature_dir: str | Path, volume_id: str) -> Path:
     return Path(feature_dir) / f"{volume_id}.safetensors"
 
@@ -69,9 +74,7 @@ class LiveFeatures:
                  limit_bytes: float = 2e9):
         self.cache_dir = Path(cache_dir)
         self.encoder = encoder
-        if keep_in_memory is None:
-            keep_in_memory = sum(p.stat().st_size for p in self.cache_dir.glob("*.npy")) <= limit_bytes
-        self.keep = keep_in_memory
+        self.keep = fits_in_memory(self.cache_dir, "*.npy", limit_bytes) if keep_in_memory is None else keep_in_memory
         self._voxels: dict[str, torch.Tensor] = {}
 
     def for_model(self, model) -> "LiveFeatures":

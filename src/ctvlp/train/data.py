@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from ctvlp.labels import CTRATE_LABELS
-from ctvlp.models.features import feature_file, load_features, volume_tokens
+from ctvlp.models.features import feature_file, fits_in_memory, load_features, volume_tokens
 
 
 @dataclass
@@ -51,10 +51,8 @@ class FeatureSet:
 
     def __init__(self, feature_dir: str | Path, keep_in_memory: bool | None = None, limit_bytes: float = 2e9):
         self.feature_dir = Path(feature_dir)
-        if keep_in_memory is None:
-            size = sum(p.stat().st_size for p in self.feature_dir.glob("*.safetensors"))
-            keep_in_memory = size <= limit_bytes
-        self.keep = keep_in_memory
+        self.keep = (fits_in_memory(self.feature_dir, "*.safetensors", limit_bytes) if keep_in_memory is None
+                     else keep_in_memory)
         self._cache: dict[str, dict[str, torch.Tensor]] = {}
 
     def for_model(self, model) -> "FeatureSet":
