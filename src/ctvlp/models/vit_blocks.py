@@ -1,0 +1,87 @@
+"""The transformer block both SPECTRE encoders share (window backbone and feature combiner).
+
+Module and parameter names follow SPECTRE's state dicts (``norm1``, ``attn.q``, ``attn.kv``,
+``attn.proj``, ``ls1.gamma``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``, ``ls2.gamma``) so released weights
+load by name, without a renaming table.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctvlp.models.rope import apply_rope
+
+LN_EPS = 1e-5  # SPECTRE's ViT builders pass nn.LayerNorm (eps 1e-5), not timm's 1e-6 default
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init_value: float = 1.0):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_value)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()  # exact (erf) GELU, as SPECTRE
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with separate ``q`` and ``kv`` projections (kv output split k then v)."""
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        self.heads, self.head_dim = heads, dim // heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N, dim); rope (sin, cos) for the last tokens; key_mask (B, N) True = may be attended to."""
+        b, n, _ = x.shape
+        q = self.q(x).reshape(b, n, self.heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(x).reshape(b, n, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # scale head_dim^-0.5
+        return self.proj(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class Block(nn.Module):
+    """Pre-norm block with LayerScale: x + g1 * Attn(LN1 x), then x + g2 * MLP(LN2 x)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, init_value: float = 1.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = Attention(dim, heads)
+        self.ls1 = LayerScale(dim, init_value)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, init_value)
+
+    def forward(self, x: torch.Tensor, rope=None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), rope, key_mask))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+def init_like_spectre(module: nn.Module) -> None:
+    """Random init as SPECTRE's (truncated normal 0.02 for linear weights, zero bias): the demo's start."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
