@@ -2,7 +2,7 @@
 
 The scan is read by content (DICOM series folder, NIfTI, Rad-ChestCT npz), preprocessed with the
 run's ``preprocess`` settings, stored and re-read at the cache's precision (float16), encoded by the
-same frozen window encoder (weights or seeded init from the run's config), its features rounded as the
+same frozen window encoder (``model.weights_dir`` or seeded init from the run's config), its features rounded as the
 feature files are (or by the run's own encoder when it trained end to end), and embedded by the run's
 best weights: the answers equal the evaluation's.
 """
@@ -116,8 +116,7 @@ class ScanModel:
         prompts = {pol: [label_set.prompts[name][pol] for name in label_set.labels]
                    for pol in ("positive", "negative")}
         pos, neg = self.model.encode_prompts(prompts)
-        scan, _ = self.embed(prepared)
-        img = F.normalize(torch.from_numpy(scan)[None], dim=-1)
+        img = F.normalize(self.model.encode_prompt_scans(collate([prepared.tokens])), dim=-1)  # image copy head
         logit = self.config["train"]["prompt_scale"] * (img @ F.normalize(pos, dim=-1).T - img @ F.normalize(neg, dim=-1).T)
         return dict(zip(label_set.labels, torch.sigmoid(logit)[0].tolist()))
 

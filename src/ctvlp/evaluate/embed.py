@@ -12,7 +12,7 @@ import torch
 from ctvlp.evaluate.arrays import PROMPT_SETS, load_embeddings  # noqa: F401 (re-exported)
 from ctvlp.evaluate.protocol import EVAL_SETS
 from ctvlp.labels import CTRATE_LABELS
-from ctvlp.train.evaluation import embed_samples
+from ctvlp.models.embedding import embed_samples
 
 
 def ctclip_pair_prompts() -> dict[str, list[list[str]]]:
@@ -35,7 +35,7 @@ def embed_run(model, samples: list, features, prompts: dict, out_npz: Path, out_
         if not part:
             continue
         emb = embed_samples(model, part, features, prompts)
-        arrays.update({f"{name}/{k}": emb[k] for k in ("scan", "report", "snippet", "snippet_owner", "snippet_bin",
+        arrays.update({f"{name}/{k}": emb[k] for k in ("scan", "scan_prompt", "report", "snippet", "snippet_owner", "snippet_bin",
                                                        "n_bins")})
         arrays[f"{name}/depth"] = np.concatenate(emb["depth"])
         arrays[f"{name}/pos_ensemble"], arrays[f"{name}/neg_ensemble"] = emb["pos"], emb["neg"]

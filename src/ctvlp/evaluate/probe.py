@@ -2,7 +2,7 @@
 
 Zero-shot AUC can be no better than what the window encoder's features hold. Fitting a logistic
 regression on the *labels* (train + dev split) over the flattened window tokens and scoring the test
-split gives that ceiling per label, so a site can check a new encoder (``model.window_encoder.weights``)
+split gives that ceiling per label, so a site can check a new encoder (``model.weights_dir``)
 before training anything:
 
     python -m ctvlp.evaluate.probe results [--dataset hospital] [--C 0.05]

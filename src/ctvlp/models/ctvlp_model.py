@@ -1,60 +1,132 @@
-"""The trainable model: scan/slice encoder over cached window features, text encoder, SigLIP heads,
-and, with the end-to-end option, the window encoder itself."""
+"""The trainable model (RadFinder's layout on SPECTRE's modules): the feature combiner over cached window
+features, the text tower, SigLIP heads with their copies, and, with the end-to-end option, the window
+encoder itself.
+
+Which head serves what, as RadFinder: retrieval uses the main image and text heads; the prompt loss and
+zero-shot use the image *copy* head (on the same [CLS; mean] scan feature) with the main text head;
+localization uses both copies (depth bins through the image copy, snippets through the text copy).
+The copies start as clones of the main heads (of the released weights, when loaded).
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import copy
+import logging
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from ctvlp.losses import LogitScale
-from ctvlp.models.scan_encoder import GridTransformer, ScanEncoderSpec, projection_head
+from ctvlp.models.combiner import CombinerSpec, FeatureCombiner
+from ctvlp.models.heads import SigLIPHead
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
 from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec, build_window_encoder
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    hidden_dim: int
+    bottleneck_dim: int
+    embed_dim: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> "HeadSpec":
+        h = config["model"].get("heads") or {}
+        return cls(int(h.get("hidden_dim", 2048)), int(h.get("bottleneck_dim", 256)), int(config["model"]["embed_dim"]))
+
 
 class CTVLPModel(nn.Module):
-    def __init__(self, scan_spec: ScanEncoderSpec, text_spec: TextEncoderSpec, embed_dim: int,
-                 separate_depth_heads: bool = True, logit_init: tuple[float, float] = (2.302585, -10.0),
-                 window: WindowEncoder | None = None):
+    def __init__(self, combiner_spec: CombinerSpec, text_spec: TextEncoderSpec, head_spec: HeadSpec,
+                 copy_heads: bool = True, logit_init: tuple[float, float] = (2.302585, -10.0),
+                 window: WindowEncoder | None = None, standardize_features: bool = True):
         super().__init__()
         self.window = window  # None: the window encoder is frozen and its features are read from disk
-        self.grid = GridTransformer(scan_spec)
+        self.combiner = FeatureCombiner(combiner_spec)
         self.text = TextEncoder(text_spec)
-        self.scan_head = projection_head(scan_spec.dim, embed_dim)
-        self.text_head = projection_head(self.text.dim, embed_dim)
-        self.depth_head = projection_head(scan_spec.dim, embed_dim) if separate_depth_heads else self.scan_head
-        self.snippet_head = projection_head(self.text.dim, embed_dim) if separate_depth_heads else self.text_head
+        h = head_spec
+        self.image_head = SigLIPHead(2 * combiner_spec.dim, h.hidden_dim, h.bottleneck_dim, h.embed_dim)
+        self.text_head = SigLIPHead(self.text.dim, h.hidden_dim, h.bottleneck_dim, h.embed_dim)
+        self.copy_heads = copy_heads
+        self.make_copy_heads()
         self.scale = LogitScale(*logit_init)
+        self.standardize_features = standardize_features
+
+    def make_copy_heads(self) -> None:
+        """Copies cloned from the main heads (again after loading pretrained main heads)."""
+        self.image_copy_head = copy.deepcopy(self.image_head) if self.copy_heads else self.image_head
+        self.text_copy_head = copy.deepcopy(self.text_head) if self.copy_heads else self.text_head
 
     @classmethod
     def from_config(cls, config: dict, load_window_weights: bool = True) -> "CTVLPModel":
-        """``load_window_weights=False`` when a checkpoint will supply the trained window encoder."""
+        """``load_window_weights=False`` when a checkpoint will supply the trained weights (window encoder,
+        combiner, heads): the pretrained folder is then not read for them."""
         spec = WindowEncoderSpec.from_config(config)
+        weights_dir = config["model"].get("weights_dir")
         window = None
         if spec.trainable:  # same seeded start as the frozen features; built first so the rest stays seeded alike
-            start = spec if load_window_weights else replace(spec, weights=None)
+            start = spec if load_window_weights else replace(spec, weights_dir=None)
             window = build_window_encoder(start, config["seed"]).requires_grad_(True)
-        return cls(ScanEncoderSpec.from_config(config), TextEncoderSpec.from_config(config),
-                   config["model"]["embed_dim"], config["model"]["separate_depth_heads"],
-                   tuple(config["train"].get("logit_init", (2.302585, -10.0))), window)
+        model = cls(CombinerSpec.from_config(config), TextEncoderSpec.from_config(config), HeadSpec.from_config(config),
+                    config["model"]["separate_depth_heads"], tuple(config["train"].get("logit_init", (2.302585, -10.0))),
+                    window, standardize_features=not weights_dir)
+        if weights_dir and load_window_weights:
+            model.load_pretrained(weights_dir)
+        elif not weights_dir:
+            log.warning("model.weights_dir is null: window encoder, combiner and heads start from a seeded random "
+                        "init, not the paper's pretrained SPECTRE weights")
+        return model
+
+    def load_pretrained(self, weights_dir: str) -> None:
+        from ctvlp.models.weights import load_part, part_file
+
+        load_part(self.combiner, weights_dir, "combiner")
+        for part, head in (("image_head", self.image_head), ("text_head", self.text_head)):
+            if part_file(weights_dir, part).is_file():
+                load_part(head, weights_dir, part)
+        self.make_copy_heads()
+
+    def set_feature_stats(self, scan: tuple[torch.Tensor, torch.Tensor], depth: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Per-channel standardisation of the window features (random encoders only: pretrained weights
+        were trained on raw features, so it stays the identity for them)."""
+        if self.standardize_features:
+            self.combiner.set_feature_stats(scan, depth)
+
+    def scan_features(self, batch: dict) -> torch.Tensor:
+        """[CLS; mean] of the combiner over the window grid (B, 2 dim)."""
+        return self.combiner.scan(batch["scan_tokens"], batch["scan_coords"], batch["grid"], batch["scan_mask"])
+
+    def depth_features(self, batch: dict) -> torch.Tensor:
+        """Per depth bin [CLS; in-plane mean] of the depth path (B, max_bins, 2 dim)."""
+        return self.combiner.depth(batch["depth_tokens"], batch["depth_coords"], batch["grid"], batch["depth_mask"],
+                                   int(batch["n_bins"].max()))
+
+    def encode_scan_views(self, batch: dict) -> dict[str, torch.Tensor]:
+        """scan (main head: retrieval), scan_prompt (image copy head: prompt loss, zero-shot) and depth
+        (image copy head per depth bin: localization), from one combiner pass per path."""
+        feats = self.scan_features(batch)
+        return {"scan": self.image_head(feats), "scan_prompt": self.image_copy_head(feats),
+                "depth": self.image_copy_head(self.depth_features(batch))}
 
     def encode_scans(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scan embeddings (B, E), depth-bin embeddings (B, max_bins, E))."""
-        scan = self.grid.scan(batch["scan_tokens"], batch["scan_coords"], batch["scan_mask"])
-        depth = self.grid.depth(batch["depth_tokens"], batch["depth_coords"], batch["depth_mask"],
-                                int(batch["n_bins"].max()))
-        return self.scan_head(scan), self.depth_head(depth)
+        """(scan embeddings (B, E) of the main head, depth-bin embeddings (B, max_bins, E) of the copy head)."""
+        views = self.encode_scan_views(batch)
+        return views["scan"], views["depth"]
+
+    def encode_prompt_scans(self, batch: dict) -> torch.Tensor:
+        """Scan embeddings of the image copy head (B, E): what prompts are compared with."""
+        return self.image_copy_head(self.scan_features(batch))
 
     def encode_reports(self, texts: list[str]) -> torch.Tensor:
         return self.text_head(self.text(texts))
 
     def encode_snippets(self, texts: list[str]) -> torch.Tensor:
-        return self.snippet_head(self.text(texts))
+        return self.text_copy_head(self.text(texts))
 
     def encode_prompts(self, prompts: dict[str, list[list[str]]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positive and negative prompt embeddings per label, averaged over templates: (L, E) each."""
+        """Positive and negative prompt embeddings per label (main text head), averaged over templates: (L, E)."""
         out = []
         for polarity in ("positive", "negative"):
             per_label = prompts[polarity]
@@ -65,8 +137,9 @@ class CTVLPModel(nn.Module):
         return out[0], out[1]
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Only what training changes or derives (heads, scan encoder, LoRA, feature statistics):
-        small and safetensors-friendly; the frozen text backbone is reloaded from its own path."""
+        """Only what training changes or derives (heads, combiner, LoRA, feature statistics): small and
+        safetensors-friendly; the frozen text backbone is reloaded from its own path."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
-        names |= {n for n, _ in self.named_buffers() if n.startswith("grid.")}
+        names |= {n for n, _ in self.named_buffers() if n.startswith("combiner.") and n.split(".")[-1] in
+                  ("scan_mu", "scan_sd", "depth_mu", "depth_sd")}
         return {n: t.detach().contiguous() for n, t in self.state_dict().items() if n in names}

@@ -1,4 +1,12 @@
-"""Window features on disk: one safetensors file per volume (no pickle), and batch collation."""
+"""Window features on disk: one safetensors file per volume (no pickle), and batch collation.
+
+A batch (``collate``) holds, per scan, padded token lists with integer grid indices and masks:
+``scan_tokens`` (B, N, 2D) [CLS; mean] per window at ``scan_coords`` (B, N, 3) window indices,
+``depth_tokens`` (B, M, D) at ``depth_coords`` (x, y window index, global depth index), ``*_mask``
+(True = real), ``grid`` (B, 3) each scan's window grid (the RoPE divisor of both paths) and
+``n_bins`` (B,) its number of depth bins. The combiner normalises the indices per scan, so padding
+never changes a scan's angles.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +31,10 @@ def feature_file(feature_dir: str | Path, volume_id: str) -> Path:
 
 
 def extract_features(model: WindowEncoder, cache_path: Path, out_path: Path, dtype=torch.float16) -> dict:
-    volume = torch.from_numpy(np.asarray(read_cached(cache_path), dtype=np.float32))
-    feats = encode_volume(model, volume)
+    """Window features of one cached volume, on the encoder's device (bf16 autocast on a GPU), saved as float16."""
+    device = next(model.parameters()).device
+    volume = torch.from_numpy(np.asarray(read_cached(cache_path), dtype=np.float32)).to(device)
+    feats = {k: v.cpu() for k, v in encode_volume(model, volume).items()}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
     save_file({k: v.to(dtype).contiguous() for k, v in feats.items()}, str(tmp))
@@ -37,7 +47,8 @@ def load_features(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def volume_tokens(feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Scan tokens (windows) and depth tokens (x, y, global depth index) with integer coordinates."""
+    """Scan tokens (windows) and depth tokens (x, y, global depth index) with integer coordinates, and the
+    window grid (the coordinate divisor)."""
     nx, ny, nz, dim = feats["cls"].shape
     gz = feats["depth"].shape[3]
     grid = torch.stack(torch.meshgrid(torch.arange(nx), torch.arange(ny), torch.arange(nz), indexing="ij"), -1)
@@ -45,7 +56,7 @@ def volume_tokens(feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     depth = feats["depth"].reshape(nx, ny, nz * gz, dim)
     dgrid = torch.stack(torch.meshgrid(torch.arange(nx), torch.arange(ny), torch.arange(nz * gz), indexing="ij"), -1)
     return {"scan_tokens": scan_tokens, "scan_coords": grid.reshape(-1, 3), "depth_tokens": depth.reshape(-1, dim),
-            "depth_coords": dgrid.reshape(-1, 3), "n_bins": torch.tensor(nz * gz)}
+            "depth_coords": dgrid.reshape(-1, 3), "n_bins": torch.tensor(nz * gz), "grid": torch.tensor([nx, ny, nz])}
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -63,6 +74,7 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
             tokens[i, :m], coords[i, :m], mask[i, :m] = it[f"{kind}_tokens"], it[f"{kind}_coords"], True
         out.update({f"{kind}_tokens": tokens, f"{kind}_coords": coords, f"{kind}_mask": mask})
     out["n_bins"] = torch.stack([it["n_bins"] for it in items])
+    out["grid"] = torch.stack([it["grid"] for it in items])
     return out
 
 

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from ctvlp.models.features import LiveFeatures
 from ctvlp.models.window_encoder import WindowEncoderSpec
 from ctvlp.train.data import FeatureSet, build_samples
-from ctvlp.train.evaluation import evaluate_samples
+from ctvlp.models.embedding import evaluate_samples
 from ctvlp.train.trainer import Trainer, prompt_lists
 
 

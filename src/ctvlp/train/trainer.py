@@ -23,7 +23,7 @@ from ctvlp.models.ctvlp_model import CTVLPModel
 from ctvlp.models.features import collate
 from ctvlp.train.checkpoint import load_checkpoint, restore, save_checkpoint
 from ctvlp.train.data import FeatureSet, Sample, epoch_order
-from ctvlp.train.evaluation import evaluate_samples
+from ctvlp.models.embedding import evaluate_samples
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class Trainer:
             mean = total / n
             std = ((squares / n - mean * mean).clamp(min=0) * n / max(n - 1, 1)).sqrt()
             stats[kind] = (mean.float(), std.float())
-        self.model.grid.set_feature_stats(stats["scan"], stats["depth"])
+        self.model.set_feature_stats(stats["scan"], stats["depth"])
 
     # ---- one optimisation step -------------------------------------------------------------
     def _micro_batches(self, step: int) -> list[list[Sample]]:
@@ -157,7 +157,8 @@ class Trainer:
     def _losses(self, batch: list[Sample]) -> dict[str, torch.Tensor]:
         c = self.cfg
         tensors = {k: v.to(self.device) for k, v in collate([self.features.tokens(s.volume_id) for s in batch]).items()}
-        scan, depth = self.model.encode_scans(tensors)
+        views = self.model.encode_scan_views(tensors)  # main head: retrieval; copy head: prompts, depth bins
+        scan, depth = views["scan"], views["depth"]
         losses = {}
         text = self.model.encode_reports([s.text for s in batch])
         contrastive = siglip_loss if c.loss == "siglip" else clip_loss
@@ -165,7 +166,7 @@ class Trainer:
         if c.w_prompts > 0:
             pos, neg = self.model.encode_prompts(self.prompts)
             labels = torch.tensor(np.stack([s.labels for s in batch]), device=self.device)
-            losses["prompts"] = prompt_loss(scan, pos, neg, labels, self.pos_weight, c.prompt_scale)
+            losses["prompts"] = prompt_loss(views["scan_prompt"], pos, neg, labels, self.pos_weight, c.prompt_scale)
         owners = [(i, text_, b) for i, s in enumerate(batch) for text_, b in s.snippets]
         if c.w_localization > 0 and owners:
             snip = self.model.encode_snippets([t for _, t, _ in owners])

@@ -1,4 +1,6 @@
-"""Embeddings and the quick metrics used for checkpoint selection and the run's own summary."""
+"""Embeddings of samples through a model, and the quick metrics used for checkpoint selection and the
+run's own summary: one place that the trainer (``ctvlp.train``) and the evaluation (``ctvlp.evaluate``)
+both use, so neither imports the other."""
 
 from __future__ import annotations
 
@@ -13,15 +15,18 @@ from ctvlp.models.features import collate
 
 @torch.no_grad()
 def embed_samples(model, samples, features, prompts, batch_size: int = 16) -> dict:
-    """Scan, depth-bin, report, snippet and prompt embeddings of samples (numpy, eval mode)."""
+    """Scan (main head), scan_prompt (image copy head, for zero-shot), depth-bin, report, snippet and prompt
+    embeddings of samples (numpy, eval mode)."""
     model.eval()
     device = next(model.parameters()).device
-    scans, depths, n_bins, reports, snippets = [], [], [], [], []
+    scans, prompt_scans, depths, n_bins, reports, snippets = [], [], [], [], [], []
     for k in range(0, len(samples), batch_size):
         part = samples[k:k + batch_size]
         tensors = {key: v.to(device) for key, v in collate([features.tokens(s.volume_id) for s in part]).items()}
-        scan, depth = model.encode_scans(tensors)
-        scans.append(scan.float().cpu())
+        views = model.encode_scan_views(tensors)
+        depth = views["depth"]
+        scans.append(views["scan"].float().cpu())
+        prompt_scans.append(views["scan_prompt"].float().cpu())
         depths += [d[: int(n)].float().cpu() for d, n in zip(depth, tensors["n_bins"])]
         n_bins += [int(n) for n in tensors["n_bins"]]
     texts = [s.text or "" for s in samples]
@@ -31,7 +36,8 @@ def embed_samples(model, samples, features, prompts, batch_size: int = 16) -> di
     for k in range(0, len(owners), batch_size):
         snippets.append(model.encode_snippets([t for _, t, _ in owners[k:k + batch_size]]).float().cpu())
     pos, neg = model.encode_prompts(prompts)
-    return {"scan": torch.cat(scans).numpy() if scans else np.zeros((0, 1)), "depth": [d.numpy() for d in depths],
+    return {"scan": torch.cat(scans).numpy() if scans else np.zeros((0, 1)),
+            "scan_prompt": torch.cat(prompt_scans).numpy() if prompt_scans else np.zeros((0, 1)), "depth": [d.numpy() for d in depths],
             "n_bins": np.array(n_bins), "report": torch.cat(reports).numpy() if reports else np.zeros((0, 1)),
             "snippet": torch.cat(snippets).numpy() if snippets else np.zeros((0, 1)),
             "snippet_owner": np.array([i for i, _, _ in owners], dtype=int),
@@ -59,7 +65,7 @@ def evaluate_samples(model, samples, features, prompts, bin_mm: float) -> dict:
     idx = [i for i, s in enumerate(samples) if s.text]
     ranks = retrieval_ranks(emb["report"][idx], emb["scan"][idx]) if with_text else np.array([np.inf])
     out["retrieval"] = retrieval_summary(ranks)
-    probs = zero_shot_probabilities(emb["scan"], emb["pos"], emb["neg"])
+    probs = zero_shot_probabilities(emb["scan_prompt"], emb["pos"], emb["neg"])
     labels = np.stack([s.labels for s in samples])
     aucs = {name: auc_or_na(labels[:, j], probs[:, j])[0] for j, name in enumerate(CTRATE_LABELS)}
     defined = [v for v in aucs.values() if not np.isnan(v)]
