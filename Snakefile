@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from ctvlp.config import ConfigError, check_inputs, validate_config
+from ctvlp.models.weights_manifest import model_config_problems
 
 min_version("9.0")
 # Nothing may be fetched from a model hub at run time: every model is a local path.
@@ -27,6 +28,8 @@ SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 try:
     validate_config(config, SCHEMA)  # one line naming the key
     check_inputs(config)  # data roots exist and are readable
+    for problem in model_config_problems(config):  # head dims fit RoPE; model.weights_dir fits the dims
+        raise ConfigError(problem)
 except ConfigError as err:
     sys.exit(f"ctvlp: {err}")
 validate(config, str(SCHEMA))

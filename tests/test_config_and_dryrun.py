@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import yaml
 
 from conftest import REPO, run_snakemake, write_config
 from ctvlp.config import ConfigError, check_inputs, validate_config
+from ctvlp.models.weights_manifest import FORMAT, MANIFEST, architecture
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -54,7 +56,11 @@ def fake_paper_roots(tmp_path: Path) -> dict:
     for path in roots.values():
         path.mkdir()
     (tmp_path / "reports.csv").write_text("AccessionNumber,ReportText\n")
-    return {"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"),
+    weights = tmp_path / "weights"  # what `ctvlp import-weights` writes besides the tensors: the manifest
+    weights.mkdir()
+    paper = merged(load("config.yaml"), load("paper.yaml"))
+    (weights / MANIFEST).write_text(json.dumps({"format": FORMAT, "architecture": architecture(paper)}))
+    return {"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"), "model": {"weights_dir": str(weights)},
             "data": {"hospital": {"dicom_root": str(roots["dicom"]), "reports_csv": str(tmp_path / "reports.csv")},
                      "ct_rate": {"root": str(roots["ctrate"]), "release": "fixed"},
                      "rad_chestct": {"root": str(roots["rad"])}}}
@@ -69,6 +75,11 @@ def test_dry_runs_of_demo_and_paper_configs(tmp_path):
                          str(REPO / "config/paper.yaml"), str(paper))
     assert proc.returncode == 0, proc.stderr
     assert "demo_cohort" not in proc.stdout
+    other = write_config(tmp_path / "other_dims.yaml", {"model": {"scan_encoder": {"depth": 6}}})
+    proc = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(REPO / "config/config.yaml"),
+                         str(REPO / "config/paper.yaml"), str(paper), str(other))
+    assert proc.returncode != 0
+    assert "config key 'model': combiner.depth = 6 does not fit the weights" in proc.stderr
 
 
 def test_workflow_stops_before_any_job_on_bad_config(tmp_path):

@@ -1,4 +1,5 @@
-"""``ctvlp``: a trained model on one scan (embed, classify, localize) and the reference miner on one report.
+"""``ctvlp``: a trained model on one scan (embed, classify, localize), the reference miner on one report,
+and the one-time import of SPECTRE's released weights (import-weights).
 
 Every answer comes from the workflow's own reading, preprocessing and model code (``ctvlp.inference``).
 Errors print one line naming the input and the reason, and exit with status 2.
@@ -42,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", required=True, type=Path, help="a UTF-8 text file")
     p.add_argument("--patterns", nargs="*", default=None, help="extra vocabulary YAML files (a site's styles)")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("import-weights", help="convert SPECTRE's released weight files into model.weights_dir")
+    p.add_argument("--config", nargs="+", required=True, type=Path,
+                   help="the workflow's config files, merged in order (e.g. config/config.yaml config/paper.yaml): "
+                        "the architecture the weights must fit")
+    p.add_argument("--out", type=Path, help="the model folder to write (default: the config's model.weights_dir)")
+    p.add_argument("--source", type=Path, help="a folder holding the released files under their published names")
+    for part, flag in (("window_encoder", "--backbone"), ("combiner", "--combiner"), ("image_head", "--image-head"),
+                       ("text_head", "--text-head"), ("text", "--text-lora")):
+        p.add_argument(flag, dest=part, type=Path, help=f"the {part} file (overrides --source)")
+    p.add_argument("--text-base", type=Path, help="local HF folder of the text model the LoRA was trained on, to "
+                   "refuse a file whose base already holds the merged update (default: model.text_encoder.path)")
     return parser
 
 
@@ -124,7 +136,52 @@ def cmd_mine(args) -> None:
         print(f"  series {series}, image {r['image']}: \"{r['reference']}\" -> {r['snippet']}")
 
 
-COMMANDS = {"embed": cmd_embed, "classify": cmd_classify, "localize": cmd_localize, "mine": cmd_mine}
+def merged_config(files: list[Path]) -> dict:
+    """Config files merged in order, nested sections key by key (as snakemake merges --configfile)."""
+    from ctvlp.config import load_yaml
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    config: dict = {}
+    for f in files:
+        if not f.is_file():
+            raise ValueError(f"{f}: no such config file")
+        config = merge(config, load_yaml(f) or {})
+    return config
+
+
+def cmd_import_weights(args) -> None:
+    from ctvlp.config import resolve_model_path
+    from ctvlp.models.weights import PARTS, RELEASED, import_weights
+
+    config = merged_config(args.config)
+    out = args.out or config.get("model", {}).get("weights_dir")
+    if not out:
+        raise ValueError("no --out and the config's model.weights_dir is null")
+    sources = {}
+    for part in PARTS:
+        given = getattr(args, part)
+        if given is None and args.source is not None and (args.source / RELEASED[part]).is_file():
+            given = args.source / RELEASED[part]
+        if given is not None:
+            sources[part] = given
+    if "window_encoder" not in sources or "combiner" not in sources:
+        where = f" in {args.source}" if args.source else ""
+        raise ValueError(f"the window encoder and combiner files are needed (--backbone, --combiner{where})")
+    base = args.text_base
+    if base is None and "text" in sources:
+        candidate = resolve_model_path(config["model"]["text_encoder"]["path"])
+        base = candidate if candidate.is_dir() else None
+    folder = import_weights(config, sources, Path(out), " + ".join(f.name for f in args.config), base)
+    print(f"wrote {folder}: {', '.join(sorted(sources))} (manifest.json lists sources and sha256)")
+
+
+COMMANDS = {"embed": cmd_embed, "classify": cmd_classify, "localize": cmd_localize, "mine": cmd_mine,
+            "import-weights": cmd_import_weights}
 
 
 def _quiet_libraries() -> None:

@@ -42,7 +42,8 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             raise WeightFileError(f"{path}: the pickle needs code beyond plain tensors (refused: only "
                                   "weights_only=True files are read)") from None
-        raise WeightFileError(f"{path}: not a readable torch file ({text[0] if text else type(err).__name__})") from None
+        reason = text[0].split(". ")[0] if text else type(err).__name__
+        raise WeightFileError(f"{path}: not a readable torch file, truncated or corrupt ({reason})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

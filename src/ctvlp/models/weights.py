@@ -23,9 +23,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ctvlp.models.spectre import WeightFileError, convert_backbone, load_strict, read_state
+from ctvlp.models.weights_manifest import FORMAT, MANIFEST, architecture
 
-MANIFEST = "manifest.json"
-FORMAT = "ctvlp-weights/1"
 PARTS = ("window_encoder", "combiner", "image_head", "text_head", "text")
 RELEASED = {  # the names SPECTRE publishes its weights under
     "window_encoder": "spectre_backbone_vit_large_patch16_128.pt",
@@ -50,43 +49,6 @@ def load_part(module: nn.Module, weights_dir: str | Path, part: str) -> None:
     load_strict(module, read_state(path), path, optional)
     if part == "combiner":
         module.init_axis_patch_proj()
-
-
-def architecture(config: dict) -> dict:
-    """The dims of the configured model that the weights must fit (written to and checked against the manifest)."""
-    m = config["model"]
-    w, s, h, t = m["window_encoder"], m["scan_encoder"], m.get("heads", {}), m["text_encoder"]
-    lora = t.get("lora") or {}
-    return {"window_encoder": {"dim": w["dim"], "depth": w["depth"], "heads": w["heads"],
-                               "patch_voxels": list(w["patch_voxels"])},
-            "combiner": {"dim": s["dim"], "depth": s["depth"], "heads": s["heads"]},
-            "heads": {"hidden_dim": h.get("hidden_dim"), "bottleneck_dim": h.get("bottleneck_dim"),
-                      "embed_dim": m["embed_dim"]},
-            "text": {"path": t["path"], "lora_r": lora.get("r"), "lora_alpha": lora.get("alpha"),
-                     "target_modules": list(lora.get("target_modules", []))}}
-
-
-def check_weights_dir(config: dict) -> list[str]:
-    """Problems of ``model.weights_dir`` against the config, as ``config key`` lines (empty = fits)."""
-    folder = config["model"].get("weights_dir")
-    if not folder:
-        return []
-    manifest = Path(folder) / MANIFEST
-    if not manifest.is_file():
-        return [f"config key 'model.weights_dir': '{folder}' has no {MANIFEST} (import the released weights with "
-                "`ctvlp import-weights`)"]
-    recorded = json.loads(manifest.read_text()).get("architecture", {})
-    wanted = architecture(config)
-    problems = []
-    for part, dims in wanted.items():
-        for key, value in dims.items():
-            have = recorded.get(part, {}).get(key)
-            if part == "text" and key == "path" or have is None or value is None:
-                continue
-            if have != value:
-                problems.append(f"config key 'model': {part}.{key} = {value} does not fit the weights in "
-                                f"{manifest} ({have})")
-    return problems
 
 
 def sha256(path: Path) -> str:
