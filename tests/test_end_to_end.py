@@ -156,7 +156,7 @@ def test_cli_classify_mine_and_clear_errors(demo_run, tmp_path):
     hosp = meta[meta.set == "hospital"].reset_index(drop=True)
     i = int(hosp.index[hosp.volume_id == row.volume_id][0])
     scale = json.loads((Path(ckpt) / "config.json").read_text())["train"]["prompt_scale"]
-    expected = zero_shot_probabilities(emb["hospital/scan"][i:i + 1], emb["hospital/pos_ensemble"],
+    expected = zero_shot_probabilities(emb["hospital/scan_prompt"][i:i + 1], emb["hospital/pos_ensemble"],
                                        emb["hospital/neg_ensemble"], scale)[0]
     np.testing.assert_allclose(list(probs.values()), expected, atol=1e-3)
     report = tmp_path / "report.txt"
@@ -176,7 +176,7 @@ def test_cli_classify_mine_and_clear_errors(demo_run, tmp_path):
     assert cli("localize", "--help").returncode == 0
 
 
-@pytest.mark.parametrize("command", ["embed", "classify", "localize", "mine"])
+@pytest.mark.parametrize("command", ["embed", "classify", "localize", "mine", "import-weights"])
 def test_every_subcommand_has_help(command):
     proc = cli(command, "--help")
     assert proc.returncode == 0 and "usage: ctvlp" in proc.stdout

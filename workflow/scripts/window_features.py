@@ -4,11 +4,13 @@ import torch
 
 from ctvlp.logs import logged
 from ctvlp.models.features import extract_features, feature_file
+from ctvlp.models.weights_manifest import weights_provenance
 from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 from ctvlp.preprocess.cache import cache_file
 
 with logged(snakemake.log[0]) as log:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    (log.info if snakemake.config["model"].get("weights_dir") else log.warning)(weights_provenance(snakemake.config))
     model = build_window_encoder(WindowEncoderSpec.from_config(snakemake.config), snakemake.config["seed"]).to(device)
     shard = pd.read_parquet(snakemake.input.cache)
     rows = []

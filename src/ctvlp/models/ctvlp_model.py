@@ -72,11 +72,12 @@ class CTVLPModel(nn.Module):
         model = cls(CombinerSpec.from_config(config), TextEncoderSpec.from_config(config), HeadSpec.from_config(config),
                     config["model"]["separate_depth_heads"], tuple(config["train"].get("logit_init", (2.302585, -10.0))),
                     window, standardize_features=not weights_dir)
-        if weights_dir and load_window_weights:
-            model.load_pretrained(weights_dir)
-        elif not weights_dir:
-            log.warning("model.weights_dir is null: window encoder, combiner and heads start from a seeded random "
-                        "init, not the paper's pretrained SPECTRE weights")
+        if load_window_weights:  # building to train: say which start (a checkpoint's loader stays quiet)
+            from ctvlp.models.weights_manifest import weights_provenance
+
+            (log.info if weights_dir else log.warning)(weights_provenance(config))
+            if weights_dir:
+                model.load_pretrained(weights_dir)
         return model
 
     def load_pretrained(self, weights_dir: str) -> None:

@@ -51,3 +51,14 @@ def model_config_problems(config: dict) -> list[str]:
                 problems.append(f"config key 'model': {part}.{key} = {value} does not fit the weights in "
                                 f"{manifest} ({have})")
     return problems
+
+
+def weights_provenance(config: dict) -> str:
+    """One line for logs and reports: which weights the model starts from."""
+    folder = config["model"].get("weights_dir")
+    if not folder:
+        return ("model.weights_dir is null: window encoder, combiner and heads start from a seeded RANDOM init, "
+                "not the paper's pretrained SPECTRE weights")
+    manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    files = ", ".join(f"{s['file']} ({s['sha256'][:12]})" for s in manifest.get("sources", {}).values())
+    return f"pretrained weights from {folder} (preset {manifest.get('preset', '?')}): {files}"
