@@ -191,3 +191,63 @@ def test_pool_text_variants_are_radfinders_format():
 def test_label_names_are_radfinders_verbatim():
     assert CTRATE_LABELS[0] == "Medical material" and CTRATE_LABELS[13] == "Mosaic attenuation pattern"
     assert len(CTRATE_LABELS) == 18
+
+
+def _synthetic_sets(rng):
+    """Embeddings as the embed step writes them, for every evaluation set (small, random but fixed)."""
+    def block(n, labelled=True, dup=False):
+        scans = [f"C{i // 2}" if dup else f"C{i}" for i in range(n)]
+        base = rng.normal(size=(n, 8))
+        emb = {"scan": base + 0.3 * rng.normal(size=(n, 8)), "report": base, "scan_copy": base,
+               "pos_mean7": rng.normal(size=(18, 8)), "neg_mean7": rng.normal(size=(18, 8)),
+               "snippet": rng.normal(size=(n, 8)), "snippet_owner": np.arange(n), "snippet_bin": np.full(n, 2),
+               "n_bins": np.full(n, 6), "depth": [rng.normal(size=(6, 8)) for _ in range(n)],
+               "pos_ensemble": rng.normal(size=(18, 8)), "neg_ensemble": rng.normal(size=(18, 8)),
+               "prompt_sets": ["ensemble"]}
+        labels = rng.integers(0, 2, (n, 18)) if labelled else -np.ones((n, 18), int)
+        meta = [{"volume_id": f"V{i:02d}", "scan_id": scans[i], "patient_id": f"P{i // 2}", "has_text": True,
+                 "labels": labels[i]} for i in range(n)]
+        return emb, meta
+    sets = {"ct_rate": block(12, dup=True), "rad_chestct": block(8), "merlin": block(10, labelled=False),
+            "hospital": block(10)}
+    sets["merlin"][0].update(report_findings=sets["merlin"][0]["report"], report_impressions=sets["merlin"][0]["scan"])
+    sources = {f"V{i:02d}": f"valid_fixed/valid_{i // 2}/valid_{i // 2}_a/valid_{i // 2}_a_{i % 2 + 1}.nii.gz"
+               for i in range(12)}
+    return sets, sources
+
+
+def test_paper_tables_have_the_papers_columns_in_order_and_name_the_protocol(tmp_path):
+    from ctvlp.evaluate.protocol import evaluate_sets
+    from ctvlp.evaluate.tables import main_table, write_paper_tables
+
+    sets, sources = _synthetic_sets(np.random.default_rng(0))
+    settings = PaperSettings(resamples=30, seed=42, pool_sizes=(4,), pool_ks=(1, 8), pool_repeats=5)
+    metrics = evaluate_sets(sets, 12.0, 20, 42, 95.0, sources=sources, paper=settings)
+    paper = metrics["paper"]
+    assert paper["ct_rate"]["pools"] == {"dup_all": 12, "first_all": 6}
+    assert paper["ct_rate"]["zero_shot"]["image_head"] == "image copy head"
+    assert paper["rad_chestct"]["zero_shot"]["classes"] == 16
+    assert paper["merlin"]["pool_retrieval"]["findings"]["pool4_R@1"]["value"] is not None
+    loc = paper["hospital"]["localization"]
+    assert loc["middle"]["mae_mm"] == pytest.approx(0.0)  # (6 - 1) // 2 = 2 = the target bin
+    assert loc["random_expected"]["exact"] == pytest.approx(100 / 6)
+    written = write_paper_tables({"full": metrics}, tmp_path)
+    assert {p.name for p in written} >= {"paper_results.md", "paper_results.tex", "paper_merlin.md"}
+    md = (tmp_path / "paper_results.md").read_text()
+    header = md.splitlines()[2]
+    assert header == ("| model | source | CT-RATE t2i R@10 (dup_all) | V2V MAP@5 | CT-RATE AUC (mean7) | "
+                      "Rad-ChestCT AUC (16) | Merlin R@1 findings (pool 4) | Merlin R@1 impressions (pool 4) | "
+                      "hospital loc. MAE mm |")
+    assert "Protocol: paper (lmb-freiburg/radfinder @7c6ab92)" in md and "| reported |" in md and "31.5" in md
+    assert "over samples, 30 resamples, seed 42" in md
+    for name in ("paper_retrieval", "paper_zero_shot", "paper_v2v", "paper_localization"):
+        assert "Protocol: paper" in (tmp_path / f"{name}.md").read_text()
+    dup = paper["ct_rate"]["retrieval"]["dup_all"]
+    assert f"{dup['R@10_ci']['value']:.1f}" in md
+    df = main_table({"full": metrics}, "ensemble", "paper")
+    assert df.iloc[0]["protocol"].startswith("paper:") and "(n=12)" in df.iloc[0]["CT-RATE R@10 (pool)"]
+    # no copy head and no mean7 prompts in a run's embeddings: said, never invented
+    del sets["ct_rate"][0]["scan_copy"], sets["ct_rate"][0]["pos_mean7"]
+    again = evaluate_sets(sets, 12.0, 20, 42, 95.0, sources=sources, paper=settings)["paper"]["ct_rate"]
+    assert again["zero_shot"]["mean_auc"] is None and "mean7" in again["zero_shot"]["na"]
+    assert again["zero_shot"]["image_head"].startswith("main image head")
