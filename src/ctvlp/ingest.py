@@ -30,7 +30,8 @@ class IngestSettings:
                                    spacing_tolerance=ing["spacing_tolerance"]),
             selection=SelectionRules(min_slices=ing["min_slices"], prefer_kernels=tuple(ing["prefer_kernels"]),
                                      prefer_thickness_mm=ing["prefer_thickness_mm"]),
-            splits=SplitSpec(hospital=tuple(spl["hospital"]), ctrate_dev_fraction=spl["ctrate_dev_fraction"]),
+            splits=SplitSpec(hospital=tuple(spl["hospital"]), ctrate_dev_fraction=spl["ctrate_dev_fraction"],
+                             ctrate_dev=spl.get("ctrate_dev", "fraction")),
             shards=config["preprocess"]["shards"])
 
 
