@@ -82,6 +82,15 @@ def radchest_rows(found: pd.DataFrame, pseudo: Pseudonymizer) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def study_rows(dataset: str, found: pd.DataFrame, pseudo: Pseudonymizer, patient_of) -> pd.DataFrame:
+    """Merlin and INSPECT: one volume per study, the official split as the adapter mapped it, by patient key."""
+    ok = found[found.status == "ok"]
+    rows = [{"volume_id": pseudo(dataset, "volume", v["name"]), "scan_id": pseudo(dataset, "scan", v["name"]),
+             "patient_id": pseudo(dataset, "patient", patient_of(v)), "dataset": dataset, "split": v.split,
+             "source_kind": f"{dataset}_nifti", "source": v.source} for _, v in ok.iterrows()]
+    return pd.DataFrame(rows)
+
+
 def check_split_leaks(manifest: pd.DataFrame) -> None:
     """Raise SplitLeakError naming the first pseudonymous patient found in more than one split."""
     splits = manifest.groupby("patient_id")["split"].unique()
