@@ -60,10 +60,16 @@ def fake_paper_roots(tmp_path: Path) -> dict:
     weights.mkdir()
     paper = merged(load("config.yaml"), load("paper.yaml"))
     (weights / MANIFEST).write_text(json.dumps({"format": FORMAT, "architecture": architecture(paper)}))
+    (tmp_path / "merlin" / "merlin_data").mkdir(parents=True)  # the public layouts the adapters read
+    (tmp_path / "merlin" / "reports_final.xlsx").write_bytes(b"")
+    (tmp_path / "inspect" / "full" / "CTPA").mkdir(parents=True)
+    for prefix in ("study_mapping", "impressions", "splits"):
+        (tmp_path / "inspect" / "full" / f"{prefix}_20250611.tsv").write_text("impression_id\n")
     return {"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"), "model": {"weights_dir": str(weights)},
             "data": {"hospital": {"dicom_root": str(roots["dicom"]), "reports_csv": str(tmp_path / "reports.csv")},
                      "ct_rate": {"root": str(roots["ctrate"]), "release": "fixed"},
-                     "rad_chestct": {"root": str(roots["rad"])}}}
+                     "rad_chestct": {"root": str(roots["rad"])},
+                     "merlin": {"root": str(tmp_path / "merlin")}, "inspect": {"root": str(tmp_path / "inspect")}}}
 
 
 def test_dry_runs_of_demo_and_paper_configs(tmp_path):

@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from ctvlp.evaluate.bootstrap import bootstrap_ci, paired_difference, patient_weights, weighted_mean
 from ctvlp.evaluate.metrics import retrieval_ranks, retrieval_summary, weighted_auc, youden_metrics
 from ctvlp.evaluate.probe import probe_labels
-from ctvlp.evaluate.protocol import ItemTable, _merge_radchest, random_bin_errors, summarize
+from ctvlp.evaluate.protocol import ItemTable, _merge_radchest, summarize
 from ctvlp.evaluate.tables import fmt, fmt_diff, localization_table, to_latex, to_markdown
 from ctvlp.labels import CTRATE_LABELS
 
@@ -124,12 +124,9 @@ def test_label_without_positives_is_na_with_reason_and_named_in_the_macro():
     assert zs["macro_auc"]["value"] == pytest.approx((a + b) / 2)
     loc = out["localization"]
     assert loc["model"]["mae_mm"]["value"] == pytest.approx(np.mean([0, 2, 4]) * 12)
-    assert loc["middle_bin"]["errors_mm"] == [24.0, 24.0, 0.0]
+    assert loc["middle_bin"]["errors_mm"] == [12.0, 36.0, 12.0]  # middle = (n_bins - 1) // 2 = 4, 4, 3
+    assert loc["random_bin_expected"]["exact"] == pytest.approx((1 / 10 + 1 / 10 + 1 / 8) / 3 * 100)
     assert out["retrieval"]["t2i_scans"]["R@5"]["value"] == pytest.approx(5 / 6 * 100)
-
-
-def test_random_bin_baseline_is_the_exact_expectation():
-    assert random_bin_errors(np.array([0, 2]), np.array([3, 5])).tolist() == [1.0, 1.2]
 
 
 def test_tables_print_cis_and_verdicts_and_escape_latex():

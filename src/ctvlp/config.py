@@ -51,6 +51,8 @@ def data_sources(config: dict) -> dict[str, dict | None]:
                          "reports_csv": str(root / "hospital" / "reports" / "reports.csv")},
             "ct_rate": {"root": str(root / "ct_rate" / "dataset"), "release": "fixed"},
             "rad_chestct": {"root": str(root / "rad_chestct")},
+            **{name: {"root": str(root / name)} for name in ("merlin", "inspect")
+               if (demo.get("minis") or {}).get(f"{name}_scans", 0)},
         }
     return {name: entry for name, entry in (config.get("data") or {}).items() if entry}
 
@@ -59,12 +61,24 @@ def input_paths(config: dict) -> dict[str, tuple[str, str]]:
     """Configured input paths as {dotted key: (path, 'dir'|'file')} for the sources in use."""
     data = data_sources(config)
     found: dict[str, tuple[str, str]] = {}
-    kinds = {"dicom_root": "dir", "reports_csv": "file", "root": "dir"}
+    kinds = {"dicom_root": "dir", "reports_csv": "file", "root": "dir", "rate_labels": "dir"}
     for source, entry in data.items():
         for key, value in (entry or {}).items():
-            if key in kinds:
+            if key in kinds and value is not None:
                 found[f"data.{source}.{key}"] = (str(value), kinds[key])
+        for sub, kind in REQUIRED_INSIDE.get(source, ()):  # the public layout the adapter reads
+            if entry and entry.get("root"):
+                found[f"data.{source}.root"] = found.get(f"data.{source}.root", (str(entry["root"]), "dir"))
+                found[f"data.{source}.root ({sub})"] = (str(Path(entry["root"]) / sub), kind)
     return found
+
+
+# Files and folders a public source's root must hold, as the datasets are distributed (checked before any job).
+REQUIRED_INSIDE = {
+    "merlin": (("merlin_data", "dir"), ("reports_final.xlsx", "file")),
+    "inspect": (("full/CTPA", "dir"), ("full/study_mapping_*.tsv", "glob"), ("full/impressions_*.tsv", "glob"),
+                ("full/splits_*.tsv", "glob")),
+}
 
 
 def check_inputs(config: dict) -> None:
@@ -72,15 +86,21 @@ def check_inputs(config: dict) -> None:
     if config.get("demo", {}).get("enabled"):
         return
     if not data_sources(config):
-        raise ConfigError("config key 'data': no data source configured (hospital, ct_rate or rad_chestct)")
+        raise ConfigError("config key 'data': no data source configured (hospital, ct_rate, rad_chestct, merlin or "
+                          "inspect)")
     for key, (value, kind) in input_paths(config).items():
         path = Path(value)
+        if kind == "glob":
+            if not any(path.parent.glob(path.name)):
+                raise ConfigError(f"config key '{key.split(' ')[0]}': no file matching '{value}'")
+            continue
+        name = key.split(" ")[0]
         if kind == "dir" and not path.is_dir():
-            raise ConfigError(f"config key '{key}': directory '{value}' does not exist")
+            raise ConfigError(f"config key '{name}': directory '{value}' does not exist")
         if kind == "file" and not path.is_file():
-            raise ConfigError(f"config key '{key}': file '{value}' does not exist")
+            raise ConfigError(f"config key '{name}': file '{value}' does not exist")
         if not os.access(path, os.R_OK):
-            raise ConfigError(f"config key '{key}': '{value}' is not readable")
+            raise ConfigError(f"config key '{name}': '{value}' is not readable")
 
 
 def resolve_model_path(spec: str) -> Path:

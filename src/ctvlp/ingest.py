@@ -8,10 +8,10 @@ import pandas as pd
 
 from ctvlp import qc as qc_lib
 from ctvlp.ids import Pseudonymizer
-from ctvlp.io import ctrate, radchestct
+from ctvlp.io import ctrate, inspect_ct, merlin, radchestct
 from ctvlp.io.dicom import GeometryRules
 from ctvlp.io.selection import SelectionRules, classify_series, select_per_study
-from ctvlp.manifest import SplitSpec, build_manifest, ctrate_rows, hospital_rows, radchest_rows
+from ctvlp.manifest import SplitSpec, build_manifest, ctrate_rows, hospital_rows, radchest_rows, study_rows
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class IngestSettings:
                                    spacing_tolerance=ing["spacing_tolerance"]),
             selection=SelectionRules(min_slices=ing["min_slices"], prefer_kernels=tuple(ing["prefer_kernels"]),
                                      prefer_thickness_mm=ing["prefer_thickness_mm"]),
-            splits=SplitSpec(hospital=tuple(spl["hospital"]), ctrate_dev_fraction=spl["ctrate_dev_fraction"]),
+            splits=SplitSpec(hospital=tuple(spl["hospital"]), ctrate_dev_fraction=spl["ctrate_dev_fraction"],
+                             ctrate_dev=spl.get("ctrate_dev", "fraction")),
             shards=config["preprocess"]["shards"])
 
 
@@ -54,4 +55,11 @@ def ingest(sources: dict, index: pd.DataFrame | None, salt: bytes,
         parts.append(rows)
         qc_rows += qc_lib.public_qc("rad_chestct", found,
                                     dict(zip(rows.get("source", []), rows.get("volume_id", []))))
+    for name, adapter, patient_of in (("merlin", merlin, lambda v: merlin.patient_key(v["name"])),
+                                      ("inspect", inspect_ct, lambda v: v["impression_id"])):
+        if name in sources:
+            found = adapter.discover(sources[name]["root"])
+            rows = study_rows(name, found, pseudo, patient_of)
+            parts.append(rows)
+            qc_rows += qc_lib.public_qc(name, found, dict(zip(rows.get("source", []), rows.get("volume_id", []))))
     return build_manifest(parts, settings.shards), series, qc_lib.build_qc(qc_rows)

@@ -31,6 +31,7 @@ class SplitSpec:
 
     hospital: tuple[float, float, float] = (0.7, 0.1, 0.2)
     ctrate_dev_fraction: float = 0.065
+    ctrate_dev: str = "fraction"  # or "radfinder": the paper's fixed 1,301-patient list (ctrate.traindev_patients)
 
 
 def _unit(salt: bytes, key: str) -> float:
@@ -59,6 +60,8 @@ def ctrate_rows(found: pd.DataFrame, pseudo: Pseudonymizer, salt: bytes, spec: S
                             key=lambda p: _unit(salt, p))
     n_dev = round(spec.ctrate_dev_fraction * len(train_patients))
     dev = set(train_patients[: max(1, n_dev) if train_patients else 0])
+    if spec.ctrate_dev == "radfinder":  # the paper's traindev; everything else of train is its trainnodev
+        dev = set(ctrate.traindev_patients())
     rows = []
     for _, v in ok.iterrows():
         patient = ctrate.patient_of(v["name"])
@@ -76,6 +79,15 @@ def radchest_rows(found: pd.DataFrame, pseudo: Pseudonymizer) -> pd.DataFrame:
              "scan_id": pseudo("rad_chestct", "scan", v["name"]),
              "patient_id": pseudo("rad_chestct", "patient", v.patient), "dataset": "rad_chestct",
              "split": "test", "source_kind": "npz", "source": v.source} for _, v in ok.iterrows()]
+    return pd.DataFrame(rows)
+
+
+def study_rows(dataset: str, found: pd.DataFrame, pseudo: Pseudonymizer, patient_of) -> pd.DataFrame:
+    """Merlin and INSPECT: one volume per study, the official split as the adapter mapped it, by patient key."""
+    ok = found[found.status == "ok"]
+    rows = [{"volume_id": pseudo(dataset, "volume", v["name"]), "scan_id": pseudo(dataset, "scan", v["name"]),
+             "patient_id": pseudo(dataset, "patient", patient_of(v)), "dataset": dataset, "split": v.split,
+             "source_kind": f"{dataset}_nifti", "source": v.source} for _, v in ok.iterrows()]
     return pd.DataFrame(rows)
 
 

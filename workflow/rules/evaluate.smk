@@ -37,6 +37,7 @@ rule evaluate:
     input:
         npz=f"{RESULTS}/runs/{{run}}/embeddings.npz",
         meta=f"{RESULTS}/runs/{{run}}/embeddings.parquet",
+        volumes=VOLUMES,  # CT-RATE's sorted-path order (first_all) needs the public file names
     output:
         f"{RESULTS}/runs/{{run}}/metrics.json",
     params:
@@ -75,8 +76,11 @@ rule compare:
 
 EVAL_SETS = [name for name in ("hospital", "ct_rate", "rad_chestct") if name in SOURCES]
 HAS_HOSPITAL = "hospital" in SOURCES
+# paper_* tables: the paper's protocol (RadFinder's definitions), written whatever evaluate.protocol says
+PAPER_TABLES = ["paper_results", "paper_retrieval", "paper_zero_shot", "paper_v2v", "paper_merlin",
+                "paper_localization"]
 TABLE_NAMES = (["main_results", "ablations"] + (["localization"] if HAS_HOSPITAL else [])
-               + [f"per_label_auc_{name}" for name in EVAL_SETS])
+               + [f"per_label_auc_{name}" for name in EVAL_SETS] + PAPER_TABLES)
 FIGURE_NAMES = ([f"per_label_auc_{name}" for name in EVAL_SETS]
                 + [f"recall_at_k_{name}_t2i_scans" for name in EVAL_SETS if name != "rad_chestct"]
                 + ["training_curves"] + (["localization_errors", "qualitative"] if HAS_HOSPITAL else []))

@@ -4,6 +4,7 @@ import pandas as pd
 from ctvlp.ids import resolve_salt
 from ctvlp.logs import logged
 from ctvlp.text.labels import RuleLabeler, load_label_set
+from ctvlp.text.public_reports import inspect_reports, merlin_reports
 from ctvlp.text.pipeline import (ctrate_text, hospital_reports, label_reports, labels_summary, prompts_table,
                                  radchest_labels)
 
@@ -24,6 +25,11 @@ with logged(snakemake.log[0]) as log:
         qc += rows
     if "rad_chestct" in sources:
         labels.append(radchest_labels(sources["rad_chestct"]["root"], volumes, salt))
+    for name, read in (("merlin", merlin_reports), ("inspect", inspect_reports)):  # no CT-RATE-18 labels: -1
+        if name in sources:
+            rep, rows = read(sources[name]["root"], volumes, salt)
+            reports.append(rep)
+            qc += rows
     reports = pd.concat([r for r in reports if len(r)], ignore_index=True)
     labels = pd.concat([l for l in labels if len(l)], ignore_index=True)
     reports.to_parquet(snakemake.output.reports, index=False)

@@ -1,4 +1,4 @@
-"""Tiny CT-RATE and Rad-ChestCT look-alikes in their exact public file formats.
+"""Tiny CT-RATE, Rad-ChestCT, Merlin and INSPECT look-alikes in their exact public file formats.
 
 They are drawn by the same phantom as the hospital export, so the public adapters, the version
 guard (v1 raw vs v2 fixed CT-RATE) and the evaluation protocols run end to end on the demo.
@@ -57,6 +57,8 @@ class MiniConfig:
     ctrate_z_spacing: float = 4.0
     ctrate_slices: int = 50
     radchest_scans: int = 6
+    merlin_scans: int = 0        # 0 = no Merlin/INSPECT minis (the demo config asks for them)
+    inspect_scans: int = 0
     noise_hu: float = 12.0
     prevalence: float = 0.35
 
@@ -202,3 +204,91 @@ def generate_radchestct(root: Path, cfg: MiniConfig) -> pd.DataFrame:
         part = labels[labels["_set"] == subset].drop(columns="_set")
         part.to_csv(root / f"{subset}_Abnormality_and_Location_Labels.csv", index=False)
     return labels
+
+
+# ---- Merlin and INSPECT --------------------------------------------------------------------------------------
+MERLIN_SPLIT_CYCLE = ("test", "train", "train", "val", "test", "train", "train", "test", "train", "test")
+INSPECT_SPLIT_CYCLE = ("train", "train", "valid", "train", "test", "train", "train", "valid", "train", "train")
+INSPECT_BROKEN_DEMO_ID = "PE877f77"  # on RadFinder's list of 4-D INSPECT scans: written as a 4-D file
+INSPECT_RELEASE = "20250611"
+
+
+def _small_scan(cfg: MiniConfig, rng: np.random.Generator, z_top_offset: float, slices: int, spacing: float = 3.0):
+    """A phantom volume in RAS (int16 HU) whose top slice lies ``z_top_offset`` mm below the lung apex."""
+    anatomy = sample_anatomy(rng)
+    phantom = Phantom(anatomy, sample_lesions(rng, anatomy, cfg.prevalence))
+    n, dz = 96, 4.0
+    half = (n - 1) * spacing / 2
+    z0 = anatomy.z_apex - z_top_offset - dz * (slices - 1)
+    steps = ((spacing, 0, 0), (0, spacing, 0), (0, 0, dz))
+    hu = sample_volume(phantom, (-half, -half, z0), steps, (n, n, slices), rng, cfg.noise_hu)
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(steps).T
+    lps[:3, 3] = (-half, -half, z0)
+    return phantom, np.clip(np.rint(hu), -1024, 3071).astype(np.int16), LPS_TO_RAS @ lps
+
+
+def _merlin_report(phantom: Phantom, style: int, rng: np.random.Generator) -> str:
+    """The one ``Findings`` text of reports_final.xlsx in the styles RadFinder's splitter handles."""
+    found = [positive_sentence(lesion, "en", rng) + "." for lesion in phantom.lesions]
+    body = " ".join(found + ["Liver: Normal in size and attenuation.", "Spleen: Unremarkable.",
+                             "Kidneys: No hydronephrosis."])
+    conclusion = ("; ".join(lesion.label.lower() for lesion in phantom.lesions) or "no acute abdominal process")
+    if style == 0:    # explicit header (most reports)
+        return f"FINDINGS: {body}\n \nIMPRESSION: {conclusion.capitalize()}."
+    if style == 1:    # numbered conclusions, no header
+        return f"{body}\n1. {conclusion.capitalize()}.\n2. No free fluid."
+    if style == 2:    # all uppercase with header
+        return f"FINDINGS: {body}\n IMPRESSIONS: {conclusion}.".upper()
+    return body       # no boundary: stays unsplit
+
+
+def generate_merlin(root: Path, cfg: MiniConfig) -> pd.DataFrame:
+    """Merlin: ``merlin_data/<study id>.nii.gz`` (one ``.nii``), ``reports_final.xlsx`` (study id, Findings, Split);
+    one report row without its volume (quarantined by the adapter)."""
+    data = Path(root) / "merlin_data"
+    data.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in range(cfg.merlin_scans):
+        rng = np.random.default_rng([cfg.seed, 13, n])
+        study = f"AC{int(rng.integers(16**7, 16**8)):08x}"
+        phantom, hu, affine = _small_scan(cfg, rng, z_top_offset=120.0, slices=40)
+        suffix = ".nii" if n == 1 else ".nii.gz"
+        nib.save(nib.Nifti1Image(hu, affine), data / f"{study}{suffix}")
+        rows.append({"study id": study, "Findings": _merlin_report(phantom, n % 4, rng),
+                     "Split": MERLIN_SPLIT_CYCLE[n % len(MERLIN_SPLIT_CYCLE)],
+                     **{label: int(label in phantom.labels) for label in CTRATE_LABELS}})
+    table = pd.DataFrame(rows)
+    sheet = table[["study id", "Findings", "Split"]]
+    orphan = pd.DataFrame([{"study id": "ACffffffff", "Findings": "FINDINGS: Normal. IMPRESSION: Normal.",
+                            "Split": "train"}])
+    pd.concat([sheet, orphan], ignore_index=True).to_excel(Path(root) / "reports_final.xlsx", index=False)
+    return table
+
+
+def generate_inspect(root: Path, cfg: MiniConfig) -> pd.DataFrame:
+    """INSPECT: ``full/CTPA/<image_id>.nii.gz`` and ``full/{study_mapping,impressions,splits}_<release>.tsv`` (an
+    older study_mapping release beside the newest), plus one scan on RadFinder's broken list, written 4-D."""
+    full = Path(root) / "full"
+    (full / "CTPA").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in range(cfg.inspect_scans):
+        rng = np.random.default_rng([cfg.seed, 17, n])
+        image_id = f"PE{int(rng.integers(16**5, 16**6)):06x}"
+        phantom, hu, affine = _small_scan(cfg, rng, z_top_offset=-4.0, slices=40)
+        nib.save(nib.Nifti1Image(hu, affine), full / "CTPA" / f"{image_id}.nii.gz")
+        conclusion = "; ".join(lesion.label.lower() for lesion in phantom.lesions) or "no acute cardiopulmonary process"
+        text = f"IMPRESSION: 1. No pulmonary embolism. 2. {conclusion.capitalize()}."
+        rows.append({"image_id": image_id, "impression_id": f"{1000 + n}", "impressions": text.upper() if n == 2 else text,
+                     "split": INSPECT_SPLIT_CYCLE[n % len(INSPECT_SPLIT_CYCLE)],
+                     **{label: int(label in phantom.labels) for label in CTRATE_LABELS}})
+    broken = np.zeros((8, 8, 4, 2), dtype=np.int16)
+    nib.save(nib.Nifti1Image(broken, np.eye(4)), full / "CTPA" / f"{INSPECT_BROKEN_DEMO_ID}.nii.gz")
+    rows.append({"image_id": INSPECT_BROKEN_DEMO_ID, "impression_id": "1999", "impressions": "IMPRESSION: Normal.",
+                 "split": "train"})
+    table = pd.DataFrame(rows)
+    table[["impression_id", "image_id"]].to_csv(full / f"study_mapping_{INSPECT_RELEASE}.tsv", sep="\t", index=False)
+    table[["impression_id", "image_id"]].iloc[:1].to_csv(full / "study_mapping_20240101.tsv", sep="\t", index=False)
+    table[["impression_id", "impressions"]].to_csv(full / f"impressions_{INSPECT_RELEASE}.tsv", sep="\t", index=False)
+    table[["impression_id", "split"]].to_csv(full / f"splits_{INSPECT_RELEASE}.tsv", sep="\t", index=False)
+    return table

@@ -1,8 +1,12 @@
-"""Percentile bootstrap over patients, and the paired version for the difference between two runs.
+"""Percentile bootstrap, over patients (our protocol) or over samples (the paper's), and the paired
+version for the difference between two runs.
 
-Every resample draws patients with replacement; an item (query, scan, snippet) then counts as many times
-as its patient was drawn. Metrics are written as functions of per-item weights, so one set of patient
-draws serves every metric and two runs are compared on exactly the same resamples.
+Patient unit: every resample draws patients with replacement; an item (query, scan, snippet) then counts
+as many times as its patient was drawn. Sample unit (RadFinder): every resample draws the items themselves,
+``default_rng(seed).integers(0, n, size=(resamples, n))``, the same draws as the authors' code. Metrics are
+written as functions of per-item weights (multiplicities), so one set of draws serves every metric and two
+runs are compared on exactly the same resamples. An interval whose resamples are undefined (a label that
+lost all its positives or negatives) is NA, never a number.
 """
 
 from __future__ import annotations
@@ -23,10 +27,17 @@ def patient_weights(patients: np.ndarray, n_resamples: int, seed: int) -> np.nda
     return counts[:, inverse].astype(float)
 
 
+def sample_weights(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n_items) multiplicities from drawing items with replacement (RadFinder's unit)."""
+    idx = np.random.default_rng(seed).integers(0, n_items, size=(n_resamples, n_items))
+    return np.stack([np.bincount(row, minlength=n_items) for row in idx]).astype(np.float32)
+
+
 def percentile_ci(values: np.ndarray, level: float = 95.0) -> tuple[float, float]:
+    """Percentile interval; NaN (printed NA) when any resample is undefined, because dropping those
+    resamples would report an interval conditioned on the label surviving the draw."""
     values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
+    if len(values) == 0 or np.isnan(values).any():
         return float("nan"), float("nan")
     half = (100.0 - level) / 2
     lo, hi = np.percentile(values, [half, 100 - half])
@@ -36,8 +47,13 @@ def percentile_ci(values: np.ndarray, level: float = 95.0) -> tuple[float, float
 def bootstrap_ci(metric: Metric, weights: np.ndarray, level: float = 95.0) -> dict[str, float]:
     """Point estimate (all weights 1) and the percentile CI over the resampled weights."""
     point = metric(np.ones(weights.shape[1]))
-    lo, hi = percentile_ci(np.array([metric(w) for w in weights]), level)
-    return {"value": float(point), "ci_low": lo, "ci_high": hi}
+    values = np.array([metric(w) for w in weights], dtype=float)
+    lo, hi = percentile_ci(values, level)
+    out = {"value": float(point), "ci_low": lo, "ci_high": hi}
+    undefined = int(np.isnan(values).sum())
+    if undefined:
+        out["ci_na"] = f"{undefined} of {len(values)} resamples undefined"
+    return out
 
 
 def paired_difference(metric_a: Metric, metric_b: Metric, weights: np.ndarray, level: float = 95.0) -> dict:

@@ -99,7 +99,7 @@ def localization_errors(metrics: dict[str, dict], out_dir: Path) -> list[Path]:
         rows += [{"method": run, "error (mm)": e} for e in loc["model"]["errors_mm"]]
         if not any(r["method"] == "middle bin" for r in rows):
             rows += [{"method": "middle bin", "error (mm)": e} for e in loc["middle_bin"]["errors_mm"]]
-            rows += [{"method": "random bin (expected)", "error (mm)": e} for e in loc["random_bin"]["errors_mm"]]
+            rows += [{"method": "random bin (seeded draws)", "error (mm)": e} for e in loc["random_bin"]["errors_mm"]]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if rows:
         df = pd.DataFrame(rows)

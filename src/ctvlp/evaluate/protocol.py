@@ -1,10 +1,12 @@
-"""The published evaluation protocols, each choice explicit and written next to its numbers.
+"""Our evaluation protocol (``ctvlp``), each choice explicit and written next to its numbers, and the
+entry point that computes it together with the paper's (``ctvlp.evaluate.paper``): both are always in
+``metrics.json``; ``evaluate.protocol`` picks which one the main tables show.
 
 Evaluation sets (held-out splits only): ``hospital`` (retrieval, zero-shot on the 18 labels, snippet
-localization), ``ct_rate`` (retrieval on two pools, zero-shot on the 18 labels) and ``rad_chestct``
-(zero-shot on 16 classes: the two calcification classes merged by max, mosaic attenuation dropped).
-Every metric is a function of per-item weights so that the patient bootstrap and the paired comparison
-of two runs share one implementation.
+localization), ``ct_rate`` (retrieval on two pools, zero-shot on the 18 labels), ``rad_chestct``
+(zero-shot on 16 classes: the two calcification classes merged by max, mosaic attenuation dropped) and
+``merlin`` (test split: retrieval; the paper's pool retrieval). Every metric is a function of per-item
+weights so that the patient bootstrap and the paired comparison of two runs share one implementation.
 """
 
 from __future__ import annotations
@@ -14,23 +16,30 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctvlp.evaluate.bootstrap import Metric, bootstrap_ci, paired_difference, patient_weights, weighted_mean
-from ctvlp.evaluate.metrics import retrieval_ranks, weighted_auc, youden_metrics, zero_shot_probabilities
+from ctvlp.evaluate.metrics import (grouped_ranks, middle_bins, random_bin_draws, random_bin_expectation,
+                                    retrieval_ranks, weighted_auc, youden_metrics, zero_shot_probabilities)
+from ctvlp.evaluate.paper import PaperSettings, evaluate_paper
 from ctvlp.labels import CTRATE_LABELS
 
-EVAL_SETS = ("hospital", "ct_rate", "rad_chestct")
+EVAL_SETS = ("hospital", "ct_rate", "rad_chestct", "merlin")
+PROTOCOLS = ("paper", "ctvlp")
 RECALL_KS = (1, 5, 10, 50, 100)
 CALCIFICATIONS = ("Arterial wall calcification", "Coronary artery wall calcification")
 RADCHEST_DROPPED = ("Mosaic attenuation pattern",)
 PROTOCOL_NOTES = {
-    "retrieval": "text-to-image and image-to-text, cosine over the whole pool, ties counted against the model",
+    "retrieval": "text-to-image and image-to-text, cosine over the whole pool; an item with the query's own report "
+                 "(another volume of the same scan) counts as a hit; ties with other items count against the model",
     "pool_scans": "one volume per scan (the first volume id of each scan)",
-    "pool_volumes": "every volume, reports duplicated over the volumes of a scan",
+    "pool_volumes": "every volume, reports duplicated over the volumes of a scan (same-report items are hits)",
     "zero_shot": "p = softmax over (positive, negative) prompt similarity times the prompt loss's scale; prompt embeddings averaged over "
                  "templates; AUC per label, NA when a label has no positive or no negative",
     "rad_chestct": "16 classes: arterial and coronary calcification merged by max, mosaic attenuation dropped",
     "youden": "per-label threshold maximising sensitivity + specificity - 1 on the evaluation set itself",
-    "localization": "one snippet per scan (the first in report order); prediction = argmax over depth bins",
-    "bootstrap": "percentile, resampling patients; paired differences use the same resamples",
+    "localization": "one snippet per scan (the first in report order); prediction = argmax over depth bins; "
+                    "middle baseline = (n_bins - 1) // 2; random baseline = seeded uniform draws (RandomState(seed)), "
+                    "its exact expectation beside it",
+    "bootstrap": "percentile, resampling patients; paired differences use the same resamples; NA when a resample "
+                 "loses all positives or negatives of a label",
 }
 
 
@@ -78,8 +87,9 @@ def _pools(meta: list[dict], report: np.ndarray, scan: np.ndarray) -> dict[str, 
             continue
         idx = np.array(idx)
         pats = np.array([meta[i]["patient_id"] for i in idx])
-        out[f"t2i_{pool}"] = (retrieval_ranks(report[idx], scan[idx]), pats)
-        out[f"i2t_{pool}"] = (retrieval_ranks(scan[idx], report[idx]), pats)
+        groups = np.array([meta[i]["scan_id"] for i in idx])  # one report per scan
+        out[f"t2i_{pool}"] = (grouped_ranks(report[idx], scan[idx], groups, groups), pats)
+        out[f"i2t_{pool}"] = (grouped_ranks(scan[idx], report[idx], groups, groups), pats)
     return out
 
 
@@ -127,16 +137,12 @@ def label_auc(labels: np.ndarray, probs: np.ndarray, j: int) -> Metric:
     return lambda w: weighted_auc(labels[known, j], probs[known, j], w[known])
 
 
-def random_bin_errors(true: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Expected |random bin - target| per snippet, exact (mean over all bins), not sampled."""
-    return np.array([np.mean(np.abs(np.arange(n) - t)) for t, n in zip(true, bins)], dtype=float)
-
-
-def localization_metrics(items: ItemTable, bin_mm: float) -> dict[str, np.ndarray]:
-    """Per-snippet error arrays (mm) of the model and of the baselines."""
+def localization_metrics(items: ItemTable, bin_mm: float, seed: int = 42) -> dict[str, np.ndarray]:
+    """Per-snippet error arrays (mm) of the model and of the baselines (the random one drawn, seeded:
+    an expected error per snippet would make every 'within n bins' share 0 and bias the median)."""
     return {"model": np.abs(items.loc_pred - items.loc_true) * bin_mm,
-            "middle_bin": np.abs(items.loc_bins // 2 - items.loc_true) * bin_mm,
-            "random_bin": random_bin_errors(items.loc_true, items.loc_bins) * bin_mm}
+            "middle_bin": np.abs(middle_bins(items.loc_bins) - items.loc_true) * bin_mm,
+            "random_bin": np.abs(random_bin_draws(items.loc_bins, seed) - items.loc_true) * bin_mm}
 
 
 def summarize(items: ItemTable, bin_mm: float, n_resamples: int, seed: int, level: float) -> dict:
@@ -172,8 +178,9 @@ def summarize(items: ItemTable, bin_mm: float, n_resamples: int, seed: int, leve
                 "per_label": per_label}
     if len(items.loc_pred):
         w = patient_weights(items.loc_patients, n_resamples, seed)
-        errors = localization_metrics(items, bin_mm)
-        loc = {"n_snippets": int(len(items.loc_pred)), "bin_mm": bin_mm}
+        errors = localization_metrics(items, bin_mm, seed)
+        loc = {"n_snippets": int(len(items.loc_pred)), "bin_mm": bin_mm,
+               "random_bin_expected": random_bin_expectation(items.loc_true, items.loc_bins, bin_mm)}
         for name, err in errors.items():
             loc[name] = {"mae_mm": bootstrap_ci(weighted_mean(err), w, level),
                          "median_mm": float(np.median(err)), "errors_mm": [float(e) for e in err],
@@ -211,9 +218,18 @@ def bin_mm_of(config: dict) -> float:
 
 
 def evaluate_sets(sets: dict[str, tuple[dict, list[dict]]], bin_mm: float, n_resamples: int, seed: int,
-                  level: float, prompt_scale: float = 1.0) -> dict:
-    """metrics.json of one run: every set, every protocol, with its notes."""
-    out = {"protocol": PROTOCOL_NOTES, "bootstrap": {"resamples": n_resamples, "seed": seed, "ci": level}}
+                  level: float, prompt_scale: float = 1.0, sources: dict[str, str] | None = None,
+                  paper: PaperSettings | None = None) -> dict:
+    """metrics.json of one run: every set under our protocol (top level, patient bootstrap) and under the
+    paper's (``paper``, sample bootstrap), each with its notes. ``sources``: volume_id -> manifest source
+    (CT-RATE's sorted-path order for first_all)."""
+    out = {"protocol": PROTOCOL_NOTES, "bootstrap": {"unit": "patients", "resamples": n_resamples, "seed": seed,
+                                                     "ci": level}}
+    loc_items = {}
     for name, (emb, meta) in sets.items():
-        out[name] = summarize(item_table(name, emb, meta, prompt_scale), bin_mm, n_resamples, seed, level)
+        items = item_table(name, emb, meta, prompt_scale)
+        out[name] = summarize(items, bin_mm, n_resamples, seed, level)
+        loc_items[name] = (items.loc_pred, items.loc_true, items.loc_bins)
+    out["paper"] = evaluate_paper(sets, sources or {}, loc_items, bin_mm, paper or PaperSettings(ci=level),
+                                  _merge_radchest)
     return out

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import nibabel as nib
@@ -26,6 +28,17 @@ METADATA_FILES = {"train": "train_metadata.csv", "valid": "validation_metadata.c
 NO_CHEST_FILES = {"train": "no_chest_train.txt", "valid": "no_chest_valid.txt"}
 KNOWN_BROKEN = re.compile(r"^(train_1267_a_4|train_11755_a_[234]|train_3821_a_5|train_9792_a_\d+)$")
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-z]+)_(\d+)$")
+
+
+@lru_cache(maxsize=1)
+def traindev_patients() -> frozenset[str]:
+    """The paper's dev split: 1,301 CT-RATE training patients (resources/ctrate_traindev_patients.txt, copied
+    from lmb-freiburg/radfinder with its source in the file's header)."""
+    text = resources.files("ctvlp.resources").joinpath("ctrate_traindev_patients.txt").read_text()
+    ids = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if len(ids) != 1301 or len(set(ids)) != 1301:
+        raise ValueError(f"ctrate_traindev_patients.txt: expected 1,301 unique patient ids, found {len(set(ids))}")
+    return frozenset(ids)
 
 
 def volume_name(path: Path) -> str:

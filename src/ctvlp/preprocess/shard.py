@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ctvlp.io import ctrate, radchestct
+from ctvlp.io import ctrate, inspect_ct, merlin, radchestct
 from ctvlp.io.dicom import GeometryRules, read_series
 from ctvlp.io.volume import Volume, check_values
 from ctvlp.preprocess.cache import cache_file, write_cached
@@ -28,6 +28,10 @@ def load_source(row: pd.Series, sources: dict, index: pd.DataFrame | None, rules
         root = Path(sources["hospital"]["dicom_root"])
         files = [root / p for p in index.loc[index.series_key == row.source, "path"]]
         return read_series(files, rules, name=row.source)
+    if row.source_kind == "merlin_nifti":
+        return merlin.load_volume(sources["merlin"]["root"], row.source)
+    if row.source_kind == "inspect_nifti":
+        return inspect_ct.load_volume(sources["inspect"]["root"], row.source)
     if row.source_kind.startswith("nifti_"):
         return ctrate.load_volume(sources["ct_rate"]["root"], row.source, row.source_kind[len("nifti_"):],
                                   ctrate_meta)
