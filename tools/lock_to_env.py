@@ -37,7 +37,11 @@ KINDS = {
     "gpu": ["window_features", "train", "embed"],
     "report": ["evaluate", "compare", "tables", "figures"],
 }
-ALWAYS = {"data": ["pyyaml"], "gpu": ["pyyaml", "einops"], "report": ["pyyaml", "matplotlib", "seaborn"]}
+# pydicom finds its decoder plugins through entry points, never an import a script makes: every kind that
+# reads pixels (data: preprocessing; gpu: preprocessing + features in one job, keep_volumes: false) lists them.
+DECODERS = ["pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"]
+ALWAYS = {"data": ["pyyaml", *DECODERS], "gpu": ["pyyaml", "einops", *DECODERS],
+          "report": ["pyyaml", "matplotlib", "seaborn"]}
 
 
 def lock_pins(lock: Path) -> list[str]:

@@ -7,6 +7,7 @@ cohort is byte-identical across runs and machines, and patients can be generated
 from __future__ import annotations
 
 import json
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 from pydicom.uid import generate_uid
 from tqdm import tqdm
 
-from ctvlp.demo.dicom_writer import SeriesSpec, StudyInfo, write_scout, write_series
+from ctvlp.demo.dicom_writer import SeriesSpec, StudyInfo, to_enhanced, write_scout, write_series
 from ctvlp.demo.findings import SIMULATED_LABELS, sample_anatomy, sample_lesions
 from ctvlp.demo.phantom import Phantom
 from ctvlp.demo.reports import ReportHeader, SeriesGeometry, compose_report
@@ -52,6 +53,7 @@ class DemoConfig:
     noise_hu: float = 12.0
     broken_reference_rate: float = 0.15
     uncited_report_fraction: float = 0.15
+    enhanced_fraction: float = 0.0  # studies whose soft-tissue series is one Enhanced CT (multi-frame) file
 
     @classmethod
     def from_mapping(cls, mapping: dict) -> "DemoConfig":
@@ -127,12 +129,18 @@ def _generate_study(root, cfg, index, s, who, anatomy, rng, rows) -> None:
     has_scout = bool(rng.random() < cfg.scout_fraction)
     if has_scout:
         write_scout(phantom, study, 1, z_top, z_top - cfg.extent_mm, study_dir / "SE0000", uid_seed)
+    # which studies store their first (soft-tissue) series enhanced: a hash, so the random stream is unchanged
+    enhanced = zlib.crc32(f"{uid_seed}-enhanced".encode()) % 1000 < cfg.enhanced_fraction * 1000
     for k, spec in enumerate(specs, start=1):
-        write_series(phantom, study, spec, study_dir / f"SE{k:04d}", rng, cfg.noise_hu, uid_seed)
+        paths = write_series(phantom, study, spec, study_dir / f"SE{k:04d}", rng, cfg.noise_hu, uid_seed)
+        storage = "enhanced" if enhanced and k == 1 else "classic"
+        if storage == "enhanced":
+            to_enhanced(paths, study_dir / f"SE{k:04d}" / "IM0000")
         rows["series"].append({"accession": accession, "series_number": spec.number,
                                "description": spec.description, "thickness": spec.thickness,
                                "n_slices": spec.n_slices, "z_top": spec.z_top,
                                "feet_first": spec.feet_first, "reversed_numbering": spec.reversed_numbering,
+                               "storage": storage,
                                "folder": str((study_dir / f"SE{k:04d}").relative_to(root))})
     lang = "de" if rng.random() < cfg.german_fraction else "en"
     header = ReportHeader(name=f"{who['first_name']} {who['surname']}", birth_date=who["birth_date"],

@@ -7,10 +7,12 @@ reader that sorts by file name or InstanceNumber instead of geometry gets the an
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -164,3 +166,53 @@ def write_scout(phantom: Phantom, study: StudyInfo, number: int, z_top: float, z
     ds.save_as(path, enforce_file_format=True)
     return path
 
+
+
+def to_enhanced(paths: list[Path], out_path: Path) -> Path:
+    """Rewrite a written classic series as one Enhanced CT Image (multi-frame) file, as newer scanners
+    export it: frames in InstanceNumber order, per-frame PlanePosition and FrameContent, shared
+    PlaneOrientation, PixelMeasures, PixelValueTransformation and CT Image Frame Type. The classic files
+    are removed, so the study holds the same scan in the other storage form."""
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedCTImageStorage
+
+    slices = sorted((dcmread(p) for p in paths), key=lambda d: int(d.InstanceNumber))
+    first = slices[0]
+    sop_uid = generate_uid(entropy_srcs=[str(first.SeriesInstanceUID), "enhanced"])
+    ds = Dataset()
+    ds.file_meta = copy.deepcopy(first.file_meta)
+    ds.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    for element in first:
+        if element.keyword not in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                                   "SliceThickness", "SliceLocation", "RescaleIntercept", "RescaleSlope",
+                                   "RescaleType", "WindowCenter", "WindowWidth", "PixelData", "InstanceNumber"):
+            ds.add(copy.deepcopy(element))
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedCTImageStorage, sop_uid
+    ds.InstanceNumber, ds.NumberOfFrames = 1, len(slices)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+
+    def item(**values) -> Dataset:
+        out = Dataset()
+        for key, value in values.items():
+            setattr(out, key, value)
+        return out
+
+    shared = item(
+        PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=list(first.ImageOrientationPatient))]),
+        PixelMeasuresSequence=Sequence([item(PixelSpacing=list(first.PixelSpacing),
+                                             SliceThickness=first.SliceThickness)]),
+        PixelValueTransformationSequence=Sequence([item(RescaleIntercept=first.RescaleIntercept,
+                                                        RescaleSlope=first.RescaleSlope, RescaleType="HU")]),
+        CTImageFrameTypeSequence=Sequence([item(FrameType=["ORIGINAL", "PRIMARY", "AXIAL", "NONE"])]))
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([
+        item(PlanePositionSequence=Sequence([item(ImagePositionPatient=list(s.ImagePositionPatient))]),
+             FrameContentSequence=Sequence([item(InStackPositionNumber=i + 1, StackID="1")]))
+        for i, s in enumerate(slices)])
+    ds.PixelData = b"".join(s.PixelData for s in slices)
+    for p in paths:
+        Path(p).unlink()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(out_path, enforce_file_format=True)
+    return out_path

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEGBaseline8Bit, generate_uid
+from pydicom.uid import MPEG2MPML, JPEGBaseline8Bit, generate_uid
 
 Edit = Callable[[list[pydicom.Dataset]], list[pydicom.Dataset]]
 
@@ -67,6 +67,15 @@ def _undecodable(slices):
     return slices
 
 
+def _no_decoder(slices):
+    """A transfer syntax pydicom knows but no installed plugin decodes (MPEG-2 video)."""
+    for ds in slices:
+        ds.file_meta.TransferSyntaxUID = MPEG2MPML
+        ds.PixelData = encapsulate([b"\x00\x00\x01\xb3 mpeg-2 sequence header"])
+        ds["PixelData"].VR = "OB"
+    return slices
+
+
 DICOM_FAULTS: dict[str, tuple[Edit, str]] = {
     "missing pixel data": (_drop_pixels, "without pixel data"),
     "wrong modality": (_set("Modality", "MR"), "modality MR, expected CT"),
@@ -76,8 +85,9 @@ DICOM_FAULTS: dict[str, tuple[Edit, str]] = {
     "duplicate slice positions": (_duplicate_position, "duplicate slice positions"),
     "inconsistent spacing": (_uneven_spacing, "inconsistent slice spacing"),
     "gantry tilt": (_set("GantryDetectorTilt", 15.0), "gantry tilt"),
-    "multi-frame": (_set("NumberOfFrames", 2), "multi-frame"),
+    "multi-frame without functional groups": (_set("NumberOfFrames", 2), "multi-frame object without per-frame"),
     "undecodable compression": (_undecodable, "cannot decode pixel data"),
+    "no installed decoder": (_no_decoder, "no installed decoder for transfer syntax"),
 }
 
 

@@ -4,11 +4,19 @@ Slices are ordered by their position along the slice normal (from ImagePositionP
 ImageOrientationPatient), never by file name or InstanceNumber: exports shuffle file names and
 scanners number slices head-to-feet or feet-to-head. Identifiers never leave this module raw:
 the index carries salted HMACs of UIDs, ids and accession numbers (``ctvlp.ids``).
+
+Enhanced (multi-frame) CT is read frame by frame from its functional groups, so one multi-frame
+file and a classic one-file-per-slice series of the same scan give the same ``SeriesVolume``; in
+the index a multi-frame file has one row per frame (``frame`` 1..n, ``InstanceNumber`` = frame
+number, the number a viewer shows and a report cites). Compressed pixel data is decoded by the
+pydicom plugins pinned in the lock (pylibjpeg with libjpeg and openjpeg); a transfer syntax no
+installed plugin can decode is rejected from the headers, before any pixel read.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
 from tqdm import tqdm
 
 from ctvlp.ids import Pseudonymizer
@@ -49,49 +58,157 @@ class SeriesVolume(Volume):
 
 HEADER_FIELDS = ("Modality", "SeriesNumber", "InstanceNumber", "SliceThickness", "ConvolutionKernel",
                  "Rows", "Columns", "NumberOfFrames", "GantryDetectorTilt", "BodyPartExamined")
+# Series that are maps or projections computed from an acquisition, not the acquisition itself: matched as
+# whole words in ImageType / FrameType values and in SeriesDescription (the description itself is not kept).
+SERIES_KINDS = {
+    "derived": re.compile(r"\bDERIVED\b", re.I),
+    "mip": re.compile(r"\b(MIP|MAXIP|MAX\s*IP|PROJECTION\s*IMAGE)\b", re.I),
+    "minip": re.compile(r"\b(MINIP|MIN\s*IP)\b", re.I),
+    "iodine": re.compile(r"\b(IODINE|IOD|JOD|VNC|VIRTUAL\s*NON[- ]?CONTRAST)\b", re.I),
+    "monoenergetic": re.compile(r"\b(MONO\s*E|MONOE|MONO[- ]?ENERGETIC|KEV|VMI)\b|\d+\s*KEV", re.I),
+}
+
+
+def series_kinds(*texts: str) -> str:
+    """Comma-joined kinds (``derived``, ``mip``, ...) that the header texts name; '' for an acquisition."""
+    joined = " ".join(t.replace("\\", " ").replace("_", " ") for t in texts if t)
+    return ",".join(kind for kind, pattern in SERIES_KINDS.items() if pattern.search(joined))
+
+
+def decodable(transfer_syntax: str) -> bool:
+    """Whether an installed pydicom decoder plugin reads this transfer syntax ('' = implicit VR, native)."""
+    if not transfer_syntax:
+        return True
+    try:
+        return bool(get_decoder(transfer_syntax).is_available)
+    except (NotImplementedError, ValueError):
+        return False
+
+
+def syntax_label(transfer_syntax: str) -> str:
+    name = pydicom.uid.UID(transfer_syntax).name if transfer_syntax else "none"
+    return f"{name} ({transfer_syntax})" if name != transfer_syntax else transfer_syntax
 
 
 def _floats(value, n: int) -> list[float]:
     if value is None:
         return [np.nan] * n
-    values = [float(v) for v in value]
+    try:
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return [np.nan] * n
     return values if len(values) == n else [np.nan] * n
 
 
+_TOKEN = re.compile(r"[^0-9a-z]+")
+
+
 def _identity_in_path(ds, rel: str) -> bool:
-    """True when the patient's id or a name part (3+ characters) appears in the file's path."""
-    parts = {p.lower() for p in Path(rel).parts}
-    tokens = {str(ds.get("PatientID", "")).lower()}
+    """True when a whole path component, or a whole token of one (split at anything not a letter or
+    digit), equals the patient's id or a name part of 3+ characters. Whole tokens, not substrings:
+    PatientID "100" must not match ``IM0100.dcm``, while ``Mueller_Hans/`` and ``PID0/`` must match."""
+    tokens = set()
+    for part in Path(rel).parts:
+        part = part.lower()
+        tokens.add(part)
+        tokens |= set(_TOKEN.split(part)) - {""}
+    wanted = {str(ds.get("PatientID", "")).strip().lower()}
     name = ds.get("PatientName")
     if name is not None:
-        tokens |= {t.lower() for t in (name.family_name, name.given_name) if t}
-    return any(t and len(t) >= 3 and any(t in part for part in parts) for t in tokens)
+        wanted |= {t.strip().lower() for t in (name.family_name, name.given_name) if t}
+    return any(len(t) >= 3 and t in tokens for t in wanted if t)
 
 
-def read_header(path: str, root: str, salt: bytes) -> dict:
-    """One index row for one file; unreadable or non-image files get a reason instead of fields."""
+def frame_geometry(ds) -> list[dict]:
+    """Per-frame geometry and rescale: the file's own attributes for a classic image, the Shared and
+    Per-frame Functional Groups (PlanePosition, PlaneOrientation, PixelMeasures, PixelValueTransformation)
+    for an enhanced multi-frame image, per-frame values overriding shared ones."""
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame_seq is None and shared_seq is None:
+        return [{"ipp": _floats(ds.get("ImagePositionPatient"), 3),
+                 "iop": _floats(ds.get("ImageOrientationPatient"), 6),
+                 "ps": _floats(ds.get("PixelSpacing"), 2),
+                 "thickness": _float_or_nan(ds.get("SliceThickness")),
+                 "slope": float(ds.get("RescaleSlope", 1) or 1),
+                 "intercept": float(ds.get("RescaleIntercept", 0) or 0), "frame": 0,
+                 "number": ds.get("InstanceNumber")}]
+    shared = shared_seq[0] if shared_seq else pydicom.Dataset()
+    frames = []
+    for i in range(n_frames):
+        own = per_frame_seq[i] if per_frame_seq is not None and i < len(per_frame_seq) else pydicom.Dataset()
+
+        def item(seq_name: str):
+            for group in (own, shared):
+                seq = group.get(seq_name)
+                if seq:
+                    return seq[0]
+            return pydicom.Dataset()
+
+        measures, transform = item("PixelMeasuresSequence"), item("PixelValueTransformationSequence")
+        frames.append({"ipp": _floats(item("PlanePositionSequence").get("ImagePositionPatient"), 3),
+                       "iop": _floats(item("PlaneOrientationSequence").get("ImageOrientationPatient"), 6),
+                       "ps": _floats(measures.get("PixelSpacing"), 2),
+                       "thickness": _float_or_nan(measures.get("SliceThickness")),
+                       "slope": float(transform.get("RescaleSlope", ds.get("RescaleSlope", 1)) or 1),
+                       "intercept": float(transform.get("RescaleIntercept", ds.get("RescaleIntercept", 0)) or 0),
+                       "frame": i + 1, "number": i + 1})
+    return frames
+
+
+def _float_or_nan(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _frame_type(ds) -> str:
+    """ImageType, or for enhanced images the FrameType of the shared CT Image Frame Type macro."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    texts = ["\\".join(ds.get("ImageType", []))]
+    if shared:
+        frame_type = shared[0].get("CTImageFrameTypeSequence")
+        if frame_type:
+            texts.append("\\".join(frame_type[0].get("FrameType", [])))
+    return "\\".join(t for t in texts if t)
+
+
+def read_header(path: str, root: str, salt: bytes) -> list[dict]:
+    """Index rows of one file (one per frame of an enhanced image); unreadable or non-image files get
+    one row with a reason instead of fields. No raw path is kept: ``path_key`` is a salted HMAC of the
+    relative path, and ``path`` (relative to the export root) is blanked when it names the patient."""
     rel = os.path.relpath(path, root)
-    row: dict = {"path": rel, "reason": ""}
+    pseudo = Pseudonymizer(salt)
+    try:
+        stat = os.stat(path)
+        size, mtime = int(stat.st_size), int(stat.st_mtime_ns)
+    except OSError:
+        size, mtime = -1, -1
+    row: dict = {"path": rel, "path_key": pseudo("hospital", "path", rel), "size": size, "mtime_ns": mtime,
+                 "reason": ""}
     try:
         ds = pydicom.dcmread(path, defer_size="2 KB")  # pixel data stays on disk
     except InvalidDicomError:
-        return {**row, "reason": "not a DICOM file"}
+        return [{**row, "reason": "not a DICOM file"}]
     except Exception as exc:  # truncated headers raise many different errors
-        return {**row, "reason": f"unreadable DICOM header ({type(exc).__name__})"}
+        return [{**row, "reason": f"unreadable DICOM header ({type(exc).__name__})"}]
     if len(ds) == 0:  # a preamble and file meta, then nothing: the copy or transfer was cut short
-        return {**row, "reason": "truncated file (no data set after the file meta information)"}
+        return [{**row, "reason": "truncated file (no data set after the file meta information)"}]
     if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:
-        return {**row, "reason": "not an image object (no SOP class or series UID)"}
+        return [{**row, "reason": "not an image object (no SOP class or series UID)"}]
     if _identity_in_path(ds, rel):
-        return {**row, "reason": "path contains a patient identifier (rename the export folders)"}
-    pseudo = Pseudonymizer(salt)
+        return [{**row, "path": "", "reason": "path contains a patient identifier (rename the export folders)"}]
+    frame_type = _frame_type(ds)
     row.update({
         "patient_key": pseudo("hospital", "patient", str(ds.get("PatientID", ""))),
         "study_key": pseudo("hospital", "study", str(ds.get("StudyInstanceUID", ""))),
         "accession_key": pseudo("hospital", "accession", str(ds.get("AccessionNumber", ""))),
         "series_key": pseudo("hospital", "series", str(ds.SeriesInstanceUID)),
         "frame_key": pseudo("hospital", "frame", str(ds.get("FrameOfReferenceUID", ""))),
-        "image_type": "\\".join(ds.get("ImageType", [])),
+        "image_type": frame_type,
+        "series_kind": series_kinds(frame_type, str(ds.get("SeriesDescription", ""))),
         "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")),
         "has_pixels": "PixelData" in ds or "FloatPixelData" in ds,
         "patient_age": str(ds.get("PatientAge", "")),
@@ -100,17 +217,22 @@ def read_header(path: str, root: str, salt: bytes) -> dict:
     for name in HEADER_FIELDS:
         value = ds.get(name)
         row[name] = None if value is None else (str(value) if name in ("Modality", "ConvolutionKernel",
-                                                                        "BodyPartExamined") else float(value))
-    ipp = _floats(ds.get("ImagePositionPatient"), 3)
-    iop = _floats(ds.get("ImageOrientationPatient"), 6)
-    ps = _floats(ds.get("PixelSpacing"), 2)
-    row.update({f"ipp{i}": ipp[i] for i in range(3)})
-    row.update({f"iop{i}": iop[i] for i in range(6)})
-    row.update({"pixel_spacing_row": ps[0], "pixel_spacing_col": ps[1]})
-    return row
+                                                                        "BodyPartExamined") else _float_or_nan(value))
+    rows = []
+    for geo in frame_geometry(ds):
+        out = dict(row)
+        out["frame"] = geo["frame"]
+        if geo["frame"]:
+            out["InstanceNumber"] = float(geo["number"])
+            out["SliceThickness"] = geo["thickness"]
+        out.update({f"ipp{i}": geo["ipp"][i] for i in range(3)})
+        out.update({f"iop{i}": geo["iop"][i] for i in range(6)})
+        out.update({"pixel_spacing_row": geo["ps"][0], "pixel_spacing_col": geo["ps"][1]})
+        rows.append(out)
+    return rows
 
 
-def _read_header_star(args: tuple[str, str, bytes]) -> dict:
+def _read_header_star(args: tuple[str, str, bytes]) -> list[dict]:
     return read_header(*args)
 
 
@@ -122,16 +244,21 @@ def list_files(root: str | Path) -> list[str]:
     return sorted(found)
 
 
-def index_dicom(root: str | Path, salt: bytes, workers: int = 1) -> pd.DataFrame:
-    """Header-only index of a DICOM tree, one row per file, read in parallel processes."""
-    files = list_files(root)
+def read_headers(files: list[str], root: str | Path, salt: bytes, workers: int = 1, desc: str = "DICOM headers"):
+    """Index rows of ``files`` in file order, read in parallel processes; yields one file's rows at a time,
+    so a caller can write them out in chunks instead of holding the whole export."""
     args = [(f, str(root), salt) for f in files]
     if workers > 1 and len(files) > 64:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            rows = list(tqdm(pool.map(_read_header_star, args, chunksize=128), total=len(args),
-                             desc="DICOM headers"))
+            yield from tqdm(pool.map(_read_header_star, args, chunksize=128), total=len(args), desc=desc)
     else:
-        rows = [read_header(*a) for a in tqdm(args, desc="DICOM headers")]
+        yield from (read_header(*a) for a in tqdm(args, desc=desc))
+
+
+def index_dicom(root: str | Path, salt: bytes, workers: int = 1) -> pd.DataFrame:
+    """Header-only index of a (small) DICOM tree in memory, one row per file (per frame of an enhanced
+    image). The workflow writes the same rows in chunks into a partitioned dataset (``index_store``)."""
+    rows = [r for file_rows in read_headers(list_files(root), root, salt, workers) for r in file_rows]
     return pd.DataFrame(rows)
 
 
@@ -180,8 +307,13 @@ def check_series_headers(name: str, rows: pd.DataFrame, rules: GeometryRules) ->
         raise SeriesError(f"series {name}: modality {', '.join(sorted(modality)) or 'missing'}, expected CT")
     if rows["image_type"].str.contains("LOCALIZER|SCOUT|TOPOGRAM", case=False).any():
         raise SeriesError(f"series {name}: localizer/scout images")
-    if (rows["NumberOfFrames"].fillna(1) > 1).any():
-        raise SeriesError(f"series {name}: multi-frame object (enhanced CT) is not supported")
+    frames = rows["NumberOfFrames"].fillna(1) if "NumberOfFrames" in rows else pd.Series(1.0, index=rows.index)
+    if ((frames > 1) & (rows.get("frame", pd.Series(0, index=rows.index)).fillna(0) == 0)).any():
+        raise SeriesError(f"series {name}: multi-frame object without per-frame geometry (no functional groups)")
+    syntaxes = sorted(set(rows["transfer_syntax"].fillna(""))) if "transfer_syntax" in rows else []
+    missing = [t for t in syntaxes if not decodable(t)]
+    if missing:
+        raise SeriesError(f"series {name}: no installed decoder for transfer syntax {syntax_label(missing[0])}")
     has_pixels = rows["has_pixels"].astype(bool)
     if not has_pixels.all():
         raise SeriesError(f"series {name}: {int((~has_pixels).sum())} file(s) without pixel data")
@@ -196,22 +328,28 @@ def check_series_headers(name: str, rows: pd.DataFrame, rules: GeometryRules) ->
 
 
 def _pixels(ds, name: str) -> np.ndarray:
+    """Stored values as (frames, rows, columns); a decoder failure becomes a SeriesError with the syntax."""
     try:
-        return ds.pixel_array
+        pixels = ds.pixel_array
     except Exception as exc:
-        syntax = ds.file_meta.get("TransferSyntaxUID")
-        label = getattr(syntax, "name", str(syntax))
-        raise SeriesError(f"series {name}: cannot decode pixel data ({label}: {type(exc).__name__})") from exc
+        syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+        raise SeriesError(f"series {name}: cannot decode pixel data ({syntax_label(syntax)}: "
+                          f"{type(exc).__name__})") from exc
+    return pixels[None] if int(ds.get("NumberOfFrames", 1) or 1) == 1 else pixels
 
 
 def read_series(files_or_dir: str | Path | list, rules: GeometryRules | None = None,
                 name: str | None = None) -> SeriesVolume:
-    """Read one series into HU (x, y, z) with its RAS affine, sorted along the slice normal."""
+    """Read one series into HU (x, y, z) with its RAS affine, sorted along the slice normal.
+
+    The series may be classic (one file per slice), enhanced (one multi-frame file) or a mix of
+    multi-frame files; every frame is one slice and carries its own geometry and rescale."""
     rules = rules or GeometryRules()
     if isinstance(files_or_dir, (str, Path)) and Path(files_or_dir).is_dir():
         files = [Path(p) for p in list_files(files_or_dir)]
     else:
         files = [Path(p) for p in ([files_or_dir] if isinstance(files_or_dir, (str, Path)) else files_or_dir)]
+    files = list(dict.fromkeys(files))  # an enhanced file has one index row per frame
     name = name or (str(files[0].parent) if files else "<empty>")
     datasets = []
     for f in files:
@@ -223,40 +361,44 @@ def read_series(files_or_dir: str | Path | list, rules: GeometryRules | None = N
         raise SeriesError(f"series {name}: no files")
     if len({str(ds.get("SeriesInstanceUID", "")) for ds in datasets}) > 1:
         raise SeriesError(f"series {name}: files of several series")
-    rows = pd.DataFrame([_header_row(ds) for ds in datasets])
+    frames = [(d, geo) for d, ds in enumerate(datasets) for geo in frame_geometry(ds)]
+    rows = pd.DataFrame([_header_row(datasets[d], geo) for d, geo in frames])
     check_series_headers(name, rows, rules)
     iops = rows[[f"iop{i}" for i in range(6)]].to_numpy(float)
     ipps = rows[[f"ipp{i}" for i in range(3)]].to_numpy(float)
     order = check_geometry(name, iops, ipps, rules)
-    return _assemble(name, [datasets[i] for i in order], iops[0], ipps[order])
+    return _assemble(name, datasets, [frames[i] for i in order], iops[0], ipps[order])
 
 
-def _header_row(ds) -> dict:
-    iop, ipp, ps = (_floats(ds.get(k), n) for k, n in (("ImageOrientationPatient", 6),
-                                                         ("ImagePositionPatient", 3), ("PixelSpacing", 2)))
+def _header_row(ds, geo: dict) -> dict:
     return {"Modality": str(ds.get("Modality", "")) or None,
-            "image_type": "\\".join(ds.get("ImageType", [])),
+            "image_type": _frame_type(ds), "frame": geo["frame"],
             "NumberOfFrames": float(ds.get("NumberOfFrames", 1) or 1),
+            "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")),
             "has_pixels": "PixelData" in ds,
             "GantryDetectorTilt": float(ds.get("GantryDetectorTilt", 0) or 0),
             "Rows": ds.get("Rows"), "Columns": ds.get("Columns"),
-            "pixel_spacing_row": ps[0], "pixel_spacing_col": ps[1],
-            **{f"iop{i}": iop[i] for i in range(6)}, **{f"ipp{i}": ipp[i] for i in range(3)}}
+            "pixel_spacing_row": geo["ps"][0], "pixel_spacing_col": geo["ps"][1],
+            **{f"iop{i}": geo["iop"][i] for i in range(6)}, **{f"ipp{i}": geo["ipp"][i] for i in range(3)}}
 
 
-def _assemble(name: str, datasets: list, iop: np.ndarray, ipps: np.ndarray) -> SeriesVolume:
+def _assemble(name: str, datasets: list, frames: list[tuple[int, dict]], iop: np.ndarray,
+              ipps: np.ndarray) -> SeriesVolume:
+    decoded: dict[int, np.ndarray] = {}
     slices = []
-    for ds in datasets:
-        pixels = _pixels(ds, name).astype(np.float32)
-        slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
-        slices.append(pixels * slope + intercept)
+    for d, geo in frames:
+        if d not in decoded:
+            decoded[d] = _pixels(datasets[d], name)
+        pixels = decoded[d][max(geo["frame"] - 1, 0)].astype(np.float32)
+        slices.append(pixels * geo["slope"] + geo["intercept"])
     hu = np.stack(slices, axis=-1).transpose(1, 0, 2)  # pixel_array[r, c] -> (x=c, y=r, z)
-    ps_row, ps_col = (float(v) for v in datasets[0].PixelSpacing)
+    ps_row, ps_col = frames[0][1]["ps"]
     if len(ipps) > 1:
         step = (ipps[-1] - ipps[0]) / (len(ipps) - 1)
     else:  # a single slice: its thickness is the only depth there is
-        step = _normal(iop) * float(datasets[0].get("SliceThickness", 1) or 1)
+        thickness = frames[0][1]["thickness"]
+        step = _normal(iop) * (thickness if np.isfinite(thickness) and thickness > 0 else 1.0)
     steps = np.column_stack([iop[:3] * ps_col, iop[3:] * ps_row, step])
+    numbers = [int(geo["number"] or 0) for _, geo in frames]
     return SeriesVolume(hu=np.ascontiguousarray(hu), affine=lps_affine(ipps[0], steps), name=name,
-                        instance_numbers=[int(ds.get("InstanceNumber", 0) or 0) for ds in datasets],
-                        slice_positions=ipps)
+                        instance_numbers=numbers, slice_positions=ipps)
