@@ -131,7 +131,8 @@ def print_set(name: str, tables: list[Path], reports: list[Path]) -> None:
 def demo_scores(root: Path) -> None:
     from ctvlp.demo.findings import SIMULATED_LABELS
     from ctvlp.text.labels import extract_labels
-    from ctvlp.text.mining import detect_language, find_references, sentence_spans
+    from ctvlp.text.mining import detect_language, find_references
+    from ctvlp.text.sentences import sentence_spans
     from ctvlp.text.sections import decode_report, split_sections, training_text
     reports = pd.read_csv(root / "hospital" / "reports" / "reports.csv", dtype=str, keep_default_na=False)
     truth = pd.read_csv(root / "ground_truth" / "hospital_references.csv")
@@ -153,7 +154,7 @@ def demo_scores(root: Path) -> None:
         t = refs.setdefault(lang, [0, 0, 0])
         for i, v in enumerate(count(got, expected)):
             t[i] += v
-        sentences = [body[a:b] for a, b in sentence_spans(body)]
+        sentences = [body[a:b] for a, b in sentence_spans(body, lang)]
         for x in found:
             snippets += 1
             crossing += not any(all(w in s for w in x.snippet.split()) for s in sentences)
