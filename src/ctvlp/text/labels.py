@@ -17,7 +17,7 @@ from typing import Protocol
 
 import yaml
 
-from ctvlp.text.mining import sentence_bounds
+from ctvlp.text.sentences import sentence_spans
 
 NEGATION_BEFORE = {
     "en": r"\b(?:no|not|without|free of|absence of|negative for|neither|nor|none)\b",
@@ -71,9 +71,9 @@ def load_label_set(path: str | None = None) -> LabelSet:
     return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts)
 
 
-def _sentences(text: str) -> list[str]:
+def _sentences(text: str, lang: str = "en") -> list[str]:
     """Sentences (abbreviation-aware, as the miner splits them), then clauses at semicolons."""
-    return [part for a, b in sentence_bounds(text, []) for part in text[a:b].split(";") if part.strip()]
+    return [part for a, b in sentence_spans(text, lang) for part in text[a:b].split(";") if part.strip()]
 
 
 def mention_status(sentence: str, start: int, end: int, lang: str) -> int:
@@ -106,7 +106,7 @@ class RuleLabeler:
     def __call__(self, text: str, lang: str = "en") -> dict[str, int]:
         result = {label: -1 for label in self.label_set.labels}
         statuses: dict[str, set[int]] = {label: set() for label in self.label_set.labels}
-        for sentence in _sentences(text):
+        for sentence in _sentences(text, lang):
             for label, by_lang in self.label_set.patterns.items():
                 for pattern in by_lang.values():  # synonyms of every language: reports mix them
                     for m in pattern.finditer(sentence):

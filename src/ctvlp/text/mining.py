@@ -20,16 +20,20 @@ from pathlib import Path
 
 import yaml
 
-UNITS = r"(?!\s*(?:mm|cm|ml|%|x\b|hu\b|he\b|jahre?n?\b|years?\b|monate?n?\b|months?\b|wochen\b|weeks?\b|tage?n?\b|days?\b))"
+from ctvlp.text.sentences import sentence_spans
+
+UNITS = (r"(?!\s*(?:mm|cm|ml|%|x\b|hu\b|he\b|mmhg\b|jahre?n?\b|years?\b|monate?n?\b|months?\b|wochen\b|weeks?\b"
+         r"|tage?n?\b|days?\b|h\b|min\b|mgy|msv|kg\b|°))")
 NUM = rf"\d{{1,4}}(?![.,]?\d){UNITS}"
-ABBREVIATIONS = {"ca", "vgl", "bzw", "ggf", "z.b", "u.a", "dr", "prof", "nr", "s", "se", "bi", "ser", "i.v", "re",
-                 "li", "cf", "e.g", "i.e", "bildnr", "img", "im", "sl", "v.a", "st", "z.n", "max", "min", "approx"}
 HEADINGS = r"(?:findings|impression|befund|beurteilung|clinical information|technique|technik|klinische angaben)\s*:"
+OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cues", "current_cues")
+NEVER = r"(?!x)x"  # an empty vocabulary entry matches nothing
 
 
 @dataclass(frozen=True)
 class Reference:
-    """One cited image: ``series`` is None when the text names no series."""
+    """One cited image: ``series`` is None when the text names no series; ``prior`` marks a reference to a
+    prior study ("previously series 3, image 198"), which is reported but never resolved."""
 
     series: int | None
     image: int
@@ -37,10 +41,11 @@ class Reference:
     snippet: str
     pattern: str
     image_range: tuple[int, int] | None = None
+    prior: bool = False
 
 
 def _alt(words: list[str]) -> str:
-    return "(?:" + "|".join(sorted(set(words), key=len, reverse=True)) + ")"
+    return "(?:" + "|".join(sorted(set(words), key=len, reverse=True)) + ")" if words else NEVER
 
 
 @dataclass(frozen=True)
@@ -53,17 +58,22 @@ class Vocabulary:
     connectors: str
     articles: str
     cues: str
+    number_markers: str
+    compact_series: str
+    compact_image: str
+    prior_cues: str
+    current_cues: str
 
     @classmethod
     def from_files(cls, files: tuple[str, ...]) -> "Vocabulary":
-        merged: dict[str, list[str]] = {}
+        merged: dict[str, list[str]] = {k: [] for k in OPTIONAL_KEYS}
         for f in files:
-            for key, words in yaml.safe_load(Path(f).read_text()).items():
+            for key, words in yaml.safe_load(Path(f).read_text(encoding="utf-8")).items():
                 if isinstance(words, list):
                     merged.setdefault(key, []).extend(words)
         return cls(*(_alt(merged[k]) for k in ("series_words", "image_words", "image_only_words", "range_joiners",
                                                  "list_joiners", "image_series_connectors", "articles",
-                                                 "cue_words")))
+                                                 "cue_words") + OPTIONAL_KEYS))
 
 
 def default_pattern_files() -> tuple[str, ...]:
@@ -73,24 +83,56 @@ def default_pattern_files() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=8)
 def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
-    """The three reference shapes as regular expressions (cached per set of vocabulary files)."""
+    """The reference shapes as regular expressions (cached per set of vocabulary files).
+
+    series_image  "series 3, image 45", "Se: 3 Im: 187/312", "in Serie 3 auf den Bildern 80, 95 und 130"
+    image_series  "image 45 of series 3", "image 97 (series 2)", "Bild 66/Serie 2"
+    compact       "s3 i88", "S3/B88"
+    image_only    "image 45", "image no. 142", "image 150 of 312"
+    overlay       "210/380" (a viewer's image counter: image 210 of 380)
+    """
     v = Vocabulary.from_files(files)
-    numspec = rf"(?P<a>{NUM})(?:\s*{v.ranges}\s*(?P<b>{NUM})|(?P<more>(?:\s*{v.lists}\s*{NUM})+))?"
-    series = rf"{v.series}\s*(?P<s>\d{{1,3}})(?![.,]?\d)"
+    marker = rf"(?:\s*{v.number_markers})?"
+    total = rf"(?:\s*(?:of|von|/)\s*\d{{1,4}}(?![.,]?\d))?"  # "image 150 of 312", "Im 187/312"
+    numspec = (rf"{marker}\s*(?P<a>{NUM})(?:\s*{v.ranges}\s*(?P<b>{NUM})|(?P<more>(?:\s*{v.lists}\s*{NUM})+)"
+               rf"|{total})?")
+    series = rf"{v.series}(?![^\W\d_])\.?{marker}\s*(?P<s>\d{{1,4}})(?![.,]?\d)"
+    between = r"(?:\s*[,;:/\-–]?\s*|\s+(?:[^\W\d]+\s+){1,3})"  # a series governs the images of its clause
     flags = re.IGNORECASE
     return {
-        "series_image": re.compile(rf"\b{series}\s*[,;:/\-–]?\s*{v.image}\s*{numspec}", flags),
-        "image_series": re.compile(rf"\b{v.image_only}\s*{numspec}\s*,?\s*(?:{v.connectors}\s+)?"
+        "series_image": re.compile(rf"\b{series}{between}{v.image}(?![^\W\d_])\.?{numspec}", flags),
+        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,/]?\s*\(?\s*(?:{v.connectors}\s+)?"
                                    rf"(?:{v.articles}\s+)?\b{series}", flags),
-        "image_only": re.compile(rf"\b{v.image_only}\s*{numspec}", flags),
+        "compact": re.compile(rf"\b{v.compact_series}(?P<s>\d{{1,4}})\s*[/,]?\s*{v.compact_image}(?P<a>\d{{1,4}})\b"
+                              r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
+        "image_only": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}(?!\s*:)", flags),
+        "overlay": re.compile(r"(?<![\w/.,:-])(?P<a>\d{1,4})\s*/\s*(?P<n>\d{2,4})(?![\w/.,]\d|\s*(?:mm|cm|ml|%))"
+                              r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "cue": re.compile(rf"(?:\b{v.cues}\s*)$", flags),
+        "prior": re.compile(rf"\b{v.prior_cues}\b", flags),
+        "prior_after": re.compile(rf"\s*[,)\]]?\s*(?:{v.connectors}|at|auf|im|vom|zur)\s+(?:{v.articles}\s+)?"
+                                  rf"{v.prior_cues}\b", flags),
+        "current": re.compile(rf"\b{v.current_cues}\b", flags),
     }
+
+
+SHAPES = ("series_image", "image_series", "compact", "image_only", "overlay")
+
+
+def _plausible(name: str, m: re.Match) -> bool:
+    """German "Im 4. ICR" is "in the 4th intercostal space", not image 4; an overlay "M/N" counts only as a
+    viewer's counter: M <= N, N >= 20, not a month/year or a ratio."""
+    if name == "image_only":
+        return not (re.match(r"im\b", m.group(), re.IGNORECASE) and re.match(r"\.\s*[^\W\d_]", m.string[m.end():]))
+    if name != "overlay":
+        return True
+    a, n = int(m.group("a")), int(m.group("n"))
+    return 1 <= a <= n and n >= 20 and not (1900 <= n <= 2100 and a <= 12)
 
 
 def _matches(text: str, patterns: dict[str, re.Pattern]) -> list[tuple[str, re.Match]]:
     """Non-overlapping matches; where shapes overlap the longer (series-bearing) one wins."""
-    found = [(name, m) for name in ("series_image", "image_series", "image_only")
-             for m in patterns[name].finditer(text)]
+    found = [(name, m) for name in SHAPES for m in patterns[name].finditer(text) if _plausible(name, m)]
     found.sort(key=lambda nm: (nm[1].start(), -(nm[1].end() - nm[1].start())))
     chosen, last_end = [], -1
     for name, m in found:
@@ -98,28 +140,6 @@ def _matches(text: str, patterns: dict[str, re.Pattern]) -> list[tuple[str, re.M
             chosen.append((name, m))
             last_end = m.end()
     return chosen
-
-
-def sentence_bounds(text: str, protected: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sentence spans: split at line breaks and at . ! ? before an upper-case start, except after
-    abbreviations and inside references ("Se. 3 / Bi. 45")."""
-    inside = lambda i: any(a <= i < b for a, b in protected)  # noqa: E731
-    bounds, start = [], 0
-    for m in re.finditer(r"\n+|[.!?](?=\s+[A-ZÄÖÜ0-9(]|\s*$)", text):
-        i = m.start()
-        if m.group().startswith("\n"):
-            bounds.append((start, i))
-            start = m.end()
-            continue
-        word = re.search(r"([\w.]+)$", text[start:i])
-        token = word.group(1).lower().rstrip(".") if word else ""
-        ordinal = token.isdigit() and len(token) <= 2  # "Im 4. ICR", "6. Segment"
-        if inside(i) or ordinal or token in ABBREVIATIONS:
-            continue
-        bounds.append((start, i + 1))
-        start = i + 1
-    bounds.append((start, len(text)))
-    return [(a, b) for a, b in bounds if text[a:b].strip()]
 
 
 def _clause_cuts(text: str, spans: list[tuple[int, int]]) -> list[int]:
@@ -186,15 +206,35 @@ def _references(name: str, m: re.Match) -> list[tuple[int | None, int, tuple[int
     return [(series, a, None, name)]
 
 
-def find_references(text: str, pattern_files: tuple[str, ...] | None = None) -> list[Reference]:
-    """Every image reference in ``text`` with its series, image, span and cleaned snippet."""
+def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: dict[str, re.Pattern]) -> bool:
+    """A prior-study cue in the stretch before a reference (from the previous reference or the last comma or
+    semicolon outside parentheses, whichever is later, with no "now"/"aktuell" between cue and reference), or
+    right after it ("image 45 on the prior study", "Bild 20 der Voruntersuchung")."""
+    if patterns["prior_after"].match(sentence, end):
+        return True
+    window_start = previous_end
+    for m in re.finditer(r"[,;]", sentence[previous_end:start]):
+        pos = previous_end + m.start()
+        if sentence[:pos].count("(") <= sentence[:pos].count(")"):
+            window_start = pos
+    window = sentence[window_start:start]
+    cues = list(patterns["prior"].finditer(window))
+    return bool(cues) and not patterns["current"].search(window, cues[-1].end())
+
+
+def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
+                    lang: str | None = None) -> list[Reference]:
+    """Every image reference in ``text`` with its series, image, span, prior flag and cleaned snippet.
+
+    Snippets come from the clause of the reference inside its sentence (``ctvlp.text.sentences``), so a
+    snippet never runs into the next sentence."""
     patterns = compiled(tuple(pattern_files) if pattern_files else default_pattern_files())
     matches = _matches(text, patterns)
     if not matches:
         return []
     spans = [(m.start(), m.end()) for _, m in matches]
     refs: list[Reference] = []
-    for s_start, s_end in sentence_bounds(text, spans):
+    for s_start, s_end in sentence_spans(text, lang or detect_language(text), spans):
         inside = [(name, m) for name, m in matches if s_start <= m.start() < s_end]
         if not inside:
             continue
@@ -209,8 +249,9 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None) -> 
             snippet = _snippet(clause, clause_spans, patterns["cue"])
             if len(snippet) < 3:  # references only: fall back to the whole sentence
                 snippet = _snippet(sentence, local, patterns["cue"])
+            prior = _is_prior(sentence, local[i][0], local[i][1], local[i - 1][1] if i else 0, patterns)
             for series, image, image_range, pattern in _references(name, m):
-                refs.append(Reference(series, image, (m.start(), m.end()), snippet, pattern, image_range))
+                refs.append(Reference(series, image, (m.start(), m.end()), snippet, pattern, image_range, prior))
     return refs
 
 

@@ -163,18 +163,19 @@ def mine_snippets(reports: pd.DataFrame, index: pd.DataFrame, series: pd.DataFra
         resolver = StudyResolver(by_study.get(r.accession_key, index.iloc[:0]),
                                  valid.get(r.accession_key, series.iloc[:0]), volume, bin_voxels)
         for section in ("findings", "impression"):
-            for ref in find_references(getattr(r, section) or "", pattern_files):
-                code, target, used = resolver.resolve(ref.series, ref.image)
+            for ref in find_references(getattr(r, section) or "", pattern_files, r.language):
+                code, target, used = ("prior_study", None, ref.series) if ref.prior else resolver.resolve(
+                    ref.series, ref.image)
                 row = {"volume_id": r.volume_id, "split": r.split, "snippet": ref.snippet,
                        "series": ref.series if ref.series is not None else -1, "resolved_series": used or -1,
                        "image": ref.image, "image_range": list(ref.image_range) if ref.image_range else [],
-                       "pattern": ref.pattern, "language": r.language, "section": section}
+                       "pattern": ref.pattern, "prior": ref.prior, "language": r.language, "section": section}
                 qc.append({**row, "reason_code": code, "reason": REASONS[code]})
                 if target is not None:
                     snippets.append({**row, "z_mm": target.z_mm, "k_voxel": target.k_voxel,
                                      "depth_bin": target.depth_bin, "n_bins": target.n_bins})
     snippet_cols = ["volume_id", "split", "snippet", "series", "resolved_series", "image", "image_range", "pattern",
-                    "language", "section", "z_mm", "k_voxel", "depth_bin", "n_bins"]
+                    "prior", "language", "section", "z_mm", "k_voxel", "depth_bin", "n_bins"]
     return pd.DataFrame(snippets, columns=snippet_cols), pd.DataFrame(qc)
 
 

@@ -1,0 +1,84 @@
+"""Reference styles named in issue 19, the sentence splitter, and prior-study references."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctvlp.text.mining import find_references
+from ctvlp.text.sentences import sentence_spans
+
+STYLES = [
+    ("Atelectasis at the left base, image 97 (series 2).", [(2, 97)]),
+    ("Ground-glass opacity, axial image 88 (series 2).", [(2, 88)]),
+    ("Dystelektase basal links, Bild 66/Serie 2.", [(2, 66)]),
+    ("Spiculated mass, series 1001, image 45.", [(1001, 45)]),
+    ("Enlarged node (Se: 3 Im: 187/312).", [(3, 187)]),
+    ("Rundherde in Serie 3 auf den Bildern 80, 95 und 130.", [(3, 80), (3, 95), (3, 130)]),
+    ("Calcified granuloma (image no. 142).", [(None, 142)]),
+    ("Tiny nodule (image #74).", [(None, 74)]),
+    ("Small cyst in the liver dome (Im 33).", [(None, 33)]),
+    ("Verkalktes Granulom (Bild Nr. 210).", [(None, 210)]),
+    ("Pleural effusion on the right, image 150 of 312.", [(None, 150)]),
+    ("Konsolidierung posterobasal, 210/380.", [(None, 210)]),
+    ("Left lower lobe consolidation (s3 i88).", [(3, 88)]),
+    ("Konsolidierung im Unterlappen links (S3/B88).", [(3, 88)]),
+    ("Nodule (series #3, image #45).", [(3, 45)]),
+]
+NOT_REFERENCES = ["Image 1: axial slice through the carina.", "Bild 1: Übersicht.", "Im 4. ICR rechts Knoten.",
+                  "Blood pressure 120/80 mmHg.", "Comparison with the CT of 10/2019.", "Two thirds (2/3) of the lobe.",
+                  "Status post L4/5 fusion.", "Series 3 was reconstructed with a lung kernel."]
+
+
+@pytest.mark.parametrize("text, expected", STYLES)
+def test_reference_style(text, expected):
+    assert [(r.series, r.image) for r in find_references(text)] == expected
+
+
+@pytest.mark.parametrize("text", NOT_REFERENCES)
+def test_not_a_reference(text):
+    assert find_references(text) == []
+
+
+def test_ranges_keep_first_and_last():
+    (ref,) = find_references("Bronchiectasis of the middle lobe (series 3, images 120-128).")
+    assert (ref.series, ref.image_range, ref.image) == (3, (120, 128), 124)
+
+
+def test_prior_study_references_are_marked():
+    refs = find_references("Stable 5 mm nodule, previously series 3, image 198, now series 4, image 201.")
+    assert [(r.prior, r.series, r.image) for r in refs] == [(True, 3, 198), (False, 4, 201)]
+    refs = find_references("Größenkonstanter Rundherd, in der Voruntersuchung Serie 4 Bild 20, aktuell Serie 5 Bild 22.")
+    assert [(r.prior, r.series, r.image) for r in refs] == [(True, 4, 20), (False, 5, 22)]
+    refs = find_references("The node (series 5, image 60) measured 12 mm on the prior study (series 3, image 58).")
+    assert [r.prior for r in refs] == [False, True]
+    (ref,) = find_references("Compared with the prior study, the nodule (series 3, image 45) has grown.")
+    assert not ref.prior
+
+
+def test_an_ordinal_after_a_reference_ends_the_sentence():
+    text = "Konsolidierung im Unterlappen Serie 2 Bild 14. Rundherd rechts (Serie 2, Bild 30)."
+    refs = find_references(text)
+    assert [r.snippet for r in refs] == ["Konsolidierung im Unterlappen", "Rundherd rechts"]
+
+
+@pytest.mark.parametrize("text, lang, expected", [
+    ("Im 4. ICR rechts Knoten. Ca. 8 mm. Vgl. Voruntersuchung. Z. n. OP. V. a. Pneumonie.", "de",
+     ["Im 4. ICR rechts Knoten.", "Ca. 8 mm.", "Vgl. Voruntersuchung.", "Z. n. OP.", "V. a. Pneumonie."]),
+    ("Lymphknoten re. paratracheal bis 12 mm. Rundherd li. Unterlappen.", "de",
+     ["Lymphknoten re. paratracheal bis 12 mm.", "Rundherd li. Unterlappen."]),
+    ("Status post lobectomy, approx. 8 mm nodule. Dr. Smith was informed. No effusion (image no. 142).", "en",
+     ["Status post lobectomy, approx. 8 mm nodule.", "Dr. Smith was informed.", "No effusion (image no. 142)."]),
+    ("Findings:\nNo effusion. Nodule 8 mm.\nImpression: Nodule.", "en",
+     ["Findings:", "No effusion.", "Nodule 8 mm.", "Impression: Nodule."]),
+])
+def test_sentence_splitter(text, lang, expected):
+    assert [text[a:b] for a, b in sentence_spans(text, lang)] == expected
+
+
+def test_fast_path_agrees_with_pysbd():
+    """Lines cut without calling pySBD (every boundary plain) get the cuts pySBD itself makes."""
+    from ctvlp.text import sentences
+    line = "Kein Pleuraerguss. Keine Konsolidierung. Normal großes Herz, keine Kardiomegalie. Keine Hiatushernie."
+    assert sentences._unambiguous(line) is not None
+    assert [line[a:b] for a, b in sentence_spans(line, "de")] == [
+        p.sent.strip() for p in sentences._segmenter("de").segment(line)]
