@@ -8,7 +8,8 @@
 
 FLOPs are counted by ``torch.utils.flop_counter`` on one call (matmuls and attention, forward and backward),
 MFU = counted FLOPs / time / the GPU's peak dense bf16 FLOP/s (printed; override with --peak-tflops).
-Without a GPU the script runs the same code at tiny dims on the CPU (no MFU): it shows the benchmark works.
+Without a GPU the script runs the same code at tiny dims on the CPU (no MFU; the CPU attention kernel is not
+counted): it shows the benchmark works.
 
 Usage: python benchmarks/bench_gpu.py [--tiny] [--batch-windows N] [--pairs N] [--steps N] [--peak-tflops T]
 """
