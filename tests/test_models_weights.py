@@ -7,8 +7,9 @@ file must stop the import with one line naming it, exit 2, nothing written.
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -77,8 +78,8 @@ def test_import_writes_safetensors_and_a_manifest(imported):
     _, _, out = imported
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["parts"]) == ["combiner", "image_head", "text", "window_encoder"]
-    assert manifest["sources"]["window_encoder"]["file"] == "backbone.pt"
-    assert len(manifest["sources"]["text"]["sha256"]) == 64
+    assert manifest["parts"]["window_encoder"] == {"file": "window_encoder.safetensors", "from": "backbone.pt"}
+    assert manifest["sources"]["text_lora.pt"] == hashlib.sha256((DATA / "text_lora.pt").read_bytes()).hexdigest()
     assert not list(out.glob("*.pt"))
     folded = load_file(str(out / "window_encoder.safetensors"))["patch_embed.proj.weight"]
     assert tuple(folded.shape) == (96, 1, 8, 8, 2)
@@ -159,7 +160,58 @@ def test_bad_weight_files_stop_with_one_line_and_write_nothing(imported, case, c
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
-    import re
-
     assert re.search(message, err), err
     assert not out.exists() and not list(tmp.glob(f".{out.name}.*"))
+
+
+def test_radfinder_trained_model_imports_with_its_copy_heads_depth_projection_and_scale(imported):
+    """RadFinder's export (one safetensors, keys ``model.<module>.``, torch's newer weight-norm names) brings
+    trained copies, axis_patch_proj and logit scale; the workflow's model takes them instead of deriving them."""
+    from safetensors.torch import save_file
+
+    tmp, config_file, _ = imported
+    torch.manual_seed(1)
+    state = {f"model.backbone_image.{k}": v for k, v in torch.load(DATA / "backbone.pt", weights_only=True).items()}
+    combiner = torch.load(DATA / "combiner.pt", weights_only=True)
+    state.update({f"model.feature_comb_image.{k}": v for k, v in combiner.items()})
+    axis = torch.randn(96, 96)
+    state["model.feature_comb_image.axis_patch_proj.weight"] = axis
+    state["model.feature_comb_image.axis_patch_proj.bias"] = torch.zeros(96)
+    head = torch.load(DATA / "siglip_head.pt", weights_only=True)
+    copy_head = {k: v + 0.01 * torch.randn_like(v) for k, v in head.items()}
+    state.update({f"model.projection_image.{k}": v for k, v in head.items()})
+    for k, v in copy_head.items():  # torch.nn.utils.parametrizations.weight_norm's names
+        k = k.replace("weight_g", "parametrizations.weight.original0").replace("weight_v", "parametrizations.weight.original1")
+        state[f"model.projection_image_copy.{k}"] = v
+    state["model.criterion.t"], state["model.criterion.b"] = torch.tensor(2.5), torch.tensor(-9.0)
+    source = tmp / "radfinder.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(source))
+    out = tmp / "radfinder_model"
+    assert main(["import-weights", "--config", str(config_file), "--out", str(out), "--radfinder", str(source)]) == 0
+    config = yaml.safe_load(config_file.read_text())
+    config["model"]["weights_dir"] = str(out)
+    model = CTVLPModel.from_config(config).eval()
+    assert torch.equal(model.combiner.axis_patch_proj.weight, axis)
+    assert torch.equal(model.image_copy_head.last_layer.weight_v, copy_head["last_layer.weight_v"])
+    assert torch.equal(model.image_head.last_layer.weight_v, head["last_layer.weight_v"])
+    assert float(model.scale.t) == 2.5 and float(model.scale.b) == -9.0
+    state["model.some_other.weight"] = torch.zeros(2)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(source))
+    assert main(["import-weights", "--config", str(config_file), "--out", str(tmp / "bad"), "--radfinder", str(source)]) == 2
+    assert not (tmp / "bad").exists()
+
+
+def test_source_folder_is_read_by_the_published_file_names(imported):
+    tmp, config_file, _ = imported
+    source = tmp / "released"
+    source.mkdir()
+    for name, oracle in (("spectre_backbone_vit_large_patch16_128.pt", "backbone.pt"),
+                         ("spectre_combiner_feature_vit_large.pt", "combiner.pt"),
+                         ("SigLIP_projection_head_image.pt", "siglip_head.pt")):
+        (source / name).write_bytes((DATA / oracle).read_bytes())
+    out = tmp / "from_source"
+    assert main(["import-weights", "--config", str(config_file), "--out", str(out), "--source", str(source)]) == 0
+    parts = json.loads((out / "manifest.json").read_text())["parts"]
+    assert {p: v["from"] for p, v in parts.items()} == {
+        "window_encoder": "spectre_backbone_vit_large_patch16_128.pt",
+        "combiner": "spectre_combiner_feature_vit_large.pt", "image_head": "SigLIP_projection_head_image.pt"}

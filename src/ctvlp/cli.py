@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the architecture the weights must fit")
     p.add_argument("--out", type=Path, help="the model folder to write (default: the config's model.weights_dir)")
     p.add_argument("--source", type=Path, help="a folder holding the released files under their published names")
+    p.add_argument("--radfinder", type=Path, help="RadFinder's trained model (safetensors, keys prefixed 'model.'): "
+                   "every part at once, with its trained copy heads and logit scale")
     for part, flag in (("window_encoder", "--backbone"), ("combiner", "--combiner"), ("image_head", "--image-head"),
                        ("text_head", "--text-head"), ("text", "--text-lora")):
         p.add_argument(flag, dest=part, type=Path, help=f"the {part} file (overrides --source)")
@@ -156,28 +158,30 @@ def merged_config(files: list[Path]) -> dict:
 
 def cmd_import_weights(args) -> None:
     from ctvlp.config import resolve_model_path
-    from ctvlp.models.weights import PARTS, RELEASED, import_weights
+    from ctvlp.models.weights import RELEASED, import_weights
 
     config = merged_config(args.config)
     out = args.out or config.get("model", {}).get("weights_dir")
     if not out:
         raise ValueError("no --out and the config's model.weights_dir is null")
     sources = {}
-    for part in PARTS:
+    for part in RELEASED:
         given = getattr(args, part)
         if given is None and args.source is not None and (args.source / RELEASED[part]).is_file():
             given = args.source / RELEASED[part]
         if given is not None:
             sources[part] = given
-    if "window_encoder" not in sources or "combiner" not in sources:
+    if args.radfinder is None and ("window_encoder" not in sources or "combiner" not in sources):
         where = f" in {args.source}" if args.source else ""
-        raise ValueError(f"the window encoder and combiner files are needed (--backbone, --combiner{where})")
+        raise ValueError(f"the window encoder and combiner files are needed (--backbone, --combiner{where}, "
+                         "or --radfinder)")
     base = args.text_base
-    if base is None and "text" in sources:
+    if base is None and ("text" in sources or args.radfinder is not None):
         candidate = resolve_model_path(config["model"]["text_encoder"]["path"])
         base = candidate if candidate.is_dir() else None
-    folder = import_weights(config, sources, Path(out), " + ".join(f.name for f in args.config), base)
-    print(f"wrote {folder}: {', '.join(sorted(sources))} (manifest.json lists sources and sha256)")
+    folder = import_weights(config, sources, Path(out), " + ".join(f.name for f in args.config), base, args.radfinder)
+    parts = json.loads((folder / "manifest.json").read_text())["parts"]
+    print(f"wrote {folder}: {', '.join(sorted(parts))} (manifest.json lists sources and sha256)")
 
 
 COMMANDS = {"embed": cmd_embed, "classify": cmd_classify, "localize": cmd_localize, "mine": cmd_mine,

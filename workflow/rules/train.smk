@@ -4,11 +4,14 @@ from ctvlp.train.ablations import load_ablations
 FEATURES = f"{RESULTS}/features"
 RUNS = load_ablations(Path(workflow.basedir) / config["train"]["ablations"]
                       if not Path(config["train"]["ablations"]).is_absolute() else config["train"]["ablations"])
+# The imported pretrained weights (ctvlp import-weights): a re-import reruns features and training.
+WEIGHTS = [f"{config['model']['weights_dir']}/manifest.json"] if config["model"].get("weights_dir") else []
 
 
 rule window_features:
     input:
         cache=f"{RESULTS}/cache/shard_{{shard}}.parquet",
+        weights=WEIGHTS,
     output:
         f"{FEATURES}/shard_{{shard}}.parquet",
     params:
@@ -36,6 +39,7 @@ rule train:
         labels=f"{RESULTS}/text/labels.parquet",
         snippets=f"{RESULTS}/text/snippets.parquet",
         prompts=f"{RESULTS}/text/prompts.parquet",
+        weights=WEIGHTS,
     output:
         f"{RESULTS}/runs/{{run}}/final.json",
     params:

@@ -88,6 +88,10 @@ class CTVLPModel(nn.Module):
             if part_file(weights_dir, part).is_file():
                 load_part(head, weights_dir, part)
         self.make_copy_heads()
+        extra = [("image_copy_head", self.image_copy_head), ("text_copy_head", self.text_copy_head)] if self.copy_heads else []
+        for part, module in extra + [("scale", self.scale)]:  # RadFinder's trained copies and logit scale
+            if part_file(weights_dir, part).is_file():
+                load_part(module, weights_dir, part)
 
     def set_feature_stats(self, scan: tuple[torch.Tensor, torch.Tensor], depth: tuple[torch.Tensor, torch.Tensor]) -> None:
         """Per-channel standardisation of the window features (random encoders only: pretrained weights

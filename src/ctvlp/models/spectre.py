@@ -102,7 +102,8 @@ def load_component(kind: str, path: str | Path, arch: dict) -> nn.Module:
     elif kind == "combiner":
         model = FeatureCombiner(combiner_spec(arch))
         load_strict(model, state, path, optional=("axis_patch_proj.", "scan_", "depth_"))
-        model.init_axis_patch_proj()
+        if "axis_patch_proj.weight" not in state:
+            model.init_axis_patch_proj()
     elif kind == "siglip_head":
         model = SigLIPHead(int(arch["input_dim"]), int(arch["hidden_dim"]), int(arch["bottleneck_dim"]),
                            int(arch["output_dim"]))

@@ -60,5 +60,5 @@ def weights_provenance(config: dict) -> str:
         return ("model.weights_dir is null: window encoder, combiner and heads start from a seeded RANDOM init, "
                 "not the paper's pretrained SPECTRE weights")
     manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    files = ", ".join(f"{s['file']} ({s['sha256'][:12]})" for s in manifest.get("sources", {}).values())
+    files = ", ".join(f"{name} ({digest[:12]})" for name, digest in manifest.get("sources", {}).items())
     return f"pretrained weights from {folder} (preset {manifest.get('preset', '?')}): {files}"
