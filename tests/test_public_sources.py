@@ -141,6 +141,16 @@ def test_merlin_and_inspect_join_the_manifest_qc_and_reports(minis):
     assert set(rep.split) == set(manifest[manifest.dataset == "merlin"].split)
     rep, rows = inspect_reports(root / "inspect", volumes, b"salt")
     assert len(rep) == 5 and (rep.findings == "").all() and rep.impression.str.len().min() > 0
+    # preprocessing reads both through the manifest's source kind, at the demo's grid
+    from ctvlp.io.dicom import GeometryRules
+    from ctvlp.preprocess.shard import process_shard
+    from ctvlp.preprocess.transform import PreprocessSpec
+
+    spec = PreprocessSpec((3.0, 3.0, 6.0), (-1000.0, 1000.0), (32, 32, 8))
+    done = process_shard(manifest.assign(shard=0), 0, sources, None, spec, root / "cache", GeometryRules())
+    assert (done.status == "ok").all() and len(done) == 13
+    assert all(shape[0] % 32 == 0 and shape[2] % 8 == 0 for shape in done["shape"])
+    assert set(done.source_orientation) == {"LPS"}  # as the minis store them (DICOM-like axes in a RAS world)
 
 
 def test_a_config_naming_merlin_without_its_files_stops(tmp_path):
