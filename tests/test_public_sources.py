@@ -281,7 +281,8 @@ def test_demo_minis_carry_rate_files_the_reader_turns_into_labels(tmp_path):
                 "splits": {"hospital": [0.7, 0.1, 0.2], "ctrate_dev_fraction": 0.3}, "preprocess": {"shards": 1}}
     manifest, _, _ = ingest(sources, None, b"salt", IngestSettings.from_config(settings))
     folders = {name: tmp_path / name / "report_structuring" / "p0rate_en" for name in ("ct_rate", "merlin", "inspect")}
-    labels, prompts, qc = rate_labels(folders, manifest.assign(status="ok"), b"salt", tmp_path / "rate" / "modalities_en")
+    labels, prompts, qc = rate_labels(folders, manifest.assign(status="ok"), b"salt",
+                                      tmp_path / "rate" / "modalities_en")
     assert prompts.label.nunique() == 3 + len(SIMULATED_LABELS) and all(r["status"] == "accepted" for r in qc)
     t = labels.set_index("volume_id")
     pseudo = Pseudonymizer(b"salt")

@@ -10,8 +10,8 @@ from ctvlp.text.rate_labels import label_groups, rate_labels
 
 with logged(snakemake.log[0]) as log:
     volumes = pd.read_parquet(snakemake.input.volumes)
-    labels, prompts, qc = rate_labels(dict(snakemake.params.folders), volumes, resolve_salt(snakemake.config["privacy"]),
-                                      snakemake.params.config_dir)
+    salt = resolve_salt(snakemake.config["privacy"])
+    labels, prompts, qc = rate_labels(dict(snakemake.params.folders), volumes, salt, snakemake.params.config_dir)
     labels.to_parquet(snakemake.output.labels, index=False)
     prompts.to_parquet(snakemake.output.prompts, index=False)
     groups = label_groups(prompts, CTRATE_LABELS, dict(snakemake.params.weights))

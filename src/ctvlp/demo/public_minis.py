@@ -280,7 +280,8 @@ def generate_inspect(root: Path, cfg: MiniConfig) -> pd.DataFrame:
         nib.save(nib.Nifti1Image(hu, affine), full / "CTPA" / f"{image_id}.nii.gz")
         conclusion = "; ".join(lesion.label.lower() for lesion in phantom.lesions) or "no acute cardiopulmonary process"
         text = f"IMPRESSION: 1. No pulmonary embolism. 2. {conclusion.capitalize()}."
-        rows.append({"image_id": image_id, "impression_id": f"{1000 + n}", "impressions": text.upper() if n == 2 else text,
+        rows.append({"image_id": image_id, "impression_id": f"{1000 + n}",
+                     "impressions": text.upper() if n == 2 else text,
                      "split": INSPECT_SPLIT_CYCLE[n % len(INSPECT_SPLIT_CYCLE)],
                      **{label: int(label in phantom.labels) for label in CTRATE_LABELS}})
     broken = np.zeros((8, 8, 4, 2), dtype=np.int16)
@@ -325,7 +326,8 @@ def generate_rate_config(root: Path) -> Path:
             finding = q[len("Is there "):-1]
             entries.append({"question": q, "positive": [f"There is {finding}.", f"{finding.capitalize()} is present.",
                                                         f"Findings show {finding}."],
-                            "negative": [f"There is no {finding}.", f"No {finding}.", f"{finding.capitalize()} is absent."]})
+                            "negative": [f"There is no {finding}.", f"No {finding}.",
+                                         f"{finding.capitalize()} is absent."]})
         (base / "prompts_abdomen_chest_ct" / f"{modality}.yaml").write_text(
             yaml.safe_dump({"category": modality, "description": "demo questions", "prompts": entries}))
     return base
@@ -357,7 +359,8 @@ def generate_rate_minis(root: Path, ctrate: pd.DataFrame, merlin: pd.DataFrame, 
     for split, reports in by_split.items():
         write_rate_answers(root / "ct_rate" / "report_structuring" / "p0rate_en", "chest", split, reports)
     split_names = {"train": "train", "val": "valid", "test": "test", "valid": "valid"}
-    for name, table, key, modality in (("merlin", merlin, "study id", "abdomen"), ("inspect", inspect, "image_id", "chest")):
+    for name, table, key, modality in (("merlin", merlin, "study id", "abdomen"),
+                                       ("inspect", inspect, "image_id", "chest")):
         if len(table) == 0:
             continue
         table = table.dropna(subset=[CTRATE_LABELS[0]])

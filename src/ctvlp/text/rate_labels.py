@@ -160,7 +160,8 @@ def rate_labels(folders: dict[str, str | Path], volumes: pd.DataFrame, salt: byt
                         row["labeler_version"].add(path.name)
     qids = list(questions.qid)
     table = pd.DataFrame([{**{q: -1 for q in qids}, **r, "labeler_version": ",".join(sorted(r["labeler_version"]))}
-                          for r in rows.values()], columns=["volume_id", "dataset", "labeler", "labeler_version", *qids])
+                          for r in rows.values()],
+                         columns=["volume_id", "dataset", "labeler", "labeler_version", *qids])
     table[qids] = table[qids].fillna(-1).astype(np.int64)
     return table, prompts, qc
 
