@@ -87,6 +87,18 @@ def test_tables_and_figures_exist_and_agree_with_the_metric_files(demo_run):
     per_label = (res / "tables" / "per_label_auc_rad_chestct.md").read_text()
     assert "Calcification" in per_label and "Mosaic" not in per_label
     assert "NA: no positives" in (res / "tables" / "per_label_auc_ct_rate.md").read_text()  # absent demo labels
+    # the paper's protocol: its own tables, named in every caption, our runs beside the published numbers
+    for name in ("paper_results", "paper_retrieval", "paper_zero_shot", "paper_v2v", "paper_merlin",
+                 "paper_localization"):
+        text = (res / "tables" / f"{name}.md").read_text()
+        assert "Protocol: paper (lmb-freiburg/radfinder @7c6ab92)" in text and (res / "tables" / f"{name}.tex").is_file()
+    paper = metrics(demo_run, "full")["paper"]
+    assert paper["bootstrap"]["unit"] == "samples" and paper["ct_rate"]["pools"]["dup_all"] > \
+        paper["ct_rate"]["pools"]["first_all"]
+    row = next(line for line in (res / "tables" / "paper_results.md").read_text().splitlines()
+               if line.startswith("| full |"))
+    assert f"{paper['ct_rate']['retrieval']['dup_all']['R@10_ci']['value']:.1f}" in row
+    assert "merlin" in paper and "localization" in paper["hospital"]
 
 
 def test_html_report_collects_tables_and_figures(demo_run):

@@ -23,6 +23,11 @@ def test_qc_has_every_input_once_and_nothing_is_lost(demo_run):
     assert hospital[hospital.status == "rejected"].reason.eq("localizer/scout images").all()
     ctrate_files = list((demo_run / "demo_data" / "ct_rate" / "dataset").glob("*_fixed/*/*/*.nii.gz"))
     assert (qc.dataset == "ct_rate").sum() == len(ctrate_files)
+    merlin_files = list((demo_run / "demo_data" / "merlin" / "merlin_data").iterdir())
+    assert (qc.dataset == "merlin").sum() == len(merlin_files) + 1  # + the report row without a volume
+    inspect_files = list((demo_run / "demo_data" / "inspect" / "full" / "CTPA").glob("*.nii.gz"))
+    assert (qc.dataset == "inspect").sum() == len(inspect_files)
+    assert qc[(qc.dataset == "inspect") & (qc.status == "rejected")].reason.str.startswith("known broken scan").all()
     assert not qc.duplicated(["dataset", "item"]).any()
     assert set(qc.status) <= {"accepted", "rejected"}
     summary = (demo_run / "results" / "qc" / "summary.md").read_text()

@@ -141,6 +141,16 @@ def test_merlin_and_inspect_join_the_manifest_qc_and_reports(minis):
     assert set(rep.split) == set(manifest[manifest.dataset == "merlin"].split)
     rep, rows = inspect_reports(root / "inspect", volumes, b"salt")
     assert len(rep) == 5 and (rep.findings == "").all() and rep.impression.str.len().min() > 0
+    # preprocessing reads both through the manifest's source kind, at the demo's grid
+    from ctvlp.io.dicom import GeometryRules
+    from ctvlp.preprocess.shard import process_shard
+    from ctvlp.preprocess.transform import PreprocessSpec
+
+    spec = PreprocessSpec((3.0, 3.0, 6.0), (-1000.0, 1000.0), (32, 32, 8))
+    done = process_shard(manifest.assign(shard=0), 0, sources, None, spec, root / "cache", GeometryRules())
+    assert (done.status == "ok").all() and len(done) == 13
+    assert all(shape[0] % 32 == 0 and shape[2] % 8 == 0 for shape in done["shape"])
+    assert set(done.source_orientation) == {"LPS"}  # as the minis store them (DICOM-like axes in a RAS world)
 
 
 def test_a_config_naming_merlin_without_its_files_stops(tmp_path):
@@ -154,3 +164,134 @@ def test_a_config_naming_merlin_without_its_files_stops(tmp_path):
     cfg["data"] = {"inspect": {"root": str(tmp_path)}}
     with pytest.raises(ConfigError, match=r"config key 'data.inspect.root': directory .*full/CTPA' does not exist"):
         check_inputs(cfg)
+
+
+from ctvlp.text.rate_labels import RateLabelError, answer_value, label_groups, rate_labels
+
+
+def _rate_config(root):
+    """A question map and prompt file in RadFinder's layout, written by hand (two questions per modality)."""
+    maps = root / "question_maps"
+    maps.mkdir(parents=True)
+    (maps / "question_map_chest.csv").write_text(
+        "qid,category,question\nq0227,Heart,Is there cardiomegaly?\nq0228,Devices,Is there a debice in the chest?\n")
+    (maps / "question_map_abdomen.csv").write_text(
+        "qid,category,question\nq0001,Liver,Is there a liver cyst?\nq0002,Spleen,is there splenomegaly?\n")
+    prompts = root / "prompts_abdomen_chest_ct"
+    prompts.mkdir()
+    entries = []
+    for q in ("Is there cardiomegaly?", "Is there a device in the chest?", "Is there a liver cyst?",
+              "Is there splenomegaly?"):
+        entries.append({"question": q, "positive": [f"{q} yes {i}" for i in range(3)],
+                        "negative": [f"{q} no {i}" for i in range(3)]})
+    import yaml
+    (prompts / "all.yaml").write_text(yaml.safe_dump({"category": "x", "description": "y", "prompts": entries}))
+
+
+def test_rate_answers_are_mapped_as_the_authors_do():
+    assert [answer_value(a) for a in ("Yes", " yes.", "YES", "No", "no.", "Maybe", "", "yes, small")] == \
+        [1, 1, 1, 0, 0, 0, 0, 0]
+
+
+def test_rate_label_files_become_a_label_table_with_groups(tmp_path):
+    _rate_config(tmp_path / "cfg")
+    ct = tmp_path / "ctrate_p0rate_en"
+    ct.mkdir()
+    (ct / "questions_chest_train.csv").write_text(
+        "report_id,category,question,answer\n"
+        "train_1_a,Heart,Is there cardiomegaly?,Yes.\n"
+        "train_1_a,Devices,Is there a debice in the chest?,No\n"
+        "train_2_a,Heart,Is there cardiomegaly?,no\n"          # the device question missing: 0
+        "train_9_a,Heart,Is there cardiomegaly?,yes\n")        # no such volume: QC rejected
+    (ct / "questions_chest_val.csv").write_text("report_id,category,question,answer\nvalid_1_a,Heart,"
+                                                "Is there cardiomegaly?, YES\n")  # _val read for valid
+    merlin_dir = tmp_path / "merlin_p0rate_en"
+    merlin_dir.mkdir()
+    (merlin_dir / "questions_abdomen_train.csv").write_text(
+        "report_id,category,question,answer\nAC001,Liver,Is there a liver cyst?,Yes\n")
+    salt = b"s"
+    pseudo = Pseudonymizer(salt)
+    volumes = pd.DataFrame([
+        {"volume_id": "V1", "dataset": "ct_rate", "status": "ok", "accession_key": "",
+         "source": "train_fixed/train_1/train_1_a/train_1_a_1.nii.gz"},
+        {"volume_id": "V2", "dataset": "ct_rate", "status": "ok", "accession_key": "",
+         "source": "train_fixed/train_1/train_1_a/train_1_a_2.nii.gz"},
+        {"volume_id": "V3", "dataset": "ct_rate", "status": "ok", "accession_key": "",
+         "source": "train_fixed/train_2/train_2_a/train_2_a_1.nii.gz"},
+        {"volume_id": "V4", "dataset": "ct_rate", "status": "ok", "accession_key": "",
+         "source": "valid_fixed/valid_1/valid_1_a/valid_1_a_1.nii.gz"},
+        {"volume_id": pseudo("merlin", "volume", "AC001"), "dataset": "merlin", "status": "ok", "accession_key": "",
+         "source": "merlin_data/AC001.nii.gz"}])
+    labels, prompts, qc = rate_labels({"ct_rate": ct, "merlin": merlin_dir}, volumes, salt, tmp_path / "cfg")
+    t = labels.set_index("volume_id")
+    assert list(labels.columns[4:]) == ["q0001", "q0002", "q0227", "q0228"]  # abdomen first, then chest
+    assert t.loc["V1", ["q0227", "q0228"]].tolist() == [1, 0] and t.loc["V2", ["q0227", "q0228"]].tolist() == [1, 0]
+    assert t.loc["V3", ["q0227", "q0228"]].tolist() == [0, 0]
+    assert t.loc["V1", ["q0001", "q0002"]].tolist() == [-1, -1]  # the other modality: unknown
+    assert t.loc["V4", "q0227"] == 1 and t.loc["V4", "labeler_version"] == "questions_chest_val.csv"
+    m = t.loc[pseudo("merlin", "volume", "AC001")]
+    assert m[["q0001", "q0002", "q0227"]].tolist() == [1, 0, -1]
+    assert [r["reason"] for r in qc if r["status"] == "rejected"] == ["report matches no volume"]
+    # prompts matched through the authors' spelling fixes (debice -> device, first letter capitalised)
+    assert prompts[prompts.label == "q0228"].prompt.iloc[0] == "Is there a device in the chest? yes 0"
+    assert len(prompts[prompts.label == "q0002"]) == 6
+    groups = label_groups(prompts, ["Cardiomegaly"])
+    assert groups == {"abdomen": {"labels": ["q0001", "q0002"], "weight": 1.0},
+                      "chest": {"labels": ["q0227", "q0228"], "weight": 1.0},
+                      "ctrate": {"labels": ["Cardiomegaly"], "weight": 5.0}}
+    (ct / "questions_chest_test.csv").write_text("report_id,category,question,answer\nx,H,Is there a goitre?,yes\n")
+    with pytest.raises(RateLabelError, match=r"questions_chest_test.csv: 1 question\(s\) not in the question map"):
+        rate_labels({"ct_rate": ct}, volumes, salt, tmp_path / "cfg")
+
+
+def test_the_authors_question_sets_have_93_chest_and_226_abdomen_questions():
+    """Checked against a RadFinder checkout when one is configured (CTVLP_RADFINDER_RATE_CONFIG); the project
+    does not ship the authors' question texts."""
+    import os
+
+    config_dir = os.environ.get("CTVLP_RADFINDER_RATE_CONFIG")
+    if not config_dir:
+        pytest.skip("set CTVLP_RADFINDER_RATE_CONFIG to radfinder/configs/rate/modalities_en")
+    from ctvlp.text.rate_labels import read_prompts, read_question_map
+
+    chest, abdomen = read_question_map(config_dir, "chest"), read_question_map(config_dir, "abdomen")
+    assert len(chest) == 93 and chest.qid.iloc[0] == "q0227" and chest.qid.iloc[-1] == "q0319"
+    assert len(abdomen) == 226 and abdomen.qid.iloc[0] == "q0001" and abdomen.qid.iloc[-1] == "q0226"
+    prompts = read_prompts(config_dir, pd.concat([abdomen, chest]))
+    assert prompts.label.nunique() == 319 and len(prompts) == 319 * 6
+
+
+def test_demo_minis_carry_rate_files_the_reader_turns_into_labels(tmp_path):
+    from ctvlp.demo.findings import SIMULATED_LABELS
+    from ctvlp.demo.public_minis import generate_ctrate, generate_rate_minis
+
+    cfg = MiniConfig(ctrate_train_patients=2, ctrate_valid_patients=3, merlin_scans=4, inspect_scans=3,
+                     rate_labels=True)
+    ct = generate_ctrate(tmp_path / "ct_rate", cfg)
+    m, i = generate_merlin(tmp_path / "merlin", cfg), generate_inspect(tmp_path / "inspect", cfg)
+    generate_rate_minis(tmp_path, ct, m, i)
+    folder = tmp_path / "ct_rate" / "report_structuring" / "p0rate_en"
+    assert sorted(p.name for p in folder.iterdir()) == ["questions_chest_train.csv", "questions_chest_valid.csv"]
+    assert list(pd.read_csv(folder / "questions_chest_train.csv").columns) == ["report_id", "category", "question",
+                                                                               "answer"]
+    sources = {"ct_rate": {"root": str(tmp_path / "ct_rate" / "dataset"), "release": "fixed"},
+               "merlin": {"root": str(tmp_path / "merlin")}, "inspect": {"root": str(tmp_path / "inspect")}}
+    settings = {"ingest": {"axial_tolerance_deg": 10, "tilt_tolerance_deg": 0.5, "gap_factor": 1.5,
+                           "spacing_tolerance": 0.1, "min_slices": 20, "prefer_kernels": [], "prefer_thickness_mm": 5},
+                "splits": {"hospital": [0.7, 0.1, 0.2], "ctrate_dev_fraction": 0.3}, "preprocess": {"shards": 1}}
+    manifest, _, _ = ingest(sources, None, b"salt", IngestSettings.from_config(settings))
+    folders = {name: tmp_path / name / "report_structuring" / "p0rate_en" for name in ("ct_rate", "merlin", "inspect")}
+    labels, prompts, qc = rate_labels(folders, manifest.assign(status="ok"), b"salt",
+                                      tmp_path / "rate" / "modalities_en")
+    assert prompts.label.nunique() == 3 + len(SIMULATED_LABELS) and all(r["status"] == "accepted" for r in qc)
+    t = labels.set_index("volume_id")
+    pseudo = Pseudonymizer(b"salt")
+    q_cardio = f"q{227 + SIMULATED_LABELS.index('Cardiomegaly'):04d}"
+    for _, r in ct.iterrows():
+        vid = pseudo("ct_rate", "volume", r["name"])
+        if vid in t.index:  # every reconstruction of a scan gets its report's answers
+            assert t.loc[vid, q_cardio] == r["Cardiomegaly"] and t.loc[vid, "q0001"] == -1
+    merlin_rows = t[t.dataset == "merlin"]
+    assert len(merlin_rows) == 4 and (merlin_rows[["q0001", "q0002", "q0003"]] == 0).all().all()
+    assert (merlin_rows[q_cardio] == -1).all()
+    assert set(t.dataset) == {"ct_rate", "merlin", "inspect"}

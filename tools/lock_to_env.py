@@ -33,7 +33,7 @@ dependencies:
 SKIP = ("pip==", "setuptools==")
 KINDS = {
     "data": ["demo_cohort", "dicom_index", "manifest", "preprocess_shard", "qc_summary", "report_text",
-             "mine_snippets"],
+             "mine_snippets", "rate_labels"],
     "gpu": ["window_features", "train", "embed"],
     "report": ["evaluate", "compare", "tables", "figures"],
 }

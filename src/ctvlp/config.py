@@ -46,14 +46,17 @@ def data_sources(config: dict) -> dict[str, dict | None]:
     demo = config.get("demo") or {}
     if demo.get("enabled"):
         root = Path(demo["root"])
-        return {
+        minis = demo.get("minis") or {}
+        rate = ({name: {"rate_labels": str(root / name / "report_structuring" / "p0rate_en")}
+                 for name in ("ct_rate", "merlin", "inspect")} if minis.get("rate_labels") else {})
+        sources = {
             "hospital": {"dicom_root": str(root / "hospital" / "DICOM"),
                          "reports_csv": str(root / "hospital" / "reports" / "reports.csv")},
             "ct_rate": {"root": str(root / "ct_rate" / "dataset"), "release": "fixed"},
             "rad_chestct": {"root": str(root / "rad_chestct")},
-            **{name: {"root": str(root / name)} for name in ("merlin", "inspect")
-               if (demo.get("minis") or {}).get(f"{name}_scans", 0)},
+            **{name: {"root": str(root / name)} for name in ("merlin", "inspect") if minis.get(f"{name}_scans", 0)},
         }
+        return {name: {**entry, **rate.get(name, {})} for name, entry in sources.items()}
     return {name: entry for name, entry in (config.get("data") or {}).items() if entry}
 
 
@@ -81,6 +84,15 @@ REQUIRED_INSIDE = {
 }
 
 
+def rate_config_dir(config: dict) -> str | None:
+    """RadFinder-style RATE configuration folder: text.rate.config_dir, or the demo's own when its minis carry
+    RATE label files."""
+    demo = config.get("demo") or {}
+    if demo.get("enabled") and (demo.get("minis") or {}).get("rate_labels"):
+        return str(Path(demo["root"]) / "rate" / "modalities_en")
+    return ((config.get("text") or {}).get("rate") or {}).get("config_dir")
+
+
 def check_inputs(config: dict) -> None:
     """Every configured data root exists and is readable (skipped when the demo generates them)."""
     if config.get("demo", {}).get("enabled"):
@@ -88,7 +100,12 @@ def check_inputs(config: dict) -> None:
     if not data_sources(config):
         raise ConfigError("config key 'data': no data source configured (hospital, ct_rate, rad_chestct, merlin or "
                           "inspect)")
-    for key, (value, kind) in input_paths(config).items():
+    rate_dir = rate_config_dir(config)
+    paths = dict(input_paths(config))
+    if rate_dir:
+        paths["text.rate.config_dir"] = (str(rate_dir), "dir")
+        paths["text.rate.config_dir (question_maps)"] = (str(Path(rate_dir) / "question_maps"), "dir")
+    for key, (value, kind) in paths.items():
         path = Path(value)
         if kind == "glob":
             if not any(path.parent.glob(path.name)):

@@ -1,5 +1,5 @@
 # Paths and helpers shared by all rule files.
-from ctvlp.config import data_sources
+from ctvlp.config import data_sources, rate_config_dir
 
 RESULTS = config["results"]
 LOGS = config["logs"]
@@ -34,7 +34,7 @@ def all_targets():
     runs = [f"{RESULTS}/runs/{run}/final.json" for run in RUNS]
     evaluation = [f"{RESULTS}/tables/{name}.md" for name in TABLE_NAMES] + [
         f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES]
-    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + runs + evaluation
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation
 
 
 def run_files(pattern):

@@ -44,3 +44,34 @@ rule mine_snippets:
         CONTAINER
     script:
         "../scripts/mine_snippets.py"
+
+
+# RATE question labels (the paper's disease labels) for the prompt loss: only when text.rate.config_dir is set.
+RATE = config["text"].get("rate") or {}
+RATE_DIR = rate_config_dir(config)
+RATE_SOURCES = {name: entry["rate_labels"] for name, entry in SOURCES.items() if (entry or {}).get("rate_labels")}
+RATE_OUTPUTS = ([f"{TEXT}/rate_labels.parquet", f"{TEXT}/rate_prompts.parquet", f"{TEXT}/label_groups.json"]
+                if RATE_DIR else [])
+
+
+rule rate_labels:
+    input:
+        data_ready(),
+        volumes=VOLUMES,
+    output:
+        labels=f"{TEXT}/rate_labels.parquet",
+        prompts=f"{TEXT}/rate_prompts.parquet",
+        groups=f"{TEXT}/label_groups.json",
+        qc=f"{RESULTS}/qc/rate_qc.parquet",
+    params:
+        folders=RATE_SOURCES,
+        config_dir=RATE_DIR,
+        weights=RATE.get("group_weights") or {},
+    log:
+        f"{LOGS}/rate_labels.log",
+    conda:
+        ENVS["data"]
+    container:
+        CONTAINER
+    script:
+        "../scripts/rate_labels.py"

@@ -10,9 +10,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from ctvlp.demo.cohort import DemoConfig, generate_hospital
 from ctvlp.demo.faults import add_fault_corpus
-from ctvlp.demo.public_minis import MiniConfig, generate_ctrate, generate_inspect, generate_merlin, generate_radchestct
+from ctvlp.demo.public_minis import (MiniConfig, generate_ctrate, generate_inspect, generate_merlin,
+                                     generate_radchestct, generate_rate_minis)
 
 __all__ = ["DemoConfig", "MiniConfig", "generate_demo"]
 
@@ -20,7 +23,7 @@ __all__ = ["DemoConfig", "MiniConfig", "generate_demo"]
 def generate_demo(root: Path, settings: dict, workers: int = 1) -> dict:
     """Write the whole demo under ``root``; return a summary (counts and bytes) also saved as JSON."""
     root = Path(root)
-    for stale in ("hospital", "ct_rate", "rad_chestct", "merlin", "inspect", "ground_truth"):
+    for stale in ("hospital", "ct_rate", "rad_chestct", "merlin", "inspect", "rate", "ground_truth"):
         shutil.rmtree(root / stale, ignore_errors=True)  # a rerun never mixes two cohorts
     hospital = generate_hospital(root, DemoConfig.from_mapping(settings), workers)
     mini = MiniConfig(**{k: v for k, v in settings.get("minis", {}).items()},
@@ -29,6 +32,8 @@ def generate_demo(root: Path, settings: dict, workers: int = 1) -> dict:
     radchest = generate_radchestct(root / "rad_chestct", mini)
     merlin = generate_merlin(root / "merlin", mini) if mini.merlin_scans else []
     inspect = generate_inspect(root / "inspect", mini) if mini.inspect_scans else []
+    if mini.rate_labels:
+        generate_rate_minis(root, ctrate, pd.DataFrame(merlin), pd.DataFrame(inspect))
     faults = add_fault_corpus(root) if settings.get("faults") else None
     summary = {
         "patients": int(hospital["studies"]["patient_id"].nunique()),

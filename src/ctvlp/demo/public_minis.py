@@ -59,6 +59,7 @@ class MiniConfig:
     radchest_scans: int = 6
     merlin_scans: int = 0        # 0 = no Merlin/INSPECT minis (the demo config asks for them)
     inspect_scans: int = 0
+    rate_labels: bool = False    # RATE question label files for the CT-RATE, Merlin and INSPECT minis
     noise_hu: float = 12.0
     prevalence: float = 0.35
 
@@ -279,7 +280,8 @@ def generate_inspect(root: Path, cfg: MiniConfig) -> pd.DataFrame:
         nib.save(nib.Nifti1Image(hu, affine), full / "CTPA" / f"{image_id}.nii.gz")
         conclusion = "; ".join(lesion.label.lower() for lesion in phantom.lesions) or "no acute cardiopulmonary process"
         text = f"IMPRESSION: 1. No pulmonary embolism. 2. {conclusion.capitalize()}."
-        rows.append({"image_id": image_id, "impression_id": f"{1000 + n}", "impressions": text.upper() if n == 2 else text,
+        rows.append({"image_id": image_id, "impression_id": f"{1000 + n}",
+                     "impressions": text.upper() if n == 2 else text,
                      "split": INSPECT_SPLIT_CYCLE[n % len(INSPECT_SPLIT_CYCLE)],
                      **{label: int(label in phantom.labels) for label in CTRATE_LABELS}})
     broken = np.zeros((8, 8, 4, 2), dtype=np.int16)
@@ -292,3 +294,79 @@ def generate_inspect(root: Path, cfg: MiniConfig) -> pd.DataFrame:
     table[["impression_id", "impressions"]].to_csv(full / f"impressions_{INSPECT_RELEASE}.tsv", sep="\t", index=False)
     table[["impression_id", "split"]].to_csv(full / f"splits_{INSPECT_RELEASE}.tsv", sep="\t", index=False)
     return table
+
+
+# ---- RATE question labels for the minis ---------------------------------------------------------------------
+# The demo's own questions (not the authors' texts) in RadFinder's layout: question maps, prompt files and
+# long-format answers per dataset, so the rate_labels rule runs on the demo. Chest questions ask for the
+# simulated CT-RATE findings; the abdomen questions are answered "No" (the phantom has no abdominal findings).
+DEMO_ABDOMEN_QUESTIONS = ("Is there a liver lesion?", "Is there splenomegaly?", "Is there ascites?")
+
+
+def demo_rate_questions() -> dict[str, list[tuple[str, str, str]]]:
+    from ctvlp.demo.findings import SIMULATED_LABELS
+
+    chest = [(f"q{227 + i:04d}", "Chest", f"Is there {label.lower()}?") for i, label in enumerate(SIMULATED_LABELS)]
+    abdomen = [(f"q{1 + i:04d}", "Abdomen", q) for i, q in enumerate(DEMO_ABDOMEN_QUESTIONS)]
+    return {"chest": chest, "abdomen": abdomen}
+
+
+def generate_rate_config(root: Path) -> Path:
+    """``<root>/modalities_en/question_maps/question_map_{chest,abdomen}.csv`` and ``prompts_abdomen_chest_ct/``."""
+    import yaml
+
+    base = Path(root) / "modalities_en"
+    (base / "question_maps").mkdir(parents=True, exist_ok=True)
+    (base / "prompts_abdomen_chest_ct").mkdir(parents=True, exist_ok=True)
+    for modality, questions in demo_rate_questions().items():
+        pd.DataFrame(questions, columns=["qid", "category", "question"]).to_csv(
+            base / "question_maps" / f"question_map_{modality}.csv", index=False)
+        entries = []
+        for _, _, q in questions:
+            finding = q[len("Is there "):-1]
+            entries.append({"question": q, "positive": [f"There is {finding}.", f"{finding.capitalize()} is present.",
+                                                        f"Findings show {finding}."],
+                            "negative": [f"There is no {finding}.", f"No {finding}.",
+                                         f"{finding.capitalize()} is absent."]})
+        (base / "prompts_abdomen_chest_ct" / f"{modality}.yaml").write_text(
+            yaml.safe_dump({"category": modality, "description": "demo questions", "prompts": entries}))
+    return base
+
+
+def write_rate_answers(folder: Path, modality: str, split: str, reports: dict[str, set[str]]) -> None:
+    """``questions_<modality>_<split>.csv`` (report_id, category, question, answer) from each report's labels."""
+    from ctvlp.demo.findings import SIMULATED_LABELS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    questions = demo_rate_questions()[modality]
+    rows = []
+    for report_id, labels in reports.items():
+        for (_, category, question), label in zip(questions, SIMULATED_LABELS if modality == "chest" else questions):
+            answer = "Yes." if modality == "chest" and label in labels else "No"
+            rows.append({"report_id": report_id, "category": category, "question": question, "answer": answer})
+    pd.DataFrame(rows, columns=["report_id", "category", "question", "answer"]).to_csv(
+        folder / f"questions_{modality}_{split}.csv", index=False)
+
+
+def generate_rate_minis(root: Path, ctrate: pd.DataFrame, merlin: pd.DataFrame, inspect: pd.DataFrame) -> None:
+    """RATE label files in ``report_structuring/p0rate_en/`` of the CT-RATE, Merlin and INSPECT minis."""
+    root = Path(root)
+    generate_rate_config(root / "rate")
+    by_split: dict[str, dict[str, set[str]]] = {}
+    for _, r in ctrate.iterrows():  # one report per scan: the report key
+        labels = {label for label in CTRATE_LABELS if r[label] == 1}
+        by_split.setdefault(r["split"], {})[r["name"].rsplit("_", 1)[0]] = labels
+    for split, reports in by_split.items():
+        write_rate_answers(root / "ct_rate" / "report_structuring" / "p0rate_en", "chest", split, reports)
+    split_names = {"train": "train", "val": "valid", "test": "test", "valid": "valid"}
+    for name, table, key, modality in (("merlin", merlin, "study id", "abdomen"),
+                                       ("inspect", inspect, "image_id", "chest")):
+        if len(table) == 0:
+            continue
+        table = table.dropna(subset=[CTRATE_LABELS[0]])
+        groups: dict[str, dict[str, set[str]]] = {}
+        for _, r in table.iterrows():
+            split = split_names[str(r["Split" if name == "merlin" else "split"])]
+            groups.setdefault(split, {})[str(r[key])] = {label for label in CTRATE_LABELS if r[label] == 1}
+        for split, reports in groups.items():
+            write_rate_answers(root / name / "report_structuring" / "p0rate_en", modality, split, reports)

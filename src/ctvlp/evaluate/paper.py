@@ -44,7 +44,8 @@ PAPER_NOTES = {
            "relevant = shares >= 1 positive label; AP@k divided by k",
     "v2v_spectre": "SPECTRE's variant: relevant = identical label vector, AP divided by min(#relevant, k), queries "
                    "without a relevant item skipped",
-    "merlin_pool": "Merlin test split; random pools, one default_rng(seed) shuffle per repeat shared by all pool sizes, "
+    "merlin_pool": "Merlin test split; random pools, one default_rng(seed) shuffle per repeat shared by all pool "
+                   "sizes, "
                    "leftover beyond a multiple of the pool size dropped; text-to-image hit = own image in top k; "
                    "findings / impressions / full as separate queries through the main text head; CI = 2.5/97.5 "
                    "percentiles of the repeats",

@@ -357,16 +357,19 @@ def write_all_tables(metrics: dict[str, dict], comparisons: dict[str, dict], ref
                            f"Main results. {main_notes}. Reported rows are copied from the "
                            f"peers' papers with their own protocols.", out_dir, "main_results")
     written += write_table(ablation_table(metrics, comparisons, reference, prompt_set),
-                           f"Protocol: ctvlp. Ablations on the held-out hospital split, differences ablation - {reference} with paired "
+                           f"Protocol: ctvlp. Ablations on the held-out hospital split, differences ablation - "
+                           f"{reference} with paired "
                            f"{boot}; 'within CI' means the interval contains 0.", out_dir, "ablations")
     for dataset in ("ct_rate", "hospital", "rad_chestct"):
         df = per_label_table(metrics, dataset, prompt_set)
         if len(df):
-            written += write_table(df, f"Protocol: ctvlp. Per-label zero-shot AUC on {dataset} ({prompt_set} prompts), {boot}. "
+            written += write_table(df, f"Protocol: ctvlp. Per-label zero-shot AUC on {dataset} ({prompt_set} "
+                                       f"prompts), {boot}. "
                                        f"NA: the label has no positive or no negative in this set.",
                                    out_dir, f"per_label_auc_{dataset}")
     written += write_table(localization_table(metrics),
-                           f"Protocol: ctvlp. Snippet localization on held-out hospital scans. {PROTOCOL_NOTES['localization']}; "
+                           f"Protocol: ctvlp. Snippet localization on held-out hospital scans. "
+                           f"{PROTOCOL_NOTES['localization']}; "
                            f"{boot}.", out_dir, "localization")
     written += write_paper_tables(metrics, out_dir)
     return written
