@@ -29,6 +29,7 @@ rule manifest:
         manifest=MANIFEST,
         series=f"{RESULTS}/ingest/hospital_series.parquet",
         qc=f"{RESULTS}/qc/ingest_qc.parquet",
+        inputs=f"{RESULTS}/qc/inputs.json",
     params:
         sources=SOURCES,
     log:

@@ -26,6 +26,7 @@ rule qc_summary:
     input:
         manifest=MANIFEST,
         qc=f"{RESULTS}/qc/ingest_qc.parquet",
+        inputs=f"{RESULTS}/qc/inputs.json",
         shards=expand(f"{RESULTS}/cache/shard_{{shard}}.parquet", shard=SHARDS),
     output:
         volumes=VOLUMES,

@@ -1,4 +1,6 @@
 """Rule manifest: series selection, public adapters, splits by patient, QC of every input."""
+import json
+
 import pandas as pd
 
 from ctvlp.ids import resolve_salt
@@ -7,10 +9,13 @@ from ctvlp.logs import logged
 
 with logged(snakemake.log[0]) as log:
     index = pd.read_parquet(snakemake.input.index[0]) if snakemake.input.index else None
-    manifest, series, qc = ingest(dict(snakemake.params.sources), index,
-                                  resolve_salt(snakemake.config["privacy"]),
-                                  IngestSettings.from_config(snakemake.config))
+    manifest, series, qc, inputs = ingest(dict(snakemake.params.sources), index,
+                                          resolve_salt(snakemake.config["privacy"]),
+                                          IngestSettings.from_config(snakemake.config))
     manifest.to_parquet(snakemake.output.manifest, index=False)
     series.to_parquet(snakemake.output.series, index=False)
     qc.to_parquet(snakemake.output.qc, index=False)
-    log.info("manifest: %d volumes; splits %s", len(manifest), manifest.split.value_counts().to_dict())
+    with open(snakemake.output.inputs, "w") as f:
+        json.dump(inputs, f, indent=1, sort_keys=True)
+    log.info("manifest: %d volumes; splits %s; inputs %s", len(manifest), manifest.split.value_counts().to_dict(),
+             inputs)
