@@ -196,3 +196,47 @@ def test_the_resolver_refuses_a_series_number_two_series_share(tmp_path):
     code, target, used = resolver.resolve(3, 5)
     assert (code, target, REASONS[code]) == ("ambiguous_series_number", None, "ambiguous series number")
     assert resolver.resolve(2, 5)[0] == "ok"
+
+
+def _norm(index):
+    """Index rows in a fixed order, missing values alike (the parquet schema types what pandas leaves open)."""
+    index = index.sort_values(["path_key", "frame"]).reset_index(drop=True)
+    index["has_pixels"] = index.has_pixels.fillna(False).astype(bool)
+    return index.astype(object).where(index.notna(), None)
+
+
+def test_partitioned_index_equals_the_in_memory_one_and_incremental_rereads_only_changes(tmp_path):
+    import os
+    import shutil
+
+    from ctvlp.io import index_store
+    from ctvlp.io.dicom import index_dicom
+
+    root = _export(tmp_path)
+    (root / "notes.txt").write_text("not dicom")
+    expected = _norm(index_dicom(root, b"salt"))
+    out, state = tmp_path / "index", tmp_path / "state"
+    counts = [index_store.write_part(root, b"salt", p, 3, out / f"part={p}", 4, chunk_files=10, state=state)
+              for p in range(3)]
+    assert sum(c["files"] for c in counts) == 97 and sum(c["reused"] for c in counts) == 0
+    got = _norm(index_store.read_index(out))
+    assert set(got.bucket) <= {0, 1, 2, 3} and got.groupby("study_key").bucket.nunique().max() == 1
+    pd.testing.assert_frame_equal(got[expected.columns], expected, check_dtype=False)
+    assert index_store.summarize(out, counts)["files_walked"] == 97
+    # one bucket at a time holds whole studies; a shard reads only its series' paths
+    assert sum(len(b) for b in index_store.iter_buckets(out, index_store.CLASSIFY_COLUMNS)) == len(expected)
+    se3 = expected[expected.SeriesNumber == 3]
+    files = index_store.series_files(out, [se3.series_key.iloc[0]], [se3.study_key.iloc[0]], 4)
+    assert sorted(files.path) == sorted(se3.path) and set(files.columns) == set(index_store.SHARD_COLUMNS)
+    # incremental: one file changed, one new, one removed; everything else comes from the last run
+    changed = sorted((root / "SE3").iterdir())[0]
+    changed.write_bytes(changed.read_bytes())
+    os.utime(changed, ns=(1, 1))
+    shutil.copy(changed, root / "SE3" / "IM9999")
+    (root / "notes.txt").unlink()
+    shutil.rmtree(out)
+    counts = [index_store.write_part(root, b"salt", p, 3, out / f"part={p}", 4, chunk_files=10, state=state)
+              for p in range(3)]
+    assert sum(c["read"] for c in counts) == 2 and sum(c["reused"] for c in counts) == 95
+    fresh, again = _norm(index_dicom(root, b"salt")), _norm(index_store.read_index(out))
+    pd.testing.assert_frame_equal(again[fresh.columns], fresh, check_dtype=False)

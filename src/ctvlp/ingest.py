@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -36,7 +37,7 @@ class IngestSettings:
             shards=config["preprocess"]["shards"])
 
 
-def ingest(sources: dict, index: pd.DataFrame | None, salt: bytes, settings: IngestSettings,
+def ingest(sources: dict, index: pd.DataFrame | Iterable[pd.DataFrame] | None, salt: bytes, settings: IngestSettings,
            files_walked: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """(manifest, hospital series table, QC table, input counts) for all configured sources.
 
@@ -46,10 +47,18 @@ def ingest(sources: dict, index: pd.DataFrame | None, salt: bytes, settings: Ing
     pseudo = Pseudonymizer(salt)
     parts, qc_rows, series, inputs = [], [], pd.DataFrame(), {}
     if "hospital" in sources and index is not None:
-        series = select_per_study(classify_series(index, settings.geometry), settings.selection)
+        # the index whole (small exports, tests) or one bucket at a time (index_store.iter_buckets): every
+        # study lies in one bucket, so classification and selection never need two buckets at once
+        chunks, tables, walked = ([index] if isinstance(index, pd.DataFrame) else index), [], 0
+        for chunk in chunks:
+            part = select_per_study(classify_series(chunk, settings.geometry), settings.selection)
+            qc_rows += qc_lib.hospital_qc(chunk, part)
+            tables.append(part)
+            walked += int(chunk["path_key"].nunique())
+        series = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else (
+            pd.DataFrame())
         parts.append(hospital_rows(series, salt, settings.splits))
-        qc_rows += qc_lib.hospital_qc(index, series)
-        inputs["hospital"] = int(files_walked if files_walked is not None else index["path_key"].nunique())
+        inputs["hospital"] = int(files_walked if files_walked is not None else walked)
     if "ct_rate" in sources:
         found = ctrate.discover(sources["ct_rate"]["root"], sources["ct_rate"]["release"])
         rows = ctrate_rows(found, pseudo, salt, settings.splits)

@@ -186,7 +186,7 @@ def read_header(path: str, root: str, salt: bytes) -> list[dict]:
         size, mtime = int(stat.st_size), int(stat.st_mtime_ns)
     except OSError:
         size, mtime = -1, -1
-    row: dict = {"path": rel, "path_key": pseudo("hospital", "path", rel), "size": size, "mtime_ns": mtime,
+    row: dict = {"path": rel, "path_key": pseudo("hospital", "path", rel), "size": size, "mtime_ns": mtime, "frame": 0,
                  "reason": ""}
     try:
         ds = pydicom.dcmread(path, defer_size="2 KB")  # pixel data stays on disk

@@ -203,5 +203,15 @@ def summarize(root: str | Path, part_counts: list[dict]) -> dict:
             "rows": rows, "parquet_files": len(files)}
 
 
+def dataset_dir(summary_path: str | Path) -> Path:
+    """The dataset folder beside the merge summary (``dicom_index.json`` -> ``dicom_index/``)."""
+    path = Path(summary_path)
+    return path.with_name(path.name[: -len(".json")] if path.name.endswith(".json") else path.stem)
+
+
+def files_walked(summary_path: str | Path) -> int:
+    return int(json.loads(Path(summary_path).read_text())["files_walked"])
+
+
 def write_counts(path: str | Path, counts: dict) -> None:
     Path(path).write_text(json.dumps(counts, indent=1, sort_keys=True))

@@ -99,6 +99,18 @@ def process_volume(row: pd.Series, load: Callable[[str], Volume], spec: Preproce
     return result, None
 
 
+def shard_index(manifest: pd.DataFrame, index_dir: str | Path, buckets: int) -> pd.DataFrame:
+    """The index rows a shard needs: the paths of its hospital volumes' candidate series, read from their
+    studies' buckets with a pyarrow filter (a shard's share of the export, not the whole index)."""
+    from ctvlp.io import index_store
+
+    hospital = manifest[manifest.source_kind == "dicom_series"]
+    keys = [k for c in hospital.candidates for k in c]
+    studies = ["S" + scan[1:] for scan in hospital.scan_id]
+    return index_store.series_files(index_dir, keys, studies, buckets) if keys else pd.DataFrame(
+        columns=index_store.SHARD_COLUMNS)
+
+
 def process_shard(manifest: pd.DataFrame, shard: int, sources: dict, index: pd.DataFrame | None,
                   spec: PreprocessSpec, cache_dir: str | Path, rules: GeometryRules) -> pd.DataFrame:
     """Preprocess every volume of the shard; one result row each (ok with geometry, or the reasons)."""
