@@ -119,7 +119,7 @@ def held_out_dicom(demo_run: Path) -> tuple[str, Path]:
     held = snippets[snippets.volume_id.isin(test_ids)]
     row = held[held.snippet.str.contains("Port", case=False)].iloc[0] if held.snippet.str.contains(
         "Port", case=False).any() else held.iloc[0]
-    index = pd.read_parquet(demo_run / "results" / "ingest" / "dicom_index.parquet")
+    index = pd.read_parquet(demo_run / "results" / "ingest" / "dicom_index")  # partitioned dataset
     path = index[index.series_key.str[1:] == row.volume_id[1:]].path.iloc[0]
     return row, demo_run / "demo_data" / "hospital" / "DICOM" / Path(path).parent
 

@@ -122,7 +122,7 @@ def test_end_to_end_run_carries_its_encoder_into_embed_and_the_cli(fault_run, tm
     vols = pd.read_parquet(fault_run / "results" / "manifest" / "volumes.parquet")
     test = vols[(vols.dataset == "hospital") & (vols.split == "test") & (vols.status == "ok")].sort_values("volume_id")
     volume_id = test.volume_id.iloc[0]
-    index = pd.read_parquet(fault_run / "results" / "ingest" / "dicom_index.parquet")
+    index = pd.read_parquet(fault_run / "results" / "ingest" / "dicom_index")  # partitioned dataset
     folder = fault_run / "demo_data" / "hospital" / "DICOM" / Path(
         index[index.series_key.str[1:] == volume_id[1:]].path.iloc[0]).parent
     out = tmp_path / "emb.safetensors"

@@ -99,3 +99,149 @@ def test_preprocess_spec_from_config():
     spec = PreprocessSpec.from_config({"spacing_mm": [1, 1, 2], "hu_range": [-1000, 1000],
                                        "window_voxels": [8, 8, 4]})
     assert spec.window_voxels == (8, 8, 4) and spec.hu_range == (-1000.0, 1000.0)
+
+
+# Series choice on a small export written by the demo's DICOM writer (real files, real pydicom reads).
+def _export(tmp_path):
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    from ctvlp.demo.dicom_writer import SeriesSpec, StudyInfo, write_series
+    from ctvlp.demo.findings import sample_anatomy
+    from ctvlp.demo.phantom import Phantom
+
+    rng = np.random.default_rng(11)
+    phantom = Phantom(sample_anatomy(rng))
+    study = StudyInfo("Test^Pat", "PID7", "19700101", "F", "050Y", "ACC7", "20200101", "Inst", "Doc",
+                      "1.2.3.7", "1.2.3.7.1", "SIEMENS")
+    root = tmp_path / "export"
+    specs = {"SE2": SeriesSpec(2, "Thorax 5.0 B31f", "B31f", 5.0, 24, 60.0, 48, 7.0),  # first choice, broken
+             "SE3": SeriesSpec(3, "Thorax 2.5 B70f", "B70f", 2.5, 48, 60.0, 48, 7.0),  # the fallback
+             "SE4": SeriesSpec(4, "MIP 10 mm", "B31f", 5.0, 24, 60.0, 48, 7.0)}  # a projection
+    for name, spec in specs.items():
+        write_series(phantom, study, spec, root / name, np.random.default_rng(0), 0.0, f"uid-{name}")
+    for f in (root / "SE2").iterdir():  # compressed pixel data a decoder exists for, but damaged
+        ds = pydicom.dcmread(f)
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.PixelData = encapsulate([b"\xff\xd8 damaged \xff\xd9"])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(f)
+    for f in (root / "SE4").iterdir():
+        ds = pydicom.dcmread(f)
+        ds.ImageType = ["DERIVED", "SECONDARY", "MIP"]
+        ds.save_as(f)
+    return root
+
+
+def test_derived_series_stay_references_and_a_failed_first_choice_falls_back(tmp_path):
+    from ctvlp.ingest import IngestSettings, ingest
+    from ctvlp.io.dicom import GeometryRules, index_dicom
+    from ctvlp.io.selection import SelectionRules
+    from ctvlp.manifest import SplitSpec
+    from ctvlp.preprocess.shard import process_shard
+    from ctvlp.qc import apply_preprocess_results, merge_results, summary_markdown
+
+    root = _export(tmp_path)
+    index = index_dicom(root, b"salt")
+    settings = IngestSettings(GeometryRules(), SelectionRules(prefer_kernels=("B31",)), SplitSpec(), 1)
+    manifest, series, qc, inputs = ingest({"hospital": {"dicom_root": str(root)}}, index, b"salt", settings)
+    by_number = series.set_index("series_number")
+    assert by_number.loc[4, "role"] == "reference" and "mip" in by_number.loc[4, "reason"]
+    assert by_number.loc[2, "rank"] == 0 and by_number.loc[3, "rank"] == 1 and by_number.loc[4, "rank"] == -1
+    assert len(manifest) == 1 and manifest.candidates.iloc[0] == [by_number.loc[2, "series_key"],
+                                                                   by_number.loc[3, "series_key"]]
+    spec = PreprocessSpec((7.0, 7.0, 5.0), (-1000.0, 1000.0), (8, 8, 4))
+    results = process_shard(manifest, 0, {"hospital": {"dicom_root": str(root)}}, index, spec,
+                            tmp_path / "cache", GeometryRules())
+    r = results.iloc[0]
+    assert r.status == "ok" and r.source == by_number.loc[3, "series_key"] and r.series_number == 3
+    assert list(r.failed_sources) == [by_number.loc[2, "series_key"]]
+    assert r.failed_reasons[0].startswith("cannot decode pixel data (JPEG Baseline")
+    assert "fallback after" in r.reason and "cannot decode" in r.reason
+    qc = apply_preprocess_results(qc, results).set_index("item")
+    assert qc.loc[by_number.loc[2, "series_key"], "status"] == "rejected"
+    assert qc.loc[by_number.loc[2, "series_key"], "stage"] == "preprocess"
+    assert qc.loc[by_number.loc[3, "series_key"], "role"] == "volume"
+    assert qc.loc[by_number.loc[3, "series_key"], "volume_id"] == manifest.volume_id.iloc[0]
+    volumes = merge_results(manifest, results)
+    assert volumes.source.iloc[0] == by_number.loc[3, "series_key"]
+    # inputs are the files walked, counted apart from the QC rows: 24 + 48 + 24 files, none lost
+    assert inputs == {"hospital": 96}
+    assert "| hospital | 96 | 72 | 24 | 0 |" in summary_markdown(qc.reset_index(), inputs)
+    assert "| hospital | 97 | 72 | 24 | 1 |" in summary_markdown(qc.reset_index(), {"hospital": 97})
+
+
+def test_a_source_without_accepted_volumes_stops_with_reason_counts(tmp_path):
+    from ctvlp.ingest import IngestSettings, ingest
+    from ctvlp.io.dicom import GeometryRules, index_dicom
+    from ctvlp.io.selection import SelectionRules
+    from ctvlp.manifest import SplitSpec
+    from ctvlp.qc import EmptySourceError
+
+    root = _export(tmp_path)
+    index = index_dicom(root, b"salt")
+    settings = IngestSettings(GeometryRules(), SelectionRules(min_slices=100), SplitSpec(), 1)
+    with pytest.raises(EmptySourceError, match=r"hospital: 0 accepted volumes of 3 items \(3 x too few slices \(N < N\)\)"):
+        ingest({"hospital": {"dicom_root": str(root)}}, index, b"salt", settings)
+
+
+def test_the_resolver_refuses_a_series_number_two_series_share(tmp_path):
+    from ctvlp.io.dicom import index_dicom
+    from ctvlp.text.resolve import REASONS, StudyResolver
+
+    root = _export(tmp_path)
+    index = index_dicom(root, b"salt")
+    index.loc[index.SeriesNumber == 4, "SeriesNumber"] = 3.0  # the MIP exported with the fallback's number
+    from ctvlp.io.dicom import read_series
+
+    read = read_series(root / "SE3")
+    volume = pd.Series({"frame_key": index.frame_key.iloc[0], "affine": read.affine.ravel(), "shape": read.shape})
+    resolver = StudyResolver(index, pd.DataFrame({"series_number": [3]}), volume, 4)
+    code, target, used = resolver.resolve(3, 5)
+    assert (code, target, REASONS[code]) == ("ambiguous_series_number", None, "ambiguous series number")
+    assert resolver.resolve(2, 5)[0] == "ok"
+
+
+def _norm(index):
+    """Index rows in a fixed order, missing values alike (the parquet schema types what pandas leaves open)."""
+    index = index.sort_values(["path_key", "frame"]).reset_index(drop=True)
+    index["has_pixels"] = index.has_pixels.fillna(False).astype(bool)
+    return index.astype(object).where(index.notna(), None)
+
+
+def test_partitioned_index_equals_the_in_memory_one_and_incremental_rereads_only_changes(tmp_path):
+    import os
+    import shutil
+
+    from ctvlp.io import index_store
+    from ctvlp.io.dicom import index_dicom
+
+    root = _export(tmp_path)
+    (root / "notes.txt").write_text("not dicom")
+    expected = _norm(index_dicom(root, b"salt"))
+    out, state = tmp_path / "index", tmp_path / "state"
+    counts = [index_store.write_part(root, b"salt", p, 3, out / f"part={p}", 4, chunk_files=10, state=state)
+              for p in range(3)]
+    assert sum(c["files"] for c in counts) == 97 and sum(c["reused"] for c in counts) == 0
+    got = _norm(index_store.read_index(out))
+    assert set(got.bucket) <= {0, 1, 2, 3} and got.groupby("study_key").bucket.nunique().max() == 1
+    pd.testing.assert_frame_equal(got[expected.columns], expected, check_dtype=False)
+    assert index_store.summarize(out, counts)["files_walked"] == 97
+    # one bucket at a time holds whole studies; a shard reads only its series' paths
+    assert sum(len(b) for b in index_store.iter_buckets(out, index_store.CLASSIFY_COLUMNS)) == len(expected)
+    se3 = expected[expected.SeriesNumber == 3]
+    files = index_store.series_files(out, [se3.series_key.iloc[0]], [se3.study_key.iloc[0]], 4)
+    assert sorted(files.path) == sorted(se3.path) and set(files.columns) == set(index_store.SHARD_COLUMNS)
+    # incremental: one file changed, one new, one removed; everything else comes from the last run
+    changed = sorted((root / "SE3").iterdir())[0]
+    changed.write_bytes(changed.read_bytes())
+    os.utime(changed, ns=(1, 1))
+    shutil.copy(changed, root / "SE3" / "IM9999")
+    (root / "notes.txt").unlink()
+    shutil.rmtree(out)
+    counts = [index_store.write_part(root, b"salt", p, 3, out / f"part={p}", 4, chunk_files=10, state=state)
+              for p in range(3)]
+    assert sum(c["read"] for c in counts) == 2 and sum(c["reused"] for c in counts) == 95
+    fresh, again = _norm(index_dicom(root, b"salt")), _norm(index_store.read_index(out))
+    pd.testing.assert_frame_equal(again[fresh.columns], fresh, check_dtype=False)

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from conftest import REPO  # noqa: E402
-from ctvlp.privacy import find_identifiers  # noqa: E402
+from ctvlp.privacy import find_identifiers, output_folders  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tools"))
 from lock_to_env import KINDS, kind_pins, lock_pins, render  # noqa: E402
@@ -25,7 +25,7 @@ def test_no_phi_canary_in_results_or_logs_report_and_figures_included(demo_run):
     from results/ and logs/, looking inside parquet pages, PDF streams and the HTML report's embedded files."""
     canaries = json.loads((demo_run / "demo_data" / "ground_truth" / "phi_canaries.json").read_text())["strings"]
     assert len(canaries) >= 200
-    folders = [demo_run / "results", demo_run / "logs"]
+    folders = output_folders(demo_run)  # results/, logs/, Snakemake's and Slurm's job logs
     files = [p for f in folders if f.exists() for p in f.rglob("*") if p.is_file()]
     assert any(p.suffix == ".pdf" for p in files) and any(p.suffix == ".parquet" for p in files)
     hits = find_identifiers([f for f in folders if f.exists()], canaries)
@@ -46,6 +46,36 @@ def test_scanner_finds_leaks_hidden_by_compression_and_embedding(tmp_path):
     (tmp_path / "leak.html").write_text(f'<a href="data:text/html;base64,{payload}">t</a>')
     hits = {Path(f).name for f, c in find_identifiers([tmp_path], [name])}
     assert hits == {"leak.txt", "leak.parquet", "leak.pdf", "leak.html"}
+
+
+def test_scanner_finds_the_seven_kinds_of_hidden_leak(tmp_path):
+    """File names, string arrays in .npz (UTF-32 inside), PNG text chunks (compressed), gzip members, PDF
+    text, a case-changed name, and a Slurm job log: each planted once, each found."""
+    import gzip
+
+    import numpy as np
+    from PIL import Image, PngImagePlugin
+
+    name = "Quenzlmayr^Hildegard"
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / f"panel_{name}.txt").write_text("nothing inside")  # 1 file name
+    np.savez(tmp_path / "emb.npz", ids=np.array(["x", name]))  # 2 <U array: UTF-32
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", f"slice of {name}", zip=True)  # 3 zTXt chunk
+    Image.new("L", (4, 4)).save(tmp_path / "qual.png", pnginfo=info)
+    (tmp_path / "log.txt.gz").write_bytes(gzip.compress(f"reading {name}".encode()))  # 4 gzip member
+    fig, ax = plt.subplots()
+    ax.set_title(name)
+    fig.savefig(tmp_path / "fig.pdf")  # 5 PDF text
+    plt.close(fig)
+    (tmp_path / "upper.log").write_text(f"PATIENT {name.upper()}")  # 6 case changed
+    slurm = tmp_path / "work" / ".snakemake" / "slurm_logs" / "rule_manifest"
+    slurm.mkdir(parents=True)
+    (slurm / "4711.log").write_text(f"error in series of {name}")  # 7 a Slurm job's log
+    hits = {Path(f).name for f, _ in find_identifiers([tmp_path], [name])}
+    assert {f"panel_{name}.txt", "emb.npz", "qual.png", "log.txt.gz", "fig.pdf", "upper.log", "4711.log"} <= hits
+    assert tmp_path / "work" / ".snakemake" / "slurm_logs" in output_folders(tmp_path / "work")
+    assert find_identifiers([tmp_path / "figures"], ["Somebody^Else"]) == []
 
 
 def test_env_files_match_the_lock_and_what_each_kind_of_rule_imports():

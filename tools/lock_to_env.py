@@ -32,8 +32,8 @@ dependencies:
 """
 SKIP = ("pip==", "setuptools==")
 KINDS = {
-    "data": ["demo_cohort", "dicom_index", "manifest", "preprocess_shard", "qc_summary", "report_text",
-             "mine_snippets", "rate_labels"],
+    "data": ["demo_cohort", "dicom_index", "dicom_index_merge", "manifest", "preprocess_shard", "qc_summary",
+             "report_text", "mine_snippets", "rate_labels"],
     "gpu": ["window_features", "train", "embed"],
     "report": ["evaluate", "compare", "tables", "figures"],
 }

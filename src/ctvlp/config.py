@@ -118,6 +118,14 @@ def check_inputs(config: dict) -> None:
             raise ConfigError(f"config key '{name}': file '{value}' does not exist")
         if not os.access(path, os.R_OK):
             raise ConfigError(f"config key '{name}': '{value}' is not readable")
+    ctrate_cfg = data_sources(config).get("ct_rate")
+    if ctrate_cfg:  # the other release on disk would give 0 volumes (or misread ones): stop before any job
+        from ctvlp.io.ctrate import ReleaseMismatchError, check_release
+
+        try:
+            check_release(ctrate_cfg["root"], ctrate_cfg.get("release", "fixed"))
+        except ReleaseMismatchError as err:
+            raise ConfigError(f"config key 'data.ct_rate.release': {err}") from err
 
 
 def resolve_model_path(spec: str) -> Path:

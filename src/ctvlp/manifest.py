@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ctvlp.ids import Pseudonymizer
-from ctvlp.io import ctrate
+from ctvlp.io import ctrate, radchestct
 
 MANIFEST_COLUMNS = ["volume_id", "scan_id", "patient_id", "dataset", "split", "source_kind", "source",
-                    "accession_key", "frame_key", "series_number", "shard"]
+                    "accession_key", "frame_key", "series_number", "candidates", "candidate_frames",
+                    "candidate_numbers", "shard"]
 
 
 class SplitLeakError(ValueError):
@@ -32,6 +33,7 @@ class SplitSpec:
     hospital: tuple[float, float, float] = (0.7, 0.1, 0.2)
     ctrate_dev_fraction: float = 0.065
     ctrate_dev: str = "fraction"  # or "radfinder": the paper's fixed 1,301-patient list (ctrate.traindev_patients)
+    radchestct: str = "official"  # Summary_3630.csv's Set_Assigned, or "test": every scan held out
 
 
 def _unit(salt: bytes, key: str) -> float:
@@ -41,16 +43,21 @@ def _unit(salt: bytes, key: str) -> float:
 
 
 def hospital_rows(series: pd.DataFrame, salt: bytes, spec: SplitSpec) -> pd.DataFrame:
-    chosen = series[series.selected]
+    """One row per study with a candidate series: the first choice is ``source``, and ``candidates``
+    (with their frames of reference and series numbers) is the order preprocessing falls back in."""
     train, dev, _ = spec.hospital
     rows = []
-    for _, s in chosen.iterrows():
+    ranked = series[series["rank"] >= 0].sort_values(["study_key", "rank"]) if len(series) else series
+    for _, part in ranked.groupby("study_key", sort=True):
+        s = part.iloc[0]
         u = _unit(salt, s.patient_key)
         split = "train" if u < train else ("dev" if u < train + dev else "test")
         rows.append({"volume_id": "V" + s.series_key[1:], "scan_id": "C" + s.study_key[1:],
                      "patient_id": s.patient_key, "dataset": "hospital", "split": split,
                      "source_kind": "dicom_series", "source": s.series_key, "accession_key": s.accession_key,
-                     "frame_key": s.frame_key, "series_number": s.series_number})
+                     "frame_key": s.frame_key, "series_number": s.series_number,
+                     "candidates": list(part.series_key), "candidate_frames": list(part.frame_key),
+                     "candidate_numbers": [float(n) for n in part.series_number]})
     return pd.DataFrame(rows)
 
 
@@ -73,12 +80,13 @@ def ctrate_rows(found: pd.DataFrame, pseudo: Pseudonymizer, salt: bytes, spec: S
     return pd.DataFrame(rows)
 
 
-def radchest_rows(found: pd.DataFrame, pseudo: Pseudonymizer) -> pd.DataFrame:
+def radchest_rows(found: pd.DataFrame, pseudo: Pseudonymizer, spec: SplitSpec = SplitSpec()) -> pd.DataFrame:
     ok = found[found.status == "ok"]
     rows = [{"volume_id": pseudo("rad_chestct", "volume", v["name"]),
              "scan_id": pseudo("rad_chestct", "scan", v["name"]),
              "patient_id": pseudo("rad_chestct", "patient", v.patient), "dataset": "rad_chestct",
-             "split": "test", "source_kind": "npz", "source": v.source} for _, v in ok.iterrows()]
+             "split": radchestct.split_of(v.set, spec.radchestct), "source_kind": "npz", "source": v.source}
+            for _, v in ok.iterrows()]
     return pd.DataFrame(rows)
 
 

@@ -2,12 +2,17 @@
 
 A plain byte search misses a name in a snappy-compressed parquet page, a Flate-compressed PDF stream or a
 base64-embedded file in the HTML report. This scanner opens those: parquet cells and metadata, PDF streams,
-data URIs and base64 blobs of HTML, zip members (npz), and everything else as bytes.
+data URIs and base64 blobs of HTML, zip members (npz) and the string arrays inside them (numpy stores
+``<U`` arrays as UTF-32, invisible to a UTF-8 search), text chunks of PNG files (tEXt, zTXt, iTXt), gzip
+members, and everything else as bytes; it also checks every file's own name. Matching is
+case-insensitive (an upper-cased name in a log is still the name). ``output_folders`` lists what a
+workflow run writes, the Slurm job logs under ``.snakemake/slurm_logs`` included.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import re
 import zipfile
@@ -66,7 +71,48 @@ def _zip_texts(data: bytes) -> Iterator[bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for name in archive.namelist():
             yield name.encode()
-            yield archive.read(name)
+            member = archive.read(name)
+            yield from (_npy_texts(member) if name.endswith(".npy") else _texts_of(member, Path(name).suffix))
+
+
+def _npy_texts(data: bytes) -> Iterator[bytes]:
+    """The raw bytes, and the strings of a text array decoded (``<U`` is UTF-32, ``|S`` bytes); no pickle."""
+    import numpy as np
+
+    yield data
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception:  # not a readable array (or an object array, which is never unpickled)
+        return
+    if array.dtype.kind in "US":
+        yield "\n".join(map(str, array.ravel().tolist())).encode("utf-8", errors="replace")
+
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_texts(data: bytes) -> Iterator[bytes]:
+    """Keywords and text of every tEXt, zTXt and iTXt chunk (zTXt and compressed iTXt inflated)."""
+    yield data
+    pos = len(_PNG_MAGIC)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        try:
+            if kind == b"tEXt":
+                yield body
+            elif kind == b"zTXt":
+                key, _, rest = body.partition(b"\0")
+                yield key + b"\n" + zlib.decompress(rest[1:])
+            elif kind == b"iTXt":
+                key, _, rest = body.partition(b"\0")
+                compressed, rest = rest[0], rest[2:]
+                lang, _, rest = rest.partition(b"\0")
+                translated, _, text = rest.partition(b"\0")
+                yield b"\n".join([key, lang, translated, zlib.decompress(text) if compressed else text])
+        except (zlib.error, IndexError):
+            yield body
 
 
 def _texts_of(data: bytes, suffix: str) -> Iterator[bytes]:
@@ -76,7 +122,18 @@ def _texts_of(data: bytes, suffix: str) -> Iterator[bytes]:
             return
         except Exception:  # not a readable parquet file after all: fall through to bytes
             pass
-    if suffix == ".pdf" or data[:5] == b"%PDF-":
+    if data[:2] == b"\x1f\x8b":  # gzip (every member): search the inflated content as what it holds
+        yield data
+        try:
+            yield from _texts_of(gzip.decompress(data), "")
+        except (OSError, EOFError, zlib.error):
+            pass
+        return
+    if data[:8] == _PNG_MAGIC:
+        yield from _png_texts(data)
+    elif suffix == ".npy" or data[:6] == b"\x93NUMPY":
+        yield from _npy_texts(data)
+    elif suffix == ".pdf" or data[:5] == b"%PDF-":
         yield from _pdf_texts(data)
     elif suffix in (".html", ".htm"):
         yield from _html_texts(data)
@@ -86,16 +143,33 @@ def _texts_of(data: bytes, suffix: str) -> Iterator[bytes]:
         yield data
 
 
+def _folded(text: bytes) -> bytes:
+    """Case-folded UTF-8 of a text (ASCII lowered as bytes too, so binary content is still searched)."""
+    return text.decode("utf-8", errors="ignore").casefold().encode("utf-8")
+
+
 def find_identifiers(folders: Iterable[Path], identifiers: Iterable[str], min_length: int = 5) -> list[tuple[str, str]]:
-    """(file, identifier) for every identifier found in any file under the folders (case-sensitive)."""
-    needles = [(s, s.encode("utf-8")) for s in identifiers if len(s) >= min_length]
+    """(file, identifier) for every identifier found in any file under the folders, or in a file's or a
+    folder's name below them (case-insensitive)."""
+    needles = [(s, s.casefold().encode("utf-8")) for s in identifiers if len(s) >= min_length]
     hits: list[tuple[str, str]] = []
     for folder in folders:
-        for path in sorted(Path(folder).rglob("*")):
+        folder = Path(folder)
+        for path in sorted(folder.rglob("*")):
             if not path.is_file():
                 continue
-            found = set()
+            found = {s for s, b in needles if b in _folded(str(path.relative_to(folder)).encode())}
             for text in _texts_of(path.read_bytes(), path.suffix.lower()):
-                found |= {s for s, b in needles if b in text}
+                folded = _folded(text) if len(text) < 64_000_000 else text.lower()
+                found |= {s for s, b in needles if b in folded}
             hits += [(str(path), s) for s in sorted(found)]
     return hits
+
+
+def output_folders(workdir: str | Path, results: str | Path | None = None, logs: str | Path | None = None) -> list[Path]:
+    """What a run writes and a reviewer may see: results/, logs/, Snakemake's own logs and the Slurm job
+    logs (``.snakemake/slurm_logs``, one file per job with the job's stdout and stderr)."""
+    workdir = Path(workdir)
+    candidates = [Path(results) if results else workdir / "results", Path(logs) if logs else workdir / "logs",
+                  workdir / ".snakemake" / "log", workdir / ".snakemake" / "slurm_logs"]
+    return [p for p in candidates if p.exists()]

@@ -48,6 +48,14 @@ def main(slurm: Path, local: Path, log_path: Path, ctld_log: Path) -> None:
     for k in ta:
         if k.startswith("model/"):
             torch.testing.assert_close(ta[k], tb[k], rtol=1e-3, atol=1e-4, msg=k)
+    # the Slurm job logs (.snakemake/slurm_logs) hold each job's stdout/stderr: no planted identifier in them either
+    from ctvlp.privacy import find_identifiers, output_folders
+
+    canaries = json.loads((slurm / "demo_data/ground_truth/phi_canaries.json").read_text())["strings"]
+    folders = output_folders(slurm)
+    assert any(f.name == "slurm_logs" for f in folders), f"no Slurm job logs under {slurm}/.snakemake"
+    hits = find_identifiers(folders, canaries)
+    assert hits == [], f"identifiers in the Slurm run's outputs or job logs: {hits[:5]}"
     print(f"{scheduled} jobs, all through sbatch (SLURM job ids {ids[0]}..{ids[-1]}); "
           f"{len(TABLES)} tables and the trained parameters equal the local run's")
 

@@ -12,7 +12,8 @@ ENVS = {kind: f"../../envs/{kind}.yaml" for kind in ("data", "gpu", "report")}
 # Apptainer image for --sdm apptainer (built from containers/ctvlp.def, or a registry path); null = none.
 CONTAINER = config["software"]["container"]
 
-DICOM_INDEX = f"{RESULTS}/ingest/dicom_index.parquet"
+DICOM_INDEX = f"{RESULTS}/ingest/dicom_index.json"  # the merge summary; the rows are in DICOM_INDEX_DIR
+DICOM_INDEX_DIR = f"{RESULTS}/ingest/dicom_index"  # partitioned parquet: part=P/bucket=B/data.parquet
 MANIFEST = f"{RESULTS}/manifest/manifest.parquet"
 VOLUMES = f"{RESULTS}/manifest/volumes.parquet"
 QC = f"{RESULTS}/qc/qc.parquet"

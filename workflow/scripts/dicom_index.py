@@ -1,10 +1,14 @@
-"""Rule dicom_index: header-only index of the hospital DICOM tree (pseudonymized)."""
+"""Rule dicom_index_part: header-only index of one part of the hospital DICOM tree (pseudonymized),
+written in chunks into the partitioned dataset (one parquet file per bucket)."""
 from ctvlp.ids import resolve_salt
-from ctvlp.io.dicom import index_dicom
+from ctvlp.io.index_store import write_counts, write_part
 from ctvlp.logs import logged
 
 with logged(snakemake.log[0]) as log:
-    index = index_dicom(snakemake.params.root, resolve_salt(snakemake.config["privacy"]),
-                        workers=snakemake.threads)
-    index.to_parquet(snakemake.output[0], index=False)
-    log.info("indexed %d files (%d unreadable or non-image)", len(index), int((index.reason != "").sum()))
+    p = snakemake.params
+    counts = write_part(p.root, resolve_salt(snakemake.config["privacy"]), int(snakemake.wildcards.part), p.parts,
+                        snakemake.output.part, p.buckets, workers=snakemake.threads, file_list=p.file_list,
+                        state=p.state)
+    write_counts(snakemake.output.counts, counts)
+    log.info("part %s: %d files (%d read, %d unchanged from the last run), %d index rows", counts["part"],
+             counts["files"], counts["read"], counts["reused"], counts["rows"])

@@ -92,7 +92,9 @@ DICOM_FAULTS: dict[str, tuple[Edit, str]] = {
 
 
 def _series_dirs(root: Path) -> list[Path]:
-    return sorted({p.parent for p in (root / "hospital" / "DICOM").glob("PA*/ST*/SE*/IM*")})
+    """Classic series folders (one file per slice): the faults edit slices; enhanced CT files are skipped."""
+    folders = sorted({p.parent for p in (root / "hospital" / "DICOM").glob("PA*/ST*/SE*/IM*")})
+    return [d for d in folders if "NumberOfFrames" not in pydicom.dcmread(next(d.iterdir()), stop_before_pixels=True)]
 
 
 def _read(folder: Path) -> list[pydicom.Dataset]:

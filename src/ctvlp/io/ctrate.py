@@ -79,9 +79,36 @@ def _no_chest(root: Path) -> set[str]:
     return names
 
 
+class ReleaseMismatchError(ValueError):
+    """The configured CT-RATE release is not the one on disk: every volume would be missed or misread."""
+
+
+def detect_release(root: str | Path) -> str | None:
+    """The release a CT-RATE tree holds, from its folders: ``fixed`` (v2: ``train_fixed``/``valid_fixed``),
+    ``raw`` (v1: ``train``/``valid`` with NIfTI files), or None when neither is there. A tree holding both
+    counts as ``fixed`` only if no v1 folder has volumes."""
+    root = Path(root)
+    has = {release: any(any((root / folder).rglob("*.nii.gz")) for folder in folders.values()
+                        if (root / folder).is_dir())
+           for release, folders in RELEASE_FOLDERS.items()}
+    if has["fixed"] and has["raw"]:
+        return "both"
+    return next((release for release, found in has.items() if found), None)
+
+
+def check_release(root: str | Path, configured: str) -> None:
+    """Raise ReleaseMismatchError (one line naming both) when the tree holds another release."""
+    found = detect_release(root)
+    if found is not None and found != "both" and found != configured:
+        folders = "/".join(RELEASE_FOLDERS[found].values())
+        raise ReleaseMismatchError(f"CT-RATE release mismatch: data.ct_rate.release is '{configured}' but "
+                                   f"{root} holds the '{found}' release ({folders}); set release: {found}")
+
+
 def discover(root: str | Path, release: str) -> pd.DataFrame:
     """Every volume file of the configured release, with status and reason (nothing dropped)."""
     root = Path(root)
+    check_release(root, release)
     meta = load_metadata(root)
     no_chest = _no_chest(root)
     rows = []
@@ -100,6 +127,11 @@ def discover(root: str | Path, release: str) -> pd.DataFrame:
                 row.update(status="rejected", reason="no metadata row (v1 needs its rescale and geometry)")
             rows.append(row)
     return pd.DataFrame(rows, columns=["source", "name", "split", "release", "status", "reason"])
+
+
+def count_files(root: str | Path, release: str) -> int:
+    """Volume files of the release on disk (the QC summary's input count, taken apart from ``discover``)."""
+    return sum(1 for folder in RELEASE_FOLDERS[release].values() for _ in (Path(root) / folder).rglob("*.nii.gz"))
 
 
 def _parse_list(text: str) -> list[float]:

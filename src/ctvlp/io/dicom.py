@@ -186,7 +186,7 @@ def read_header(path: str, root: str, salt: bytes) -> list[dict]:
         size, mtime = int(stat.st_size), int(stat.st_mtime_ns)
     except OSError:
         size, mtime = -1, -1
-    row: dict = {"path": rel, "path_key": pseudo("hospital", "path", rel), "size": size, "mtime_ns": mtime,
+    row: dict = {"path": rel, "path_key": pseudo("hospital", "path", rel), "size": size, "mtime_ns": mtime, "frame": 0,
                  "reason": ""}
     try:
         ds = pydicom.dcmread(path, defer_size="2 KB")  # pixel data stays on disk
@@ -300,31 +300,65 @@ def check_geometry(name: str, iops: np.ndarray, ipps: np.ndarray, rules: Geometr
     return order
 
 
+def header_reasons(rows: pd.DataFrame, keys: pd.Series, rules: GeometryRules) -> pd.Series:
+    """The first failing header check of every series in ``rows`` (grouped by ``keys``), '' when none
+    fails. Vectorised over a whole bucket of the index (100k series must not cost 100k DataFrame passes);
+    the checks and their order are those of ``check_series_headers``, which calls this for one series."""
+    keys = pd.Series(np.asarray(keys), index=rows.index)
+    size = keys.groupby(keys, sort=True).size()
+    reasons = pd.Series("", index=size.index, dtype=object)
+
+    def flag(failing: pd.Series, text) -> None:
+        todo = failing.reindex(reasons.index, fill_value=False).astype(bool) & (reasons == "")
+        if todo.any():
+            reasons[todo] = text(todo[todo].index) if callable(text) else text
+
+    modality = rows["Modality"]
+    bad = ((modality != "CT") & modality.notna()).groupby(keys).any() | ~modality.notna().groupby(keys).any()
+    flag(bad, lambda idx: [f"modality {', '.join(sorted(set(modality[keys == k].dropna()))) or 'missing'}, "
+                           "expected CT" for k in idx])
+    flag(rows["image_type"].fillna("").str.contains("LOCALIZER|SCOUT|TOPOGRAM", case=False).groupby(keys).any(),
+         "localizer/scout images")
+    frames = rows["NumberOfFrames"].fillna(1) if "NumberOfFrames" in rows else pd.Series(1.0, index=rows.index)
+    frame = rows["frame"].fillna(0) if "frame" in rows else pd.Series(0, index=rows.index)
+    flag(((frames > 1) & (frame == 0)).groupby(keys).any(),
+         "multi-frame object without per-frame geometry (no functional groups)")
+    if "transfer_syntax" in rows:
+        syntax = rows["transfer_syntax"].fillna("").astype(str)
+        ok = {t: decodable(t) for t in syntax.unique()}
+        missing = syntax[~syntax.map(ok)]
+        first_missing = missing.groupby(keys[missing.index]).min()
+        flag(pd.Series(True, index=first_missing.index),
+             lambda idx: [f"no installed decoder for transfer syntax {syntax_label(first_missing[k])}" for k in idx])
+    no_pixels = (~rows["has_pixels"].fillna(False).astype(bool)).groupby(keys).sum()
+    flag(no_pixels > 0, lambda idx: [f"{int(no_pixels[k])} file(s) without pixel data" for k in idx])
+    tilt = rows["GantryDetectorTilt"].fillna(0).abs()
+    max_tilt = tilt.groupby(keys).max()
+    flag(max_tilt > rules.tilt_tolerance_deg, lambda idx: [f"gantry tilt of {max_tilt[k]:g} degrees" for k in idx])
+    spacing = rows[["pixel_spacing_row", "pixel_spacing_col", "Rows", "Columns"]]
+    flag(spacing.isna().any(axis=1).groupby(keys).any() | (spacing.groupby(keys).nunique() > 1).any(axis=1),
+         "pixel spacing or matrix differs between slices (or is missing)")
+    todo = reasons.index[reasons == ""]
+    if len(todo):  # slice geometry, one small numpy pass per series
+        order = np.argsort(keys.to_numpy(), kind="stable")
+        sorted_keys = keys.to_numpy()[order]
+        iops = rows[[f"iop{i}" for i in range(6)]].to_numpy(float)[order]
+        ipps = rows[[f"ipp{i}" for i in range(3)]].to_numpy(float)[order]
+        starts = np.searchsorted(sorted_keys, todo, side="left")
+        ends = np.searchsorted(sorted_keys, todo, side="right")
+        for key, a, b in zip(todo, starts, ends):
+            try:
+                check_geometry(str(key), iops[a:b], ipps[a:b], rules)
+            except SeriesError as err:
+                reasons[key] = str(err).split(": ", 1)[1]
+    return reasons
+
+
 def check_series_headers(name: str, rows: pd.DataFrame, rules: GeometryRules) -> None:
     """Every check that headers alone allow, so selection never reads pixels of rejected series."""
-    modality = set(rows["Modality"].dropna())
-    if modality != {"CT"}:
-        raise SeriesError(f"series {name}: modality {', '.join(sorted(modality)) or 'missing'}, expected CT")
-    if rows["image_type"].str.contains("LOCALIZER|SCOUT|TOPOGRAM", case=False).any():
-        raise SeriesError(f"series {name}: localizer/scout images")
-    frames = rows["NumberOfFrames"].fillna(1) if "NumberOfFrames" in rows else pd.Series(1.0, index=rows.index)
-    if ((frames > 1) & (rows.get("frame", pd.Series(0, index=rows.index)).fillna(0) == 0)).any():
-        raise SeriesError(f"series {name}: multi-frame object without per-frame geometry (no functional groups)")
-    syntaxes = sorted(set(rows["transfer_syntax"].fillna(""))) if "transfer_syntax" in rows else []
-    missing = [t for t in syntaxes if not decodable(t)]
-    if missing:
-        raise SeriesError(f"series {name}: no installed decoder for transfer syntax {syntax_label(missing[0])}")
-    has_pixels = rows["has_pixels"].astype(bool)
-    if not has_pixels.all():
-        raise SeriesError(f"series {name}: {int((~has_pixels).sum())} file(s) without pixel data")
-    if (rows["GantryDetectorTilt"].fillna(0).abs() > rules.tilt_tolerance_deg).any():
-        raise SeriesError(f"series {name}: gantry tilt of {rows['GantryDetectorTilt'].abs().max():g} degrees")
-    spacing = rows[["pixel_spacing_row", "pixel_spacing_col", "Rows", "Columns"]]
-    if spacing.isna().any().any() or (spacing.nunique() > 1).any():
-        raise SeriesError(f"series {name}: pixel spacing or matrix differs between slices (or is missing)")
-    iops = rows[[f"iop{i}" for i in range(6)]].to_numpy(float)
-    ipps = rows[[f"ipp{i}" for i in range(3)]].to_numpy(float)
-    check_geometry(name, iops, ipps, rules)
+    reason = header_reasons(rows, pd.Series("s", index=rows.index), rules).iloc[0] if len(rows) else "no files"
+    if reason:
+        raise SeriesError(f"series {name}: {reason}")
 
 
 def _pixels(ds, name: str) -> np.ndarray:

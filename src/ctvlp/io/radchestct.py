@@ -17,6 +17,17 @@ from ctvlp.io.volume import Volume, lps_affine
 SPACING_MM = 0.8
 SUMMARY = "Summary_3630.csv"
 SETS = ("imgtrain", "imgvalid", "imgtest")
+# The official assignment of Summary_3630.csv (Set_Assigned) as this project's split names.
+OFFICIAL_SPLITS = {"imgtrain": "train", "imgvalid": "dev", "imgtest": "test"}
+
+
+def split_of(set_assigned: str, mode: str) -> str:
+    """``official``: the dataset's own train/valid/test; ``test``: every scan held out (external test)."""
+    if mode == "test":
+        return "test"
+    if set_assigned not in OFFICIAL_SPLITS:
+        raise ValueError(f"{SUMMARY}: Set_Assigned '{set_assigned}' is none of {', '.join(OFFICIAL_SPLITS)}")
+    return OFFICIAL_SPLITS[set_assigned]
 
 
 def discover(root: str | Path) -> pd.DataFrame:
@@ -34,6 +45,13 @@ def discover(root: str | Path) -> pd.DataFrame:
         rows.append({"source": f"{extra}.npz", "name": extra, "patient": "", "set": "",
                      "status": "rejected", "reason": f"not listed in {SUMMARY}"})
     return pd.DataFrame(rows)
+
+
+def count_inputs(root: str | Path) -> int:
+    """Scans listed in the summary plus npz files on disk that it does not list (the QC input count)."""
+    root = Path(root)
+    listed = set(pd.read_csv(root / SUMMARY, usecols=["NoteAcc_DEID"]).NoteAcc_DEID.astype(str))
+    return len(listed | {p.stem for p in root.glob("*.npz")})
 
 
 def load_volume(root: str | Path, source: str) -> Volume:

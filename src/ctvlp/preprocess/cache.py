@@ -29,5 +29,15 @@ def write_cached(path: str | Path, data: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+class CacheError(ValueError):
+    """A cache file that cannot be read whole (cut by a full disk or a copy): rebuild its shard."""
+
+
 def read_cached(path: str | Path, mmap: bool = True) -> np.ndarray:
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    """The cached volume, memory-mapped; a truncated or malformed file raises CacheError naming it."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise CacheError(f"{Path(path).name}: truncated or malformed cache file ({type(err).__name__})") from err

@@ -21,6 +21,7 @@ REASONS = {
     "no_volume": "report matches no training volume",
     "ambiguous_series": "no series number and several candidate series",
     "unknown_series": "series not found in the study",
+    "ambiguous_series_number": "ambiguous series number",
     "image_out_of_range": "image number outside the series",
     "image_not_found": "image number missing from the series",
     "other_frame": "different frame of reference than the training volume",
@@ -93,6 +94,8 @@ class StudyResolver:
         rows = self.rows[self.rows.SeriesNumber == series]
         if rows.empty:
             return "unknown_series", None, series
+        if "series_key" in rows and rows.series_key.nunique() > 1:
+            return "ambiguous_series_number", None, series  # two series share the number: refuse to guess
         hit = rows[rows.InstanceNumber == image]
         if hit.empty:
             inside = rows.InstanceNumber.min() <= image <= rows.InstanceNumber.max()
