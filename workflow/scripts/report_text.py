@@ -10,12 +10,14 @@ from ctvlp.text.pipeline import (ctrate_text, hospital_reports, label_reports, l
 with logged(snakemake.log[0]) as log:
     sources, salt = dict(snakemake.params.sources), resolve_salt(snakemake.config["privacy"])
     volumes = pd.read_parquet(snakemake.input.volumes)
-    label_set = load_label_set(snakemake.config["text"]["label_set"])
+    text_cfg = snakemake.config["text"]
+    label_set = load_label_set(text_cfg["label_set"])
+    labeler = RuleLabeler(label_set, text_cfg.get("context_rules"), text_cfg.get("uncertain_value", -1))
     reports, labels, qc = [], [], []
     if "hospital" in sources:
         rep, rows = hospital_reports(sources["hospital"]["reports_csv"], volumes, salt)
         reports.append(rep)
-        labels.append(label_reports(rep, RuleLabeler(label_set)))
+        labels.append(label_reports(rep, labeler))
         qc += rows
     if "ct_rate" in sources:
         rep, lab, rows = ctrate_text(sources["ct_rate"]["root"], volumes, salt)
