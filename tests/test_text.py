@@ -19,7 +19,7 @@ def test_sections_drop_the_header_and_split_both_languages():
     de = ("Radiologischer Befund\nPatient: Erika Muster, geb. 01.02.1950\n\nKlinische Angaben:\nHusten.\n"
           "Technik:\nCT Thorax.\nBefund:\nKein Erguss.\nBeurteilung:\nUnauffällig.\n")
     sections = split_sections(de)
-    assert sections == {"clinical": "Husten.", "technique": "CT Thorax.", "findings": "Kein Erguss.",
+    assert sections == {"clinical": "Husten.", "comparison": "", "technique": "CT Thorax.", "findings": "Kein Erguss.",
                         "impression": "Unauffällig."}
     assert "Muster" not in training_text(sections)
     en = "MRN 123\nFindings: Nodule.\nImpression: Nodule, follow up."

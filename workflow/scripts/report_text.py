@@ -4,8 +4,8 @@ import pandas as pd
 from ctvlp.ids import resolve_salt
 from ctvlp.logs import logged
 from ctvlp.text.labels import RuleLabeler, load_label_set
-from ctvlp.text.pipeline import (ctrate_text, hospital_reports, label_reports, labels_summary, prompts_table,
-                                 radchest_labels)
+from ctvlp.text.pipeline import (ctrate_text, dicom_identities, hospital_reports, label_reports, labels_summary,
+                                 prompts_table, radchest_labels)
 
 with logged(snakemake.log[0]) as log:
     sources, salt = dict(snakemake.params.sources), resolve_salt(snakemake.config["privacy"])
@@ -15,7 +15,9 @@ with logged(snakemake.log[0]) as log:
     labeler = RuleLabeler(label_set, text_cfg.get("context_rules"), text_cfg.get("uncertain_value", -1))
     reports, labels, qc = [], [], []
     if "hospital" in sources:
-        rep, rows = hospital_reports(sources["hospital"]["reports_csv"], volumes, salt)
+        index = pd.read_parquet(snakemake.input.index[0]) if snakemake.input.index else None
+        identities = dicom_identities(index, sources["hospital"]["dicom_root"])
+        rep, rows = hospital_reports(sources["hospital"]["reports_csv"], volumes, salt, text_cfg, identities)
         reports.append(rep)
         labels.append(label_reports(rep, labeler))
         qc += rows
