@@ -48,6 +48,19 @@ class Trigger:
     end: int
 
 
+def lower(text: str) -> str:
+    """Lower case with every offset kept ("İ" would grow to two characters and shift the spans)."""
+    low = text.lower()
+    return low if len(low) == len(text) else "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+def compile_lower(body: str) -> re.Pattern:
+    """Patterns run on lower-cased text without IGNORECASE (about 2x faster with Unicode); a pattern with an
+    upper-case literal keeps IGNORECASE."""
+    upper = re.search(r"[A-ZÄÖÜ]", re.sub(r"\\.", "", body))
+    return re.compile(body, re.IGNORECASE if upper else 0)
+
+
 def default_rules_file() -> str:
     return str(resources.files("ctvlp") / "resources" / "context_rules.yaml")
 
@@ -76,12 +89,13 @@ def _combined(rules: tuple[Rule, ...]) -> re.Pattern:
     alternative that matches wins, so pseudo-triggers come first, then longer patterns before shorter ones."""
     order = sorted(range(len(rules)), key=lambda i: (rules[i].direction != "PSEUDO", -len(rules[i].pattern.pattern)))
     parts = [f"(?P<r{i}>{rules[i].body})" for i in order]
-    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)", re.IGNORECASE)
+    return compile_lower(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)")
 
 
-def find_triggers(text: str, rules: tuple[Rule, ...]) -> list[Trigger]:
+def find_triggers(text: str, rules: tuple[Rule, ...], lowered: bool = False) -> list[Trigger]:
     """Non-overlapping trigger matches, left to right ("no change" is a pseudo-trigger, not "no")."""
-    return [Trigger(rules[int(m.lastgroup[1:])], m.start(), m.end()) for m in _combined(rules).finditer(text)]
+    low = text if lowered else lower(text)
+    return [Trigger(rules[int(m.lastgroup[1:])], m.start(), m.end()) for m in _combined(rules).finditer(low)]
 
 
 def _words(text: str) -> int:

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import yaml
 
-from ctvlp.text.context import Trigger, default_rules_file, find_triggers, load_rules, status
+from ctvlp.text.context import Trigger, compile_lower, default_rules_file, find_triggers, load_rules, lower, status
 from ctvlp.text.sentences import sentence_spans
 
 
@@ -38,7 +38,7 @@ class LabelSet:
     name: str
     version: str
     labels: tuple[str, ...]
-    patterns: dict[str, re.Pattern]  # label -> one regex over the synonyms of every language
+    patterns: dict[str, tuple[re.Pattern, ...]]  # label -> regexes over the synonyms of every language (lower case)
     prompts: dict[str, dict[str, list[str]]]  # label -> positive/negative -> prompts
 
 
@@ -52,8 +52,14 @@ def load_label_set(path: str | None = None) -> LabelSet:
     patterns, prompts = {}, {}
     for label, entry in spec["labels"].items():
         synonyms = [s for lang in ("en", "de") for s in entry.get(lang) or []]
+        # synonyms that start with \w* (compound words: "Lungenrundherd") are searched from their fixed part,
+        # which the regex engine finds much faster; the match is then widened to its word start
+        anchored = [s for s in synonyms if not s.startswith("\\w*")]
+        infix = [s[3:] for s in synonyms if s.startswith("\\w*")]
         try:
-            patterns[label] = re.compile(r"(?<!\w)(?:" + "|".join(synonyms) + r")(?!\w)", re.IGNORECASE)
+            patterns[label] = tuple(compile_lower(body) for body in (
+                r"(?<!\w)(?:" + "|".join(anchored) + r")(?!\w)" if anchored else None,
+                r"(?:" + "|".join(infix) + r")(?!\w)" if infix else None) if body)
         except re.error as err:
             raise ValueError(f"{path or default_label_set_file()}: label '{label}': bad synonym pattern: {err}") from err
         prompts[label] = {"positive": list(entry["prompts"]["positive"]),
@@ -61,6 +67,12 @@ def load_label_set(path: str | None = None) -> LabelSet:
         if len(prompts[label]["positive"]) < 1 or len(prompts[label]["negative"]) < 1:
             raise ValueError(f"{path}: label '{label}' needs positive and negative prompts")
     return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts)
+
+
+def _word_start(text: str, i: int) -> int:
+    while i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_"):
+        i -= 1
+    return i
 
 
 class RuleLabeler:
@@ -77,19 +89,21 @@ class RuleLabeler:
 
     def mentions(self, text: str, lang: str = "en") -> list[tuple[str, str, str]]:
         """(label, mention text, status) for every synonym found: what the labels are made of."""
-        found = [(label, m) for label, pattern in self.label_set.patterns.items() for m in pattern.finditer(text)]
+        low = lower(text)
+        found = [(label, _word_start(low, m.start()), m.end(), m.group()) for label, patterns in
+                 self.label_set.patterns.items() for pattern in patterns for m in pattern.finditer(low)]
         if not found:
             return []
         out = []
-        triggers = find_triggers(text, self.rules)
+        triggers = find_triggers(low, self.rules, lowered=True)
         for a, b in sentence_spans(text, lang):
-            inside = [(label, m) for label, m in found if a <= m.start() < b]
+            inside = [f for f in found if a <= f[1] < b]
             if not inside:
                 continue
             local = [Trigger(t.rule, t.start - a, t.end - a) for t in triggers if a <= t.start and t.end <= b]
-            sentence = text[a:b]
-            for label, m in inside:
-                out.append((label, m.group(), status(sentence, m.start() - a, min(m.end(), b) - a, local)))
+            sentence = low[a:b]
+            for label, start, end, _ in inside:
+                out.append((label, text[start:end], status(sentence, start - a, min(end, b) - a, local)))
         return out
 
     def __call__(self, text: str, lang: str = "en") -> dict[str, int]:
