@@ -175,6 +175,7 @@ def throughput(bodies: list[str]) -> None:
     """Reports per second on this one process (one core): references, labels, both."""
     from ctvlp.text.labels import extract_labels
     from ctvlp.text.mining import detect_language, find_references
+    from ctvlp.text.sentences import _line_cuts
     repeats = max(1, 2000 // max(len(bodies), 1))
     langs = [detect_language(b) for b in bodies]
     for name, fn in (("references", lambda b, lg: find_references(b)),
@@ -182,6 +183,7 @@ def throughput(bodies: list[str]) -> None:
                      ("references + labels", lambda b, lg: (find_references(b), extract_labels(b, lg)))):
         start = time.perf_counter()
         for _ in range(repeats):
+            _line_cuts.cache_clear()  # every repeat splits afresh, as new reports would be
             for b, lg in zip(bodies, langs):
                 fn(b, lg)
         rate = repeats * len(bodies) / (time.perf_counter() - start)

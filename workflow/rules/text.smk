@@ -6,6 +6,7 @@ rule report_text:
     input:
         data_ready(),
         volumes=VOLUMES,
+        index=hospital_index(),
     output:
         reports=f"{TEXT}/reports.parquet",
         labels=f"{TEXT}/labels.parquet",

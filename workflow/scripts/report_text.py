@@ -5,18 +5,22 @@ from ctvlp.ids import resolve_salt
 from ctvlp.logs import logged
 from ctvlp.text.labels import RuleLabeler, load_label_set
 from ctvlp.text.public_reports import inspect_reports, merlin_reports
-from ctvlp.text.pipeline import (ctrate_text, hospital_reports, label_reports, labels_summary, prompts_table,
-                                 radchest_labels)
+from ctvlp.text.pipeline import (ctrate_text, dicom_identities, hospital_reports, label_reports, labels_summary,
+                                 prompts_table, radchest_labels)
 
 with logged(snakemake.log[0]) as log:
     sources, salt = dict(snakemake.params.sources), resolve_salt(snakemake.config["privacy"])
     volumes = pd.read_parquet(snakemake.input.volumes)
-    label_set = load_label_set(snakemake.config["text"]["label_set"])
+    text_cfg = snakemake.config["text"]
+    label_set = load_label_set(text_cfg["label_set"])
+    labeler = RuleLabeler(label_set, text_cfg.get("context_rules"), text_cfg.get("uncertain_value", -1))
     reports, labels, qc = [], [], []
     if "hospital" in sources:
-        rep, rows = hospital_reports(sources["hospital"]["reports_csv"], volumes, salt)
+        index = pd.read_parquet(snakemake.input.index[0]) if snakemake.input.index else None
+        identities = dicom_identities(index, sources["hospital"]["dicom_root"])
+        rep, rows = hospital_reports(sources["hospital"]["reports_csv"], volumes, salt, text_cfg, identities)
         reports.append(rep)
-        labels.append(label_reports(rep, RuleLabeler(label_set)))
+        labels.append(label_reports(rep, labeler))
         qc += rows
     if "ct_rate" in sources:
         rep, lab, rows = ctrate_text(sources["ct_rate"]["root"], volumes, salt)

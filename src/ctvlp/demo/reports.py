@@ -6,6 +6,7 @@ image out of range, unknown series, ambiguous without a series) so the miner can
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,6 +211,8 @@ def compose_report(header: ReportHeader, lang: str, lesions: tuple[Lesion, ...],
     findings += [negatives[label] for label in absent]
     order = rng.permutation(len(findings))
     body = " ".join(findings[i] for i in order)
+    if plants_identity(header):  # identifiers inside the body, not only in the header: the scrubber must find them
+        body = identity_sentence(header, lang) + " " + body
     s_numbers = ", ".join(str(g.number) for g in series)
     if lang == "de":
         clin = "Husten seit 3 Wochen, Ausschluss Pneumonie. Kontrolle in 6 Monaten geplant."
@@ -224,6 +227,20 @@ def compose_report(header: ReportHeader, lang: str, lesions: tuple[Lesion, ...],
         sections = ["Clinical information:", clin, "", "Technique:", tech, "", "Findings:", body, "",
                     "Impression:", impression]
     return "\n".join(header_lines(header, lang) + [""] + sections) + "\n", citations
+
+
+def plants_identity(header: ReportHeader) -> bool:
+    """About a third of the reports name the patient inside the findings (chosen by the accession number, so
+    the random draws of the rest of the cohort are unchanged)."""
+    return int(hashlib.sha256(header.accession.encode()).hexdigest(), 16) % 3 == 0
+
+
+def identity_sentence(header: ReportHeader, lang: str) -> str:
+    surname = header.name.split()[-1]
+    if lang == "de":
+        return (f"Patient {header.name}, geb. {_dotted(header.birth_date)}, kooperativ; "
+                f"Befund mit {surname.upper()} besprochen.")
+    return f"Patient {header.name} (DOB {_dotted(header.birth_date)}) was cooperative; findings discussed with {surname}."
 
 
 def _impression(lesions: tuple[Lesion, ...], lang: str) -> str:

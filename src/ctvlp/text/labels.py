@@ -1,14 +1,17 @@
-"""Disease labels from report text: 1 present, 0 absent, -1 not mentioned or uncertain.
+"""Disease labels from report text: 1 present, 0 absent or not mentioned, -1 uncertain (configurable).
 
-The labeler sits behind a small interface (``Labeler``: a name, a version and a call on text) so
-an LLM backend can replace the rule labeler without touching the workflow. Label sets are YAML
-files carrying, per label, synonyms in each language and the positive/negative prompts of the
-disease-prompt loss.
+A finding the report does not mention is 0, as in the paper's answer mapping ("yes" -> 1, anything else -> 0);
+-1 is kept for uncertain mentions ("possible nodule", "Erguss nicht auszuschließen"), so the prompt loss masks
+only those. The labeler sits behind a small interface (``Labeler``: a name, a version and a call on text) so the
+LLM backend (``ctvlp.text.llm``) can replace the rule labeler without touching the workflow. Label sets are YAML
+files carrying, per label, synonyms in each language and the positive/negative prompts of the disease-prompt loss;
+negation, uncertainty, resolution and indication come from ConText rules (``ctvlp.text.context``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -17,26 +20,12 @@ from typing import Protocol
 
 import yaml
 
+from ctvlp.text.context import Trigger, compile_lower, default_rules_file, find_triggers, load_rules, lower, status
 from ctvlp.text.sentences import sentence_spans
-
-NEGATION_BEFORE = {
-    "en": r"\b(?:no|not|without|free of|absence of|negative for|neither|nor|none)\b",
-    "de": r"\b(?:kein\w*|nicht|ohne|frei von|weder|noch)\b",
-}
-NEGATION_AFTER = {
-    "en": r"\b(?:(?:is|are|was|were) not (?:seen|present|identified|detected)|not seen|absent|(?:has|have) resolved|excluded)\b",
-    "de": r"\b(?:ausgeschlossen|nicht (?:mehr )?(?:nachweisbar|abgrenzbar|erkennbar)|regredient)\b",
-}
-UNCERTAIN = {
-    "en": r"\b(?:possible|possibly|probable|questionable|suspicious for|suspected|cannot be (?:excluded|ruled out)"
-          r"|may represent|differential)\b",
-    "de": r"(?:\bfraglich\w*|\bmöglich\w*|\bv\.\s?a\.|\bverdacht auf\b|\bnicht auszuschlie\w+|\bam ehesten\b|\bdd\b)",
-}
-CONTRAST = r"\b(?:but|however|whereas|while|aber|jedoch|wohingegen|allerdings)\b"
 
 
 class Labeler(Protocol):
-    """What the workflow needs of a labeler (rules today, an LLM later)."""
+    """What the workflow needs of a labeler (rules or an LLM)."""
 
     name: str
     version: str
@@ -49,7 +38,7 @@ class LabelSet:
     name: str
     version: str
     labels: tuple[str, ...]
-    patterns: dict[str, dict[str, re.Pattern]]  # label -> lang -> regex
+    patterns: dict[str, tuple[re.Pattern, ...]]  # label -> regexes over the synonyms of every language (lower case)
     prompts: dict[str, dict[str, list[str]]]  # label -> positive/negative -> prompts
 
 
@@ -62,8 +51,17 @@ def load_label_set(path: str | None = None) -> LabelSet:
     spec = yaml.safe_load(Path(path or default_label_set_file()).read_text(encoding="utf-8"))
     patterns, prompts = {}, {}
     for label, entry in spec["labels"].items():
-        patterns[label] = {lang: re.compile(r"(?<!\w)(?:" + "|".join(entry[lang]) + ")", re.IGNORECASE)
-                           for lang in ("en", "de") if entry.get(lang)}
+        synonyms = [s for lang in ("en", "de") for s in entry.get(lang) or []]
+        # synonyms that start with \w* (compound words: "Lungenrundherd") are searched from their fixed part,
+        # which the regex engine finds much faster; the match is then widened to its word start
+        anchored = [s for s in synonyms if not s.startswith("\\w*")]
+        infix = [s[3:] for s in synonyms if s.startswith("\\w*")]
+        try:
+            patterns[label] = tuple(compile_lower(body) for body in (
+                r"(?<!\w)(?:" + "|".join(anchored) + r")(?!\w)" if anchored else None,
+                r"(?:" + "|".join(infix) + r")(?!\w)" if infix else None) if body)
+        except re.error as err:
+            raise ValueError(f"{path or default_label_set_file()}: label '{label}': bad synonym pattern: {err}") from err
         prompts[label] = {"positive": list(entry["prompts"]["positive"]),
                           "negative": list(entry["prompts"]["negative"])}
         if len(prompts[label]["positive"]) < 1 or len(prompts[label]["negative"]) < 1:
@@ -71,52 +69,49 @@ def load_label_set(path: str | None = None) -> LabelSet:
     return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts)
 
 
-def _sentences(text: str, lang: str = "en") -> list[str]:
-    """Sentences (abbreviation-aware, as the miner splits them), then clauses at semicolons."""
-    return [part for a, b in sentence_spans(text, lang) for part in text[a:b].split(";") if part.strip()]
-
-
-def mention_status(sentence: str, start: int, end: int, lang: str) -> int:
-    """1, 0 or -1 for one mention, from cues in its sentence (scope ends at a contrast word)."""
-    before, after = sentence[:start], sentence[end:]
-    contrast = list(re.finditer(CONTRAST, before, re.IGNORECASE))
-    if contrast:
-        before = before[contrast[-1].end():]
-    after = re.split(CONTRAST, after, maxsplit=1, flags=re.IGNORECASE)[0]
-    langs = (lang, "de" if lang == "en" else "en")  # reports mix languages: own cues first, then the other's
-    if any(re.search(UNCERTAIN[lg], before + " " + after, re.IGNORECASE) for lg in langs):
-        return -1
-    if any(re.search(NEGATION_BEFORE[lg], before, re.IGNORECASE) for lg in langs):
-        return 0
-    clause_after = re.split(r"[,;]", after, maxsplit=1)[0]
-    if any(re.search(NEGATION_AFTER[lg], clause_after, re.IGNORECASE) for lg in langs):
-        return 0
-    return 1
+def _word_start(text: str, i: int) -> int:
+    while i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_"):
+        i -= 1
+    return i
 
 
 class RuleLabeler:
-    """Synonyms plus negation and uncertainty cues; a present mention wins over absent ones."""
+    """Synonyms found per sentence, each judged by ConText; a present mention wins, then an uncertain one."""
 
     name = "rules"
 
-    def __init__(self, label_set: LabelSet | None = None):
+    def __init__(self, label_set: LabelSet | None = None, rules_file: str | None = None, uncertain_value: int = -1):
         self.label_set = label_set or load_label_set()
-        self.version = f"{self.label_set.name}-{self.label_set.version}"
+        self.rules = load_rules(rules_file)
+        self.uncertain_value = int(uncertain_value)
+        rules_hash = hashlib.sha256(Path(rules_file or default_rules_file()).read_bytes()).hexdigest()[:8]
+        self.version = f"{self.label_set.name}-{self.label_set.version}-context-{rules_hash}-u{self.uncertain_value}"
+
+    def mentions(self, text: str, lang: str = "en") -> list[tuple[str, str, str]]:
+        """(label, mention text, status) for every synonym found: what the labels are made of."""
+        low = lower(text)
+        found = [(label, _word_start(low, m.start()), m.end(), m.group()) for label, patterns in
+                 self.label_set.patterns.items() for pattern in patterns for m in pattern.finditer(low)]
+        if not found:
+            return []
+        out = []
+        triggers = find_triggers(low, self.rules, lowered=True)
+        for a, b in sentence_spans(text, lang):
+            inside = [f for f in found if a <= f[1] < b]
+            if not inside:
+                continue
+            local = [Trigger(t.rule, t.start - a, t.end - a) for t in triggers if a <= t.start and t.end <= b]
+            sentence = low[a:b]
+            for label, start, end, _ in inside:
+                out.append((label, text[start:end], status(sentence, start - a, min(end, b) - a, local)))
+        return out
 
     def __call__(self, text: str, lang: str = "en") -> dict[str, int]:
-        result = {label: -1 for label in self.label_set.labels}
-        statuses: dict[str, set[int]] = {label: set() for label in self.label_set.labels}
-        for sentence in _sentences(text, lang):
-            for label, by_lang in self.label_set.patterns.items():
-                for pattern in by_lang.values():  # synonyms of every language: reports mix them
-                    for m in pattern.finditer(sentence):
-                        statuses[label].add(mention_status(sentence, m.start(), m.end(), lang))
-        for label, seen in statuses.items():
-            if 1 in seen:
-                result[label] = 1
-            elif 0 in seen:
-                result[label] = 0
-        return result
+        seen: dict[str, set[str]] = {label: set() for label in self.label_set.labels}
+        for label, _, state in self.mentions(text, lang):
+            seen[label].add(state)
+        return {label: 1 if "present" in s else self.uncertain_value if "uncertain" in s else 0
+                for label, s in seen.items()}
 
 
 def extract_labels(text: str, lang: str = "en") -> dict[str, int]:

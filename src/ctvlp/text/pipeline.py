@@ -7,23 +7,24 @@ shipped mapping file. Every report is accepted or rejected with a reason; nothin
 
 from __future__ import annotations
 
-import csv
-import io
-
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import yaml
 
 from ctvlp.ids import Pseudonymizer
 from ctvlp.io import ctrate
 from ctvlp.labels import CTRATE_LABELS
+from ctvlp.text.deidentify import Identifier, identifiers_of, scrub
 from ctvlp.text.labels import Labeler
 from ctvlp.text.mining import detect_language, find_references
 from ctvlp.text.resolve import REASONS, StudyResolver
-from ctvlp.text.sections import ctrate_sections, decode_report, split_sections, training_text
+from ctvlp.text.report_io import read_report_table
+from ctvlp.text.sections import ctrate_sections, decode_report, sections_and_flags, training_text
 
 REPORT_COLUMNS = ["volume_id", "dataset", "split", "accession_key", "language", "findings", "impression", "text",
                   "flags"]
@@ -34,49 +35,111 @@ def _qc(dataset: str, item: str, ok: bool, reason: str = "", flags: str = "") ->
             "reason": reason, "flags": flags}
 
 
-def _scrub(text: str, identifiers: list[str]) -> str:
-    """Remove identifiers the RIS row gives us if they also appear in the body."""
-    for ident in identifiers:
-        if ident and len(ident) >= 4:
-            text = text.replace(ident, "[removed]")
-    return text
+def dicom_identities(index: pd.DataFrame, dicom_root: str | Path) -> dict[str, list[Identifier]]:
+    """scan_id -> what the study's DICOM header says about the patient (name, id, accession, birth date),
+    read from one instance per study; only for scrubbing report bodies, never written anywhere."""
+    out: dict[str, list[Identifier]] = {}
+    if index is None or index.empty or "study_key" not in index.columns:
+        return out
+    ok = index[(index.reason == "") & (index.study_key != "")]
+    for study_key, rows in ok.groupby("study_key"):
+        try:
+            ds = pydicom.dcmread(Path(dicom_root) / rows.path.iloc[0], stop_before_pixels=True,
+                                 specific_tags=["PatientName", "PatientID", "AccessionNumber", "PatientBirthDate",
+                                                "OtherPatientNames", "OtherPatientIDs"])
+        except Exception:  # the index already read this file; a vanished file only loses extra scrubbing
+            continue
+        others = tuple(str(n) for n in (ds.get("OtherPatientNames") or []) if str(n))
+        out["C" + str(study_key)[1:]] = identifiers_of(str(ds.get("PatientName", "")), str(ds.get("PatientID", "")),
+                                                        str(ds.get("AccessionNumber", "")),
+                                                        str(ds.get("PatientBirthDate", "")), others)
+    return out
 
 
-def hospital_reports(reports_csv: str | Path, volumes: pd.DataFrame, salt: bytes) -> tuple[pd.DataFrame, list[dict]]:
-    """One row per report that matches a hospital volume; QC rows for every report."""
-    # csv, not pandas: pandas' arrow strings cannot hold the surrogate escapes of a non-UTF-8 report, which
-    # decode_report turns into cp1252 text with a flag (found by the fault corpus)
-    raw = Path(reports_csv).read_bytes().decode("utf-8", errors="surrogateescape")
-    reader = csv.DictReader(io.StringIO(raw, newline=""))
-    table = list(reader)
-    missing = {"AccessionNumber", "ReportText"} - set(reader.fieldnames or [])
-    if missing:
-        return pd.DataFrame(columns=REPORT_COLUMNS), [_qc("hospital", Path(reports_csv).name, False,
-                                                          f"reports file lacks column(s) {', '.join(sorted(missing))}")]
+def _join(rows: list[dict], hosp: pd.DataFrame, pseudo: Pseudonymizer, fallback: list[str]) -> list[tuple]:
+    """Per report: (volume row or None, how it was joined, why not). By accession number when it is present,
+    unique in the export and names exactly one study; otherwise by the configured fallbacks (study instance
+    UID; patient id + study date); a study claimed by several reports takes none of them."""
+    counts = Counter(r.get("accession", "").strip() for r in rows)
+    by_acc = {k: g for k, g in hosp.groupby("accession_key")} if len(hosp) else {}
+    by_scan = {k: g for k, g in hosp.groupby("scan_id")} if len(hosp) else {}
+    by_patient = {k: g for k, g in hosp.groupby("patient_id")} if len(hosp) else {}
+    joined = []
+    for r in rows:
+        accession = r.get("accession", "").strip()
+        candidates = by_acc.get(pseudo("hospital", "accession", accession), hosp.iloc[:0]) if accession else None
+        if not accession:
+            problem = "blank accession number"
+        elif counts[accession] > 1:
+            problem = f"accession number repeated in the export ({counts[accession]} reports)"
+        elif len(candidates) == 1:
+            joined.append((candidates.iloc[0], "accession", ""))
+            continue
+        elif len(candidates) > 1:
+            problem = f"accession number shared by {candidates.scan_id.nunique()} studies"
+        else:
+            problem = "report matches no volume"
+        found = None
+        for method in fallback:
+            if method == "study_uid" and r.get("study_uid", "").strip():
+                scan = "C" + pseudo("hospital", "study", r["study_uid"].strip())[1:]
+                candidates = by_scan.get(scan, hosp.iloc[:0])
+            elif method == "patient_date" and r.get("patient_id", "").strip():
+                candidates = by_patient.get(pseudo("hospital", "patient", r["patient_id"].strip()), hosp.iloc[:0])
+                if "study_date" in hosp.columns and r.get("study_date", "").strip():
+                    candidates = candidates[candidates.study_date == r["study_date"].strip()]
+            else:
+                continue
+            if len(candidates) == 1:
+                found = (candidates.iloc[0], method, "")
+                break
+        tried = [m for m in fallback if (m == "study_uid" and r.get("study_uid", "").strip())
+                 or (m == "patient_date" and r.get("patient_id", "").strip())]
+        joined.append(found or (None, "", problem + (f"; no single study by {' or '.join(tried)}" if tried else "")))
+    claims = Counter(v.volume_id for v, _, _ in joined if v is not None)
+    return [(None, "", f"{claims[v.volume_id]} reports join one study") if v is not None and claims[v.volume_id] > 1
+            else (v, how, why) for v, how, why in joined]
+
+
+def hospital_reports(reports_file: str | Path, volumes: pd.DataFrame, salt: bytes, text_cfg: dict | None = None,
+                     identities: dict[str, list[Identifier]] | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """One row per report that joins a hospital volume, its body scrubbed of the patient's identifiers; a QC
+    row for every report (accepted or rejected with the reason)."""
+    text_cfg = text_cfg or {}
+    rows, facts = read_report_table(reports_file, text_cfg.get("report_columns"))
     pseudo = Pseudonymizer(salt)
-    hosp = volumes[(volumes.dataset == "hospital") & (volumes.status == "ok")].set_index("accession_key")
-    rows, qc = [], []
-    for r in table:
-        key = pseudo("hospital", "accession", r["AccessionNumber"])
-        text, flags = decode_report(r["ReportText"])
-        item = key or f"row {len(qc) + 1}"
+    hosp = volumes[(volumes.dataset == "hospital") & (volumes.status == "ok")]
+    file_flags = [] if facts["encoding"] in ("utf-8", "utf-8+escapes", "xlsx") else [f"encoding_{facts['encoding']}"]
+    out, qc = [], []
+    for i, (r, (volume, how, why)) in enumerate(zip(rows, _join(rows, hosp, pseudo,
+                                                                list(text_cfg.get("join_fallback", []))))):
+        key = pseudo("hospital", "accession", r.get("accession", ""))
+        item = key or f"row {i + 1}"
+        text, flags = decode_report(r.get("text", ""))
+        flags = file_flags + flags
         if "empty" in flags:
             qc.append(_qc("hospital", item, False, "empty report", ",".join(flags)))
             continue
-        if key not in hosp.index:
-            qc.append(_qc("hospital", item, False, "report matches no volume", ",".join(flags)))
+        if volume is None:
+            qc.append(_qc("hospital", item, False, why, ",".join(flags)))
             continue
-        sections = split_sections(_scrub(text, [r["AccessionNumber"], r.get("PatientID") or ""]))
-        body = training_text(sections)
+        if how != "accession":
+            flags.append(f"joined_by_{how}")
+        known = identifiers_of(r.get("patient_name", ""), r.get("patient_id", ""), r.get("accession", ""),
+                               r.get("birth_date", "")) + (identities or {}).get(volume.scan_id, [])
+        sections, section_flags = sections_and_flags(text, text_cfg.get("section_headings"))
+        flags += section_flags
+        scrubbed = {name: scrub(sections[name], known)[0] for name in ("findings", "impression")}
+        body = training_text(scrubbed)
         if not body:
             qc.append(_qc("hospital", item, False, "no findings or impression section", ",".join(flags)))
             continue
-        volume = hosp.loc[key]
-        rows.append({"volume_id": volume.volume_id, "dataset": "hospital", "split": volume.split,
-                     "accession_key": key, "language": detect_language(body), "findings": sections["findings"],
-                     "impression": sections["impression"], "text": body, "flags": ",".join(flags)})
+        out.append({"volume_id": volume.volume_id, "dataset": "hospital", "split": volume.split,
+                    "accession_key": volume.accession_key, "language": detect_language(body),
+                    "findings": scrubbed["findings"], "impression": scrubbed["impression"], "text": body,
+                    "flags": ",".join(flags)})
         qc.append(_qc("hospital", item, True, "", ",".join(flags)))
-    return pd.DataFrame(rows, columns=REPORT_COLUMNS), qc
+    return pd.DataFrame(out, columns=REPORT_COLUMNS), qc
 
 
 CTRATE_REPORT_FILES = {"train": "train_reports.csv", "valid": "validation_reports.csv"}
@@ -154,14 +217,19 @@ def mine_snippets(reports: pd.DataFrame, index: pd.DataFrame, series: pd.DataFra
                   bin_voxels: int, pattern_files: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(snippets, mining QC): every reference found, resolved or rejected with its reason."""
     hosp = reports[reports.dataset == "hospital"]
-    by_study = {k: g for k, g in index[index.reason == ""].groupby("accession_key")}
-    valid = {k: g for k, g in series[series.status == "ok"].groupby("accession_key")} if len(series) else {}
-    vols = volumes[(volumes.dataset == "hospital") & (volumes.status == "ok")].set_index("accession_key")
+    vols = volumes[(volumes.dataset == "hospital") & (volumes.status == "ok")].set_index("volume_id")
+    # by study, not by accession: two studies may share an accession number
+    study_of = {vid: "S" + str(v.scan_id)[1:] for vid, v in vols.iterrows()}
+    group = "study_key" if "study_key" in index.columns else "accession_key"
+    by_study = {k: g for k, g in index[index.reason == ""].groupby(group)}
+    valid = ({k: g for k, g in series[series.status == "ok"].groupby(group)}
+             if len(series) and group in series.columns else {})
     snippets, qc = [], []
     for r in hosp.itertuples():
-        volume = vols.loc[r.accession_key] if r.accession_key in vols.index else None
-        resolver = StudyResolver(by_study.get(r.accession_key, index.iloc[:0]),
-                                 valid.get(r.accession_key, series.iloc[:0]), volume, bin_voxels)
+        volume = vols.loc[r.volume_id] if r.volume_id in vols.index else None
+        study = study_of.get(r.volume_id, "") if group == "study_key" else r.accession_key
+        resolver = StudyResolver(by_study.get(study, index.iloc[:0]), valid.get(study, series.iloc[:0]), volume,
+                                 bin_voxels)
         for section in ("findings", "impression"):
             for ref in find_references(getattr(r, section) or "", pattern_files, r.language):
                 code, target, used = ("prior_study", None, ref.series) if ref.prior else resolver.resolve(

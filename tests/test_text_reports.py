@@ -1,0 +1,136 @@
+"""Report exports as sites write them, joining reports to studies, sections, and identifiers in bodies."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ctvlp.ids import Pseudonymizer
+from ctvlp.text.deidentify import identifiers_of, scrub
+from ctvlp.text.pipeline import hospital_reports
+from ctvlp.text.report_io import ReportFileError, read_report_table
+from ctvlp.text.sections import sections_and_flags
+
+SALT = b"test-salt"
+P = Pseudonymizer(SALT)
+CFG = {"report_columns": {"accession": "AccessionNumber", "text": "ReportText", "patient_id": "PatientID",
+                          "study_date": "ReportDate", "study_uid": "StudyInstanceUID"},
+       "join_fallback": ["study_uid", "patient_date"]}
+
+
+def _volumes(studies: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """(accession, study uid, patient id) per study -> a volumes table as the manifest writes it."""
+    rows = []
+    for i, (acc, uid, pid) in enumerate(studies):
+        rows.append({"volume_id": f"V{i:03d}", "scan_id": "C" + P("hospital", "study", uid)[1:],
+                     "patient_id": P("hospital", "patient", pid), "dataset": "hospital", "split": "train",
+                     "accession_key": P("hospital", "accession", acc), "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def _write(path, rows: list[dict], sep: str = ",", encoding: str = "utf-8", bom: bool = False) -> None:
+    text = pd.DataFrame(rows).to_csv(index=False, sep=sep, lineterminator="\r\n")
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding))
+
+
+REPORT = "Befund:\nKein Pleuraerguss. Rundherd rechts (Serie 2, Bild 30).\nBeurteilung:\nRundherd."
+
+
+@pytest.mark.parametrize("sep, encoding, bom, suffix", [(",", "utf-8", True, ".csv"), (";", "utf-8", False, ".csv"),
+                                                         ("\t", "utf-8", False, ".tsv"), (";", "cp1252", False, ".csv")])
+def test_exports_with_bom_delimiters_quoted_newlines_and_encodings(tmp_path, sep, encoding, bom, suffix):
+    path = tmp_path / f"reports{suffix}"
+    rows = [{"AccessionNumber": "A1", "ReportText": REPORT + " Größe; stabil,\n\"zitiert\"", "PatientID": "P1",
+             "ReportDate": "20200101", "StudyInstanceUID": "1.2.3"}] * 1 + [
+            {"AccessionNumber": "A2", "ReportText": "Befund: Kein Erguss; Herz normal groß.", "PatientID": "P2",
+             "ReportDate": "20200102", "StudyInstanceUID": "1.2.4"}] * 30
+    _write(path, rows, sep, encoding, bom)
+    table, facts = read_report_table(path, CFG["report_columns"])
+    assert len(table) == 31 and table[0]["accession"] == "A1"
+    assert table[0]["text"] == rows[0]["ReportText"] and table[1]["text"].endswith("groß.")
+    assert "Größe; stabil" in table[0]["text"] and facts["delimiter"] == sep
+
+
+def test_excel_export(tmp_path):
+    path = tmp_path / "reports.xlsx"
+    pd.DataFrame([{"AccessionNumber": "A1", "ReportText": REPORT, "PatientID": "P1", "ReportDate": "1",
+                   "StudyInstanceUID": "1.2.3"}]).to_excel(path, index=False)
+    table, _ = read_report_table(path, CFG["report_columns"])
+    assert table[0]["text"] == REPORT
+
+
+def test_wrong_column_name_is_one_line_naming_file_key_and_columns(tmp_path):
+    path = tmp_path / "reports.csv"
+    _write(path, [{"Accession": "A1", "ReportText": REPORT, "PatientID": "P", "ReportDate": "1",
+                   "StudyInstanceUID": "1"}])
+    with pytest.raises(ReportFileError) as err:
+        read_report_table(path, CFG["report_columns"])
+    message = str(err.value)
+    assert "\n" not in message and "reports.csv" in message and "text.report_columns.accession" in message
+    assert "'Accession'" in message
+
+
+def test_duplicate_and_blank_accessions_are_quarantined_or_joined_by_fallback(tmp_path):
+    volumes = _volumes([("A1", "1.1", "P1"), ("SHARED", "2.1", "P2"), ("SHARED", "2.2", "P3"), ("A4", "4.1", "P4"),
+                        ("A5", "5.1", "P5"), ("A6", "6.1", "P6"), ("A6b", "6.2", "P6")])
+    rows = [
+        {"AccessionNumber": "A1", "StudyInstanceUID": "", "PatientID": "P1"},       # unique accession
+        {"AccessionNumber": "SHARED", "StudyInstanceUID": "2.1", "PatientID": "P2"},  # two studies: by study UID
+        {"AccessionNumber": "SHARED", "StudyInstanceUID": "", "PatientID": "P3"},   # repeated: by patient
+        {"AccessionNumber": "", "StudyInstanceUID": "", "PatientID": "P4"},         # blank: by patient
+        {"AccessionNumber": "", "StudyInstanceUID": "", "PatientID": ""},           # blank, nothing to fall back on
+        {"AccessionNumber": "", "StudyInstanceUID": "", "PatientID": "P6"},         # patient has two studies
+        {"AccessionNumber": "A5", "StudyInstanceUID": "", "PatientID": "P5"},       # two reports, one study
+        {"AccessionNumber": "", "StudyInstanceUID": "5.1", "PatientID": "P5"},
+    ]
+    path = tmp_path / "reports.csv"
+    _write(path, [{**r, "ReportText": REPORT, "ReportDate": ""} for r in rows])
+    reports, qc = hospital_reports(path, volumes, SALT, CFG)
+    assert len(qc) == len(rows)  # every report once, used or rejected
+    assert sorted(reports.volume_id) == ["V000", "V001", "V002", "V003"]
+    rejected = [q["reason"] for q in qc if q["status"] == "rejected"]
+    assert rejected[0].startswith("blank accession number") and "no single study by patient_date" in rejected[1]
+    assert rejected[2:] == ["2 reports join one study", "2 reports join one study"]
+    assert "joined_by_study_uid" in reports.set_index("volume_id").loc["V001", "flags"]
+
+
+def test_report_without_headings_is_kept_and_flagged():
+    sections, flags = sections_and_flags("Kein Erguss. Rundherd rechts.")
+    assert sections["findings"] == "Kein Erguss. Rundherd rechts." and flags == ["no_headings"]
+
+
+@pytest.mark.parametrize("text, findings, impression", [
+    ("Befund und Beurteilung: Kein Erguss, Rundherd.", "Kein Erguss, Rundherd.", ""),
+    ("BEFUND\nKein Erguss.\nBEURTEILUNG\n1. Emphysem.\n2. Rundherd.", "Kein Erguss.", "1. Emphysem.\n2. Rundherd."),
+    ("Name: X\nFINDINGS: The heart is enlarged.\nIMPRESSION: Cardiomegaly.", "The heart is enlarged.", "Cardiomegaly."),
+    ("Indication: cough\nComparison: none\nFindings - nodule.\nConclusion - nodule", "nodule.", "nodule"),
+])
+def test_heading_variants(text, findings, impression):
+    sections, flags = sections_and_flags(text)
+    assert (sections["findings"], sections["impression"], flags) == (findings, impression, [])
+
+
+def test_scrubbing_is_case_and_diacritics_insensitive_with_typed_placeholders():
+    known = identifiers_of("Müller^Hans-Jürgen", "PID123456", "ACC998877", "19500201")
+    text = ("Herr MUELLER (Hans-Jürgen Muller, geb. 1.2.1950, PID123456), Auftrag ACC998877. Hans wurde am "
+            "12.03.2019 informiert, Tel. 0761 270-12345, dr.x@klinik.de. Rundherd (Serie 3, Bild 45), 187/312.")
+    out, counts = scrub(text, known)
+    for leaked in ("Müller", "MUELLER", "Muller", "Hans", "Jürgen", "1.2.1950", "PID123456", "ACC998877",
+                   "12.03.2019", "270-12345", "klinik.de"):
+        assert leaked.lower() not in out.lower(), leaked
+    assert {"NAME", "BIRTHDATE", "ID", "ACCESSION", "DATE", "PHONE", "EMAIL"} <= set(counts)
+    assert "(Serie 3, Bild 45), 187/312" in out  # references survive
+
+
+def test_planted_name_in_the_body_never_reaches_the_reports_table(tmp_path):
+    volumes = _volumes([("A1", "1.1", "P1")])
+    path = tmp_path / "reports.csv"
+    body = "Befund:\nFrau Roswitha Quenzhagen (geb. 03.04.1951) klagt. Kein Erguss.\nBeurteilung:\nQuenzhagen unauffällig."
+    _write(path, [{"AccessionNumber": "A1", "ReportText": body, "PatientID": "P1", "ReportDate": "",
+                   "StudyInstanceUID": "", "PatientName": "Quenzhagen^Roswitha", "PatientBirthDate": "19510403"}])
+    cfg = {**CFG, "report_columns": {**CFG["report_columns"], "patient_name": "PatientName",
+                                     "birth_date": "PatientBirthDate"}}
+    reports, _ = hospital_reports(path, volumes, SALT, cfg)
+    text = " ".join(reports.text) + " ".join(reports.findings) + " ".join(reports.impression)
+    assert "Quenzhagen" not in text and "Roswitha" not in text and "1951" not in text
+    assert "[NAME]" in text and "[BIRTHDATE]" in text
