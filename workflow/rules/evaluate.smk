@@ -28,7 +28,7 @@ rule embed:
     conda:
         ENVS["gpu"]
     container:
-        CONTAINER
+        CONTAINERS["gpu"]
     script:
         "../scripts/embed.py"
 
@@ -48,7 +48,7 @@ rule evaluate:
     conda:
         ENVS["report"]
     container:
-        CONTAINER
+        CONTAINERS["report"]
     script:
         "../scripts/evaluate.py"
 
@@ -68,7 +68,7 @@ rule compare:
     conda:
         ENVS["report"]
     container:
-        CONTAINER
+        CONTAINERS["report"]
     script:
         "../scripts/compare.py"
 
@@ -98,7 +98,7 @@ rule tables:
     conda:
         ENVS["report"]
     container:
-        CONTAINER
+        CONTAINERS["report"]
     script:
         "../scripts/tables.py"
 
@@ -124,6 +124,6 @@ rule figures:
     conda:
         ENVS["report"]
     container:
-        CONTAINER
+        CONTAINERS["report"]
     script:
         "../scripts/figures.py"

@@ -16,7 +16,7 @@ rule dicom_index:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/dicom_index.py"
 
@@ -36,6 +36,6 @@ rule manifest:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/manifest.py"

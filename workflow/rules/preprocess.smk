@@ -17,7 +17,7 @@ rule preprocess:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/preprocess_shard.py"
 
@@ -36,6 +36,6 @@ rule qc_summary:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/qc_summary.py"

@@ -18,7 +18,7 @@ rule report_text:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/report_text.py"
 
@@ -41,6 +41,6 @@ rule mine_snippets:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/mine_snippets.py"

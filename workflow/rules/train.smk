@@ -23,7 +23,7 @@ rule window_features:
     conda:
         ENVS["gpu"]
     container:
-        CONTAINER
+        CONTAINERS["gpu"]
     script:
         "../scripts/window_features.py"
 
@@ -55,6 +55,6 @@ rule train:
     conda:
         ENVS["gpu"]
     container:
-        CONTAINER
+        CONTAINERS["gpu"]
     script:
         "../scripts/train.py"
