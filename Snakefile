@@ -7,6 +7,9 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+# The workflow's own library is importable without installing it: here, and in every rule script (Snakemake
+# appends this process's search path to each script's, inside conda environments and containers alike).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from ctvlp.config import ConfigError, check_inputs, validate_config
 from ctvlp.models.weights_manifest import model_config_problems
 
@@ -16,6 +19,9 @@ os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 # Same config and seed, same numbers: MKL and OpenMP must not pick thread counts from the machine's load.
 os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 os.environ.setdefault("OMP_DYNAMIC", "FALSE")
+# Results are for the lab: whatever the user's umask, outputs stay readable (and folders enterable) by the
+# group. Slurm jobs run with the submitting process's umask. Group write is left to the user (umask 002).
+os.umask(os.umask(0) & ~0o050)
 
 
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
@@ -42,6 +48,15 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+
+
+# Seconds-long bookkeeping on the submitting node instead of one Slurm job each (the slurm profile also groups
+# the evaluation of all runs into one job).
+localrules:
+    all,
+    qc_summary,
+    tables,
+    figures,
 
 
 rule all:

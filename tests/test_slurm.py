@@ -25,7 +25,7 @@ def why_not() -> str | None:
 @pytest.mark.skipif(why_not() is not None, reason=why_not() or "")
 def test_snakemake_profile_slurm_on_a_real_slurm(tmp_path):
     proc = subprocess.run(["bash", str(REPO / "tests" / "slurm" / "run_slurm_test.sh"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=1500)
+                          capture_output=True, text=True, timeout=5400)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "all through sbatch" in proc.stdout

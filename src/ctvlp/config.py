@@ -128,6 +128,36 @@ def check_inputs(config: dict) -> None:
             raise ConfigError(f"config key 'data.ct_rate.release': {err}") from err
 
 
+def bind_paths(config: dict, workdir: str | Path) -> list[str]:
+    """Folders a container must see: every configured absolute path outside the working directory.
+
+    Apptainer mounts only the working directory (Snakemake passes it as --home); data roots, model files,
+    label sets and a results folder elsewhere must be bound or the rule fails inside the image with
+    "file not found". Files bind their folder; folders that do not exist yet (results, logs) are created.
+    """
+    work = Path(workdir).resolve()
+    model = config.get("model") or {}
+    text = config.get("text") or {}
+    demo = config.get("demo") or {}
+    candidates = [value for value, _kind in input_paths(config).values()]
+    candidates += [config.get("results"), config.get("logs"), demo.get("root") if demo.get("enabled") else None,
+                   (model.get("window_encoder") or {}).get("weights"), (model.get("text_encoder") or {}).get("path"),
+                   text.get("label_set"), *(text.get("mining_patterns") or [])]
+    found: list[str] = []
+    for value in candidates:
+        if not value or str(value).startswith("package:") or not Path(value).is_absolute():
+            continue
+        path = Path(value)
+        if str(value) in (config.get("results"), config.get("logs"), demo.get("root")):
+            path.mkdir(parents=True, exist_ok=True)
+        folder = (path if path.is_dir() else path.parent).resolve()
+        if folder == work or work in folder.parents or not folder.exists():
+            continue
+        if not any(folder == f or f in folder.parents for f in map(Path, found)):
+            found = [f for f in found if folder not in Path(f).parents] + [str(folder)]
+    return sorted(found)
+
+
 def resolve_model_path(spec: str) -> Path:
     """A local model folder; ``package:<module>/<subdir>`` points inside an installed wheel."""
     if not spec.startswith("package:"):

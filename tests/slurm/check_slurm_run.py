@@ -1,41 +1,132 @@
-"""Checks after the Slurm test: every job went through sbatch, and the outputs equal the local run's.
+"""Checks after the Slurm test: what Slurm was asked for, and that the outputs equal the local run's.
 
-    python tests/slurm/check_slurm_run.py SLURM_DIR LOCAL_DIR SNAKEMAKE_LOG SLURMCTLD_LOG
+    python tests/slurm/check_slurm_run.py SLURM_DIR LOCAL_DIR SNAKEMAKE_LOG INSTALLED_PROFILE
+
+Requests: every `sbatch` line the plugin ran (from Snakemake's --verbose log) and Slurm's own record of the job
+(sacct) are compared with what the installed profile and the config ask for: GPU rules in the GPU partition and
+account with --gpus=<model>:<compute.*_gpus> and --cpus-per-gpu, never --cpus-per-task; CPU rules in the CPU
+partition with --cpus-per-task = their threads; memory and time limits as the profile's expressions give them
+for the first attempt. Outputs: tables, trained parameters and metrics equal the local run's; no salt in any
+file the run wrote; every output readable by the group although the run started under umask 077.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
+import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
+import yte
 from safetensors.torch import load_file
 
 TABLES = ("manifest/volumes.parquet", "manifest/manifest.parquet", "qc/qc.parquet", "text/labels.parquet",
           "text/snippets.parquet", "text/prompts.parquet", "features/shard_0.parquet")
+GPU_RULES = {"window_features": "features_gpus", "train": "train_gpus", "embed": "embed_gpus"}
+LOCAL_RULES = {"qc_summary", "tables", "figures", "all"}
+SALT = "ctvlp-demo-salt"
 
 
-def submitted_jobs(log: str) -> tuple[int, list[str]]:
-    """(jobs Snakemake scheduled, SLURM job ids it reported)."""
-    scheduled = len(re.findall(r"^\s*(?:local)?rule \w+:", log, flags=re.MULTILINE))
-    ids = re.findall(r"SLURM jobid (\d+)", log)
-    return scheduled, ids
+def profile_requests(profile: Path) -> dict:
+    """The installed profile rendered as Snakemake renders it (YTE), with its resource expressions."""
+    return yte.process_yaml(profile.read_text())
 
 
-def main(slurm: Path, local: Path, log_path: Path, ctld_log: Path) -> None:
-    log = log_path.read_text()
-    scheduled, ids = submitted_jobs(log)
-    local_rules = re.findall(r"^\s*localrule (\w+):", log, flags=re.MULTILINE)
-    assert scheduled >= 8, f"only {scheduled} jobs scheduled"
-    assert not local_rules, f"ran outside Slurm: {local_rules}"
-    assert len(ids) == scheduled, f"{scheduled} jobs but {len(ids)} SLURM job ids"
-    ctld = ctld_log.read_text(errors="replace")
-    for job in ids:  # each id was a batch submission that ran and exited 0 on the node
-        assert re.search(rf"_slurm_rpc_submit_batch_job: JobId={job}\b", ctld), f"JobId={job} not submitted by sbatch"
-        assert re.search(rf"_job_complete: JobId={job} WEXITSTATUS 0", ctld), f"JobId={job} did not complete"
+def evaluate(expr, attempt: int = 1):
+    return eval(str(expr), {}, {"attempt": attempt}) if isinstance(expr, str) else expr  # noqa: S307
+
+
+def expected(rule: str, prof: dict, config: dict) -> dict:
+    res = {**prof.get("default-resources", {}), **prof.get("set-resources", {}).get(rule, {})}
+    out = {"-p": evaluate(res["slurm_partition"]), "-A": evaluate(res["slurm_account"]),
+           "--mem": str(evaluate(res["mem_mb"])), "-t": str(evaluate(res["runtime"]))}
+    if rule in GPU_RULES:
+        out["--gpus"] = f"{evaluate(res['gpu_model'])}:{config['compute'][GPU_RULES[rule]]}"
+        out["--cpus-per-gpu"] = str(res["cpus_per_gpu"])
+    else:
+        threads = prof.get("set-threads", {}).get(rule)
+        if threads is not None:
+            out["--cpus-per-task"] = str(threads)
+    return out
+
+
+def sbatch_calls(log: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule or group name, {flag: value}) for every sbatch line the slurm plugin ran."""
+    calls = []
+    for line in re.findall(r"sbatch call: (sbatch .*)", log):
+        args = shlex.split(line)
+        flags: dict[str, str] = {}
+        i = 1
+        while i < len(args):
+            arg = args[i]
+            if "=" in arg and arg.startswith("--"):
+                key, value = arg.split("=", 1)
+                flags[key] = value
+            elif arg.startswith("-") and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                flags[arg] = args[i + 1]
+                i += 1
+            else:
+                flags[arg] = ""
+            i += 1
+        name = re.search(r"/(?:rule|group)_(\w+)/", flags["--output"]).group(1)
+        calls.append((name, flags))
+    return calls
+
+
+def sacct_records(ids: list[str]) -> dict[str, dict[str, str]]:
+    fields = ["JobID", "Partition", "Account", "AllocTRES", "ReqMem", "Timelimit", "State", "ExitCode"]
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "-o", ",".join(fields)],
+                         capture_output=True, text=True, check=True).stdout
+    return {row.split("|")[0]: dict(zip(fields, row.split("|"))) for row in out.splitlines() if row}
+
+
+def check_requests(log: str, prof: dict, config: dict) -> list[str]:
+    calls = sbatch_calls(log)
+    ids = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: .*?/(?:rule|group)_(\w+)/", log)
+    assert len(ids) == len(calls), f"{len(calls)} sbatch calls but {len(ids)} SLURM job ids"
+    seen = {name for name, _ in calls}
+    for needed in ("dicom_index", "preprocess", "window_features", "train", "embed", "evaluation"):
+        assert needed in seen, f"no sbatch call for {needed}: {sorted(seen)}"
+    assert not seen & LOCAL_RULES, f"local rules went to Slurm: {seen & LOCAL_RULES}"
+    ran_local = set(re.findall(r"^\s*localrule (\w+):", log, flags=re.MULTILINE))
+    assert ran_local <= LOCAL_RULES and "qc_summary" in ran_local, f"ran outside Slurm: {ran_local}"
+    for name, flags in calls:
+        if name == "evaluation":  # the group of evaluate + compare jobs: one CPU job
+            assert flags["-p"] == "cpu" and "--gpus" not in flags, flags
+            continue
+        want = expected(name, prof, config)
+        for key, value in want.items():
+            assert flags.get(key) == value, f"{name}: sbatch {key} {flags.get(key)!r}, profile asks {value!r}"
+        if name in GPU_RULES:
+            assert "--cpus-per-task" not in flags, f"{name}: --cpus-per-task next to --cpus-per-gpu"
+        else:
+            assert "--gpus" not in flags and "--cpus-per-gpu" not in flags, f"{name}: GPU request {flags}"
+    records = sacct_records([job for job, _ in ids])
+    for job, name in ids:
+        rec = records[job]
+        assert rec["State"] == "COMPLETED" and rec["ExitCode"] == "0:0", f"{name} job {job}: {rec}"
+        assert rec["Partition"] == ("gpu" if name in GPU_RULES else "cpu"), f"{name} job {job}: {rec}"
+        assert rec["Account"] == ("lab-gpu" if name in GPU_RULES else "lab-cpu"), f"{name} job {job}: {rec}"
+        gpus = re.search(r"gres/gpu=(\d+)", rec["AllocTRES"])
+        if name in GPU_RULES:
+            n = config["compute"][GPU_RULES[name]]
+            assert gpus and int(gpus.group(1)) == n, f"{name} job {job}: {rec['AllocTRES']}, wanted {n} GPUs"
+            cpus = int(re.search(r"cpu=(\d+)", rec["AllocTRES"]).group(1))
+            assert cpus == n * int(expected(name, prof, config)["--cpus-per-gpu"]), rec
+        else:
+            assert not gpus, f"{name} job {job} holds GPUs: {rec['AllocTRES']}"
+    train = next(flags for name, flags in calls if name == "train")
+    return [f"{len(calls)} sbatch calls, each as the profile asks (train: {' '.join(f'{k} {train[k]}' for k in ('-p', '-A', '--gpus', '--cpus-per-gpu', '--mem', '-t'))}); "
+            f"Slurm recorded partitions, accounts, GPUs and CPUs alike; local: {sorted(ran_local)}"]
+
+
+def check_outputs(slurm: Path, local: Path) -> list[str]:
     for name in TABLES:
         a, b = pd.read_parquet(slurm / "results" / name), pd.read_parquet(local / "results" / name)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6, obj=name)
@@ -48,6 +139,16 @@ def main(slurm: Path, local: Path, log_path: Path, ctld_log: Path) -> None:
     for k in ta:
         if k.startswith("model/"):
             torch.testing.assert_close(ta[k], tb[k], rtol=1e-3, atol=1e-4, msg=k)
+    ma = json.loads((slurm / "results/runs/full/metrics.json").read_text())
+    mb = json.loads((local / "results/runs/full/metrics.json").read_text())
+    assert ma.keys() == mb.keys()
+    written = [p for d in ("results", "logs") for p in (slurm / d).rglob("*") if p.is_file()]
+    salted = [str(p) for p in written if SALT.encode() in p.read_bytes()]
+    assert not salted, f"the salt was written to {salted}"
+    for config_file in (slurm / "results/runs/full").glob("*config.json"):
+        assert "privacy" not in json.loads(config_file.read_text()), config_file
+    private = [str(p) for p in written + [slurm / "results"] if not p.stat().st_mode & stat.S_IRGRP]
+    assert not private, f"not readable by the group: {private[:5]}"
     # the Slurm job logs (.snakemake/slurm_logs) hold each job's stdout/stderr: no planted identifier in them either
     from ctvlp.privacy import find_identifiers, output_folders
 
@@ -56,8 +157,16 @@ def main(slurm: Path, local: Path, log_path: Path, ctld_log: Path) -> None:
     assert any(f.name == "slurm_logs" for f in folders), f"no Slurm job logs under {slurm}/.snakemake"
     hits = find_identifiers(folders, canaries)
     assert hits == [], f"identifiers in the Slurm run's outputs or job logs: {hits[:5]}"
-    print(f"{scheduled} jobs, all through sbatch (SLURM job ids {ids[0]}..{ids[-1]}); "
-          f"{len(TABLES)} tables and the trained parameters equal the local run's")
+    return [f"{len(TABLES)} tables, the trained parameters and the metrics equal the local "
+            f"run's; no salt in {len(written)} written files; all group-readable"]
+
+
+def main(slurm: Path, local: Path, log_path: Path, profile: Path) -> None:
+    log = log_path.read_text()
+    config = yaml.safe_load((slurm.parent / "slurm.yaml").read_text())
+    lines = check_requests(log, profile_requests(profile), config) + check_outputs(slurm, local)
+    print("\n".join(lines))
+    print("all through sbatch")
 
 
 if __name__ == "__main__":

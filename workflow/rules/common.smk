@@ -1,5 +1,5 @@
 # Paths and helpers shared by all rule files.
-from ctvlp.config import data_sources, rate_config_dir
+from ctvlp.config import bind_paths, data_sources, rate_config_dir
 
 RESULTS = config["results"]
 LOGS = config["logs"]
@@ -7,10 +7,18 @@ DEMO = config["demo"]
 DEMO_DONE = f"{DEMO['root']}/ground_truth/cohort.json" if DEMO["enabled"] else None
 SOURCES = data_sources(config)
 SHARDS = list(range(config["preprocess"]["shards"]))
-# One conda environment per kind of rule, generated from the lock (tools/lock_to_env.py, `make envs`).
-ENVS = {kind: f"../../envs/{kind}.yaml" for kind in ("data", "gpu", "report")}
-# Apptainer image for --sdm apptainer (built from containers/ctvlp.def, or a registry path); null = none.
-CONTAINER = config["software"]["container"]
+# One conda environment and one Apptainer image per kind of rule: data (ingest, preprocess, text; CPU lock),
+# gpu (window features, training, embedding; GPU lock), report (evaluation, tables, figures; CPU, no torch).
+# The environments are generated from the locks (tools/lock_to_env.py, `make envs`); the images are built from
+# containers/{kind}.def (`make container-data` ...). An image left null runs that kind without a container.
+KINDS = ("data", "gpu", "report")
+ENVS = {kind: f"../../envs/{kind}.yaml" for kind in KINDS}
+CONTAINERS = {kind: config["software"]["container"][kind] for kind in KINDS}
+# Apptainer sees the working directory only: bind every configured folder outside it (data roots, models,
+# results, logs). Appended once to the apptainer-args of this run; the Slurm jobs inherit them.
+for _path in bind_paths(config, Path.cwd()):
+    if f"--bind {_path}" not in workflow.deployment_settings.apptainer_args:
+        workflow.deployment_settings.apptainer_args += f" --bind {_path}"
 
 DICOM_INDEX = f"{RESULTS}/ingest/dicom_index.json"  # the merge summary; the rows are in DICOM_INDEX_DIR
 DICOM_INDEX_DIR = f"{RESULTS}/ingest/dicom_index"  # partitioned parquet: part=P/bucket=B/data.parquet

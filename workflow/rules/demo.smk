@@ -15,6 +15,6 @@ if DEMO["enabled"]:
         conda:
             ENVS["data"]
         container:
-            CONTAINER
+            CONTAINERS["data"]
         script:
             "../scripts/demo_cohort.py"

@@ -28,7 +28,7 @@ rule embed:
     conda:
         ENVS["gpu"]
     container:
-        CONTAINER
+        CONTAINERS["gpu"]
     script:
         "../scripts/embed.py"
 
@@ -49,7 +49,7 @@ rule evaluate:
     conda:
         ENVS["report"]
     container:
-        CONTAINER
+        CONTAINERS["report"]
     script:
         "../scripts/evaluate.py"
 
@@ -69,7 +69,7 @@ rule compare:
     conda:
         ENVS["report"]
     container:
-        CONTAINER
+        CONTAINERS["report"]
     script:
         "../scripts/compare.py"
 
@@ -102,7 +102,7 @@ rule tables:
     conda:
         ENVS["report"]
     container:
-        CONTAINER
+        CONTAINERS["report"]
     script:
         "../scripts/tables.py"
 
@@ -128,6 +128,6 @@ rule figures:
     conda:
         ENVS["report"]
     container:
-        CONTAINER
+        CONTAINERS["report"]
     script:
         "../scripts/figures.py"

@@ -28,7 +28,7 @@ rule dicom_index_part:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/dicom_index.py"
 
@@ -71,6 +71,6 @@ rule manifest:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/manifest.py"

@@ -21,7 +21,7 @@ rule preprocess:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/preprocess_shard.py"
 
@@ -44,6 +44,6 @@ rule qc_summary:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/qc_summary.py"

@@ -19,7 +19,7 @@ rule report_text:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/report_text.py"
 
@@ -42,7 +42,7 @@ rule mine_snippets:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/mine_snippets.py"
 

@@ -26,7 +26,7 @@ rule window_features:
     conda:
         ENVS["gpu"]
     container:
-        CONTAINER
+        CONTAINERS["gpu"]
     script:
         "../scripts/window_features.py"
 
@@ -59,6 +59,6 @@ rule train:
     conda:
         ENVS["gpu"]
     container:
-        CONTAINER
+        CONTAINERS["gpu"]
     script:
         "../scripts/train.py"

@@ -1,5 +1,6 @@
 """Rule train: one ablation run; torchrun with one process per GPU when the job has several."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +10,21 @@ from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.run import run_training
 
 with logged(snakemake.log[0]) as log:
-    config = apply_overrides(dict(snakemake.config), dict(snakemake.params.overrides))
+    # Training never needs the pseudonymization salt: no config written to the run holds it.
+    config = {k: v for k, v in apply_overrides(dict(snakemake.config), dict(snakemake.params.overrides)).items()
+              if k != "privacy"}
     run_dir = Path(snakemake.params.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "privacy"}, indent=1))
+    (run_dir / "config.json").write_text(json.dumps(config, indent=1))
     inputs = {"volumes": snakemake.input.volumes, "feature_shards": list(snakemake.input.feature_shards),
               "reports": snakemake.input.reports, "labels": snakemake.input.labels,
               "snippets": snakemake.input.snippets, "prompts": snakemake.input.prompts,
               "feature_dir": snakemake.params.feature_dir, "cache_dir": snakemake.params.cache_dir}
     gpus = int(snakemake.resources.get("gpu", 0) or 0)
+    nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", "1"))
+    if nodes > 1 or int(snakemake.resources.get("nodes", 1) or 1) > 1:
+        raise RuntimeError(f"rule train: this job has {nodes} nodes, but training starts torchrun --standalone on one "
+                         "node; request the GPUs of one node (compute.train_gpus) and no `nodes` resource")
     if gpus > 1:
         (run_dir / "inputs.json").write_text(json.dumps(inputs))
         (run_dir / "run_config.json").write_text(json.dumps(config))
@@ -25,7 +32,9 @@ with logged(snakemake.log[0]) as log:
                "-m", "ctvlp.train.run", "--config", str(run_dir / "run_config.json"),
                "--inputs", str(run_dir / "inputs.json"), "--run-dir", str(run_dir)]
         log.info("starting %s", " ".join(cmd))
-        subprocess.run(cmd, check=True)
+        sys.stdout.flush()
+        # The rule log receives torchrun's and every worker's output (sys.stdout is the log file here).
+        subprocess.run(cmd, check=True, stdout=sys.stdout, stderr=subprocess.STDOUT)
         result = json.loads((run_dir / "final.json").read_text())
     else:
         result = run_training(config, run_dir, inputs)
