@@ -47,7 +47,7 @@ rule dicom_index:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/dicom_index_merge.py"
 

@@ -73,6 +73,6 @@ rule rate_labels:
     conda:
         ENVS["data"]
     container:
-        CONTAINER
+        CONTAINERS["data"]
     script:
         "../scripts/rate_labels.py"
