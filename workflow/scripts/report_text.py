@@ -2,6 +2,7 @@
 import pandas as pd
 
 from ctvlp.ids import resolve_salt
+from ctvlp.io import index_store
 from ctvlp.logs import logged
 from ctvlp.text.labels import RuleLabeler, load_label_set
 from ctvlp.text.public_reports import inspect_reports, merlin_reports
@@ -16,7 +17,9 @@ with logged(snakemake.log[0]) as log:
     labeler = RuleLabeler(label_set, text_cfg.get("context_rules"), text_cfg.get("uncertain_value", -1))
     reports, labels, qc = [], [], []
     if "hospital" in sources:
-        index = pd.read_parquet(snakemake.input.index[0]) if snakemake.input.index else None
+        # only the columns that find one instance per study (ctvlp.io.index_store), never the whole index
+        index = (index_store.read_index(index_store.dataset_dir(snakemake.input.index[0]), ["path", "reason", "study_key"])
+                 if snakemake.input.index else None)
         identities = dicom_identities(index, sources["hospital"]["dicom_root"])
         rep, rows = hospital_reports(sources["hospital"]["reports_csv"], volumes, salt, text_cfg, identities)
         reports.append(rep)
