@@ -100,6 +100,16 @@ def test_workflow_stops_before_any_job_on_bad_config(tmp_path):
     assert "config key 'data.hospital.dicom_root': directory '/data/hospital/dicom' does not exist" in missing.stderr
 
 
+def test_workflow_stops_before_any_job_when_merlin_lacks_its_files(tmp_path):
+    roots = fake_paper_roots(tmp_path)
+    (tmp_path / "merlin" / "reports_final.xlsx").unlink()
+    cfg = write_config(tmp_path / "roots.yaml", roots)
+    proc = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(REPO / "config/config.yaml"),
+                         str(REPO / "config/paper.yaml"), str(cfg))
+    assert proc.returncode != 0 and "rule " not in proc.stdout
+    assert f"config key 'data.merlin.root': file '{tmp_path}/merlin/reports_final.xlsx' does not exist" in proc.stderr
+
+
 def test_paper_preset_dry_runs_on_the_slurm_profile_with_gpu_resources(tmp_path):
     paper = write_config(tmp_path / "paper_roots.yaml", fake_paper_roots(tmp_path))
     proc = run_snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"), "--configfile",

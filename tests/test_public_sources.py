@@ -54,6 +54,24 @@ def test_merlin_findings_impressions_rule(text, findings, impressions):
     assert merlin.split_report(text) == (findings, impressions)
 
 
+def test_merlin_and_inspect_minis_are_byte_reproducible(tmp_path):
+    import hashlib
+
+    cfg = MiniConfig(merlin_scans=3, inspect_scans=2)
+    digests = []
+    for name in ("a", "b"):
+        generate_merlin(tmp_path / name / "merlin", cfg)
+        generate_inspect(tmp_path / name / "inspect", cfg)
+        digests.append({str(p.relative_to(tmp_path / name)): hashlib.sha256(p.read_bytes()).hexdigest()
+                        for p in sorted((tmp_path / name).rglob("*")) if p.is_file()})
+    assert digests[0] == digests[1] and any(k.endswith("reports_final.xlsx") for k in digests[0])
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "a" / "merlin" / "reports_final.xlsx") as z:  # no clock in the file
+        assert {i.date_time for i in z.infolist()} == {(2020, 1, 1, 0, 0, 0)}
+        assert b"2020-01-01T00:00:00Z" in z.read("docProps/core.xml")
+
+
 def test_merlin_adapter_on_the_demo_mini(minis):
     root, table, _ = minis
     found = merlin.discover(root / "merlin").set_index("name")

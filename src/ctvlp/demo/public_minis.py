@@ -263,8 +263,29 @@ def generate_merlin(root: Path, cfg: MiniConfig) -> pd.DataFrame:
     sheet = table[["study id", "Findings", "Split"]]
     orphan = pd.DataFrame([{"study id": "ACffffffff", "Findings": "FINDINGS: Normal. IMPRESSION: Normal.",
                             "Split": "train"}])
-    pd.concat([sheet, orphan], ignore_index=True).to_excel(Path(root) / "reports_final.xlsx", index=False)
+    write_xlsx(pd.concat([sheet, orphan], ignore_index=True), Path(root) / "reports_final.xlsx")
     return table
+
+
+FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+def write_xlsx(table: pd.DataFrame, path: Path) -> None:
+    """An .xlsx with the same bytes for the same table: openpyxl stamps the zip members and the document
+    properties with the current time, so both are set to a fixed date (the demo is byte-reproducible)."""
+    import io
+    import re
+    import zipfile
+
+    buffer = io.BytesIO()
+    table.to_excel(buffer, index=False, engine="openpyxl")
+    stamp = "%04d-%02d-%02dT%02d:%02d:%02dZ" % FIXED_TIME
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>" + stamp.encode(), data)
+            dst.writestr(zipfile.ZipInfo(info.filename, date_time=FIXED_TIME), data, zipfile.ZIP_DEFLATED)
 
 
 def generate_inspect(root: Path, cfg: MiniConfig) -> pd.DataFrame:

@@ -60,10 +60,15 @@ PAPER_DIFFERENCES = [
     "no-chest studies in first_all/dup_all",
     "ties in similarity count against the model (RadFinder's argsort order breaks them arbitrarily; exact ties "
     "only occur for identical embeddings)",
-    "zero-shot bootstrap recomputes AUCs per resample; Youden-J metrics are point estimates (RadFinder recomputes "
-    "them per resample too, but reports their CIs nowhere in the paper's tables)",
+    "zero-shot bootstrap recomputes the AUCs in every resample; the Youden-J metrics are point estimates only "
+    "(RadFinder recomputes them in every resample too)",
     "volume-to-volume: the query itself never enters its own top k (RadFinder's -inf self-similarity lets it in "
     "when k >= the number of abnormal volumes: only in tiny pools such as the demo's)",
+    "report text: our text stage's (findings, then impression, no headers), in training and evaluation alike; "
+    "RadFinder trains and evaluates on 'Findings: {F}\\nImpressions: {I}\\n' (Merlin pool retrieval uses RadFinder's "
+    "format through ctvlp.evaluate.prompts.pool_text_variants)",
+    "training (not evaluation) reads every CT-RATE reconstruction as its own pair; RadFinder trains on first_all with "
+    "a random reconstruction of the report drawn per fetch",
     "localization: the first snippet of each scan in report order (RadFinder: the lexicographically first slice "
     "key); bin size from the run's config (12 mm in the paper preset, as RadFinder's hard-coded value)",
 ]

@@ -87,8 +87,9 @@ def _main_cells(m: dict, prompt_set: str, protocol: str) -> dict:
                 "CT-RATE mean rank": fmt(t2i.get("MeanR_ci")) if t2i else "NA",
                 "hospital loc. MAE mm": fmt(paper.get("hospital", {}).get("localization", {}).get("model", {})
                                             .get("mae_mm_ci")),
-                "protocol": "paper: mean7 prompts, copy head; CT-RATE 18 labels first_all; Rad-ChestCT 16 classes; "
-                            "t2i dup_all pool, exact pair; sample bootstrap"}
+                "protocol": f"paper: mean7 prompts, {ct.get('zero_shot', {}).get('image_head', 'image copy head')}; "
+                            "CT-RATE 18 labels first_all; Rad-ChestCT 16 classes; t2i dup_all pool, exact pair; "
+                            "sample bootstrap"}
     ct, rc, hosp = m.get("ct_rate", {}), m.get("rad_chestct", {}), m.get("hospital", {})
     t2i = ct.get("retrieval", {}).get("t2i_scans", {})
     return {"CT-RATE AUC": fmt(ct.get("zero_shot", {}).get(prompt_set, {}).get("macro_auc"), 3),
