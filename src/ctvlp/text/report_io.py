@@ -16,6 +16,7 @@ import io
 from pathlib import Path
 
 import charset_normalizer
+import openpyxl  # noqa: F401  (the engine of pandas.read_excel, imported so the data environment carries it)
 import pandas as pd
 
 KEYS = ("accession", "text", "patient_id", "study_date", "study_uid", "patient_name", "birth_date")
