@@ -79,6 +79,18 @@ def test_fast_path_agrees_with_pysbd():
     """Lines cut without calling pySBD (every boundary plain) get the cuts pySBD itself makes."""
     from ctvlp.text import sentences
     line = "Kein Pleuraerguss. Keine Konsolidierung. Normal großes Herz, keine Kardiomegalie. Keine Hiatushernie."
-    assert sentences._unambiguous(line) is not None
+    assert sentences._unambiguous(line, "de") is not None
     assert [line[a:b] for a, b in sentence_spans(line, "de")] == [
         p.sent.strip() for p in sentences._segmenter("de").segment(line)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Solid nodule in the right lower lobe (Se/Im 3/45).", [(False, 3, 45)]),
+    ("Nodules on images 45, 46, and 48 of series 3.", [(False, 3, 45), (False, 3, 46), (False, 3, 48)]),
+    ("New nodule since the prior study (series 3, image 45).", [(False, 3, 45)]),
+    ("Neu seit der Voruntersuchung: Rundherd (Serie 3, Bild 45).", [(False, 3, 45)]),
+    ("Im CT vom [DATE] maß der Rundherd 4 mm (Serie 2, Bild 77).", [(True, 2, 77)]),
+    ("3D-Rekonstruktion der Atemwege (Bild 3D).", []),
+])
+def test_pairs_oxford_lists_and_prior_cues(text, expected):
+    assert [(r.prior, r.series, r.image) for r in find_references(text)] == expected
