@@ -112,9 +112,9 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         "overlay": re.compile(r"(?<![\w/.,:-])(?P<a>\d{1,4})\s*/\s*(?P<n>\d{2,4})(?![\w/.,]\d|\s*(?:mm|cm|ml|%))"
                               r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "cue": re.compile(rf"(?:\b{v.cues}\s*)$", flags),
-        "prior": re.compile(rf"\b{v.prior_cues}\b", flags),
+        "prior": re.compile(rf"(?<!\w){v.prior_cues}(?!\w)", flags),
         "prior_after": re.compile(rf"\s*[,)\]]?\s*(?:{v.connectors}|at|auf|im|vom|zur)\s+(?:{v.articles}\s+)?"
-                                  rf"{v.prior_cues}\b", flags),
+                                  rf"{v.prior_cues}(?!\w)", flags),
         "current": re.compile(rf"\b{v.current_cues}\b", flags),
         # "new since the prior study (series 3, image 45)": a comparison, the image is in the current study
         "since": re.compile(r"\b(?:since|seit)\s+(?:\w+\s+)?$", flags),
