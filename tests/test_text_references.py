@@ -94,3 +94,13 @@ def test_fast_path_agrees_with_pysbd():
 ])
 def test_pairs_oxford_lists_and_prior_cues(text, expected):
     assert [(r.prior, r.series, r.image) for r in find_references(text)] == expected
+
+
+def test_a_series_governs_the_images_after_it_and_described_findings_are_current():
+    refs = find_references("Rundherde Serie 3, Bild 45 und Bild 80.")
+    assert [(r.series, r.image, r.pattern) for r in refs] == [(3, 45, "series_image"), (3, 80, "image_only_inherited")]
+    assert find_references("Nodule (series 3, image 45); effusion (image 80).")[1].series is None
+    (ref,) = find_references("Der in der Voruntersuchung beschriebene Rundherd (Serie 3, Bild 45) ist konstant.")
+    assert not ref.prior
+    (ref,) = find_references("Series 3: nodule at image 45.")
+    assert (ref.series, ref.image) == (3, 45)

@@ -98,7 +98,7 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     numspec = (rf"{marker}\s*(?P<a>{NUM})(?:\s*{v.ranges}\s*(?P<b>{NUM})|(?P<more>(?:\s*,?\s*{v.lists}\s*{NUM})+)"
                rf"|{total})?")
     series = rf"{v.series}(?![^\W\d_])\.?{marker}\s*(?P<s>\d{{1,4}})(?![.,]?\d)"
-    between = r"(?:\s*[,;:/\-–(]?\s*|\s+(?:[^\W\d]+\s+){1,3})"  # a series governs the images of its clause
+    between = r"\s*[,;:/\-–(]?\s*(?:[^\W\d]+,?\s+){0,4}?"  # a series governs the images of its clause
     flags = re.IGNORECASE
     return {
         "series_image": re.compile(rf"\b{series}{between}{v.image}(?![^\W\d_])\.?{numspec}", flags),
@@ -112,12 +112,18 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         "overlay": re.compile(r"(?<![\w/.,:-])(?P<a>\d{1,4})\s*/\s*(?P<n>\d{2,4})(?![\w/.,]\d|\s*(?:mm|cm|ml|%))"
                               r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "cue": re.compile(rf"(?:\b{v.cues}\s*)$", flags),
+        "series_word": re.compile(rf"\b{v.series}(?![^\W\d_])", flags),
         "prior": re.compile(rf"(?<!\w){v.prior_cues}(?!\w)", flags),
         "prior_after": re.compile(rf"\s*[,)\]]?\s*(?:{v.connectors}|at|auf|im|vom|zur)\s+(?:{v.articles}\s+)?"
                                   rf"{v.prior_cues}(?!\w)", flags),
         "current": re.compile(rf"\b{v.current_cues}\b", flags),
         # "new since the prior study (series 3, image 45)": a comparison, the image is in the current study
         "since": re.compile(r"\b(?:since|seit)\s+(?:\w+\s+)?$", flags),
+        # "the previously described nodule (series 3, image 45)", "der in der Voruntersuchung beschriebene Rundherd":
+        # the cue dates the finding, the image is in the current study
+        "described": re.compile(r"\s*(?:\w+\s+)?(?:described|seen|noted|mentioned|known|reported|identified|"
+                                r"demonstrated|visible|beschrieben\w*|bekannt\w*|gesehen\w*|erwähnt\w*|"
+                                r"abgrenzbar\w*|nachgewiesen\w*|dokumentiert\w*|sichtbar\w*)\b", flags),
     }
 
 
@@ -223,8 +229,22 @@ def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: 
         if sentence[:pos].count("(") <= sentence[:pos].count(")"):
             window_start = pos
     window = sentence[window_start:start]
-    cues = [c for c in patterns["prior"].finditer(window) if not patterns["since"].search(window[:c.start()])]
+    cues = [c for c in patterns["prior"].finditer(window) if not patterns["since"].search(window[:c.start()])
+            and not patterns["described"].match(window, c.end())]
     return bool(cues) and not patterns["current"].search(window, cues[-1].end())
+
+
+def _governing_series(sentence: str, before: list[tuple[str, re.Match]], start: int, offset: int,
+                      patterns: dict[str, re.Pattern]) -> int | None:
+    """The series an image-only reference takes from the reference before it in the same clause ("Serie 3,
+    Bild 45 und Bild 80"): none across a semicolon or when another series word stands between."""
+    for name, m in reversed(before):
+        if "s" in m.re.groupindex and m.group("s"):
+            gap = sentence[m.end() - offset:start - offset]
+            if ";" in gap or patterns["series_word"].search(gap):
+                return None
+            return int(m.group("s"))
+    return None
 
 
 def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
@@ -256,6 +276,9 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
                 snippet = _snippet(sentence, local, patterns["cue"])
             prior = _is_prior(sentence, local[i][0], local[i][1], local[i - 1][1] if i else 0, patterns)
             for series, image, image_range, pattern in _references(name, m):
+                if series is None and name == "image_only":
+                    series = _governing_series(sentence, inside[:i], m.start(), s_start, patterns)
+                    pattern += "_inherited" if series is not None else ""
                 refs.append(Reference(series, image, (m.start(), m.end()), snippet, pattern, image_range, prior))
     return refs
 
