@@ -21,7 +21,7 @@ from typing import Protocol
 import yaml
 
 from ctvlp.text.context import (Trigger, compile_lower, default_rules_file, find_triggers, load_rules, lower,
-                                match_at_word_starts, status, word_starts)
+                                status, word_starts)
 from ctvlp.text.sentences import sentence_spans
 
 
@@ -39,9 +39,11 @@ class LabelSet:
     name: str
     version: str
     labels: tuple[str, ...]
-    # label -> (synonyms that start a word, tried at word starts; compound-word synonyms, searched) in lower case
+    # label -> (synonyms that start a word, matched where ``any_anchored`` found one; compound-word synonyms,
+    # searched) in lower case
     patterns: dict[str, tuple[re.Pattern | None, re.Pattern | None]]
     prompts: dict[str, dict[str, list[str]]]  # label -> positive/negative -> prompts
+    any_anchored: re.Pattern | None = None  # every label's word-start synonyms: where to look at all
 
 
 def default_label_set_file() -> str:
@@ -67,7 +69,9 @@ def load_label_set(path: str | None = None) -> LabelSet:
                           "negative": list(entry["prompts"]["negative"])}
         if len(prompts[label]["positive"]) < 1 or len(prompts[label]["negative"]) < 1:
             raise ValueError(f"{path}: label '{label}' needs positive and negative prompts")
-    return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts)
+    everything = [p.pattern for p, _ in patterns.values() if p is not None]
+    any_anchored = compile_lower(r"(?<!\w)(?:" + "|".join(everything) + ")") if everything else None
+    return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts, any_anchored)
 
 
 def _word_start(text: str, i: int) -> int:
@@ -92,10 +96,14 @@ class RuleLabeler:
         """(label, mention text, status) for every synonym found: what the labels are made of."""
         low = lower(text)
         starts = word_starts(low)
+        candidates, pos, scan = [], 0, self.label_set.any_anchored
+        while scan is not None and (hit := scan.search(low, pos)):  # one C-speed scan for every label
+            candidates.append(hit.start())
+            pos = hit.start() + 1
         found = []
         for label, (anchored, infix) in self.label_set.patterns.items():
             if anchored is not None:
-                found += [(label, m.start(), m.end()) for m in match_at_word_starts(anchored, low, starts)]
+                found += [(label, i, m.end()) for i in candidates if (m := anchored.match(low, i))]
             if infix is not None:
                 found += [(label, _word_start(low, m.start()), m.end()) for m in infix.finditer(low)]
         if not found:
