@@ -104,3 +104,12 @@ def test_a_series_governs_the_images_after_it_and_described_findings_are_current
     assert not ref.prior
     (ref,) = find_references("Series 3: nodule at image 45.")
     assert (ref.series, ref.image) == (3, 45)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Nodule (series 4 (lung window), image 45).", [(4, 45)]),
+    ("Nodule (series 4, lung window: image 45).", [(4, 45)]),
+    ("Rundherd Bild 45 im Lungenfenster der Serie 4.", [(4, 45)]),
+])
+def test_words_between_series_and_image(text, expected):
+    assert [(r.series, r.image) for r in find_references(text)] == expected

@@ -98,11 +98,12 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     numspec = (rf"{marker}\s*(?P<a>{NUM})(?:\s*{v.ranges}\s*(?P<b>{NUM})|(?P<more>(?:\s*,?\s*{v.lists}\s*{NUM})+)"
                rf"|{total})?")
     series = rf"{v.series}(?![^\W\d_])\.?{marker}\s*(?P<s>\d{{1,4}})(?![.,]?\d)"
-    between = r"\s*[,;:/\-–(]?\s*(?:[^\W\d]+,?\s+){0,4}?"  # a series governs the images of its clause
+    between = r"\s*[,;:/\-–(]?\s*(?:[^\W\d]+[,):]*\s+){0,4}?"  # a series governs the images of its clause
     flags = re.IGNORECASE
     return {
         "series_image": re.compile(rf"\b{series}{between}{v.image}(?![^\W\d_])\.?{numspec}", flags),
-        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,/]?\s*\(?\s*(?:{v.connectors}\s+)?"
+        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,/]?\s*(?:[^\W\d]+\s+){{0,3}}?"
+                                   rf"\(?\s*(?:{v.connectors}\s+)?"
                                    rf"(?:{v.articles}\s+)?\b{series}", flags),
         "pair": re.compile(rf"\b{v.series}\.?\s*/\s*{v.image}\.?\s*:?\s*(?P<s>\d{{1,4}})\s*/\s*(?P<a>\d{{1,4}})"
                            r"(?![.,]?\d)(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
