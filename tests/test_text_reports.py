@@ -164,3 +164,13 @@ def test_mining_two_studies_sharing_an_accession_and_prior_references():
     by = snippets.set_index("volume_id")
     assert by.loc["V1", "z_mm"] == -10.0 and by.loc["V2", "z_mm"] == 90.0  # each study's own instance 3
     assert (snippets.snippet == "Rundherd rechts").all()
+
+
+def test_column_check_reads_only_the_header(tmp_path):
+    from ctvlp.text.report_io import check_report_columns
+    path = tmp_path / "reports.csv"
+    _write(path, [{"AccessionNumber": "A1", "ReportText": REPORT, "PatientID": "P", "ReportDate": "1",
+                   "StudyInstanceUID": "1"}], sep=";", bom=True)
+    check_report_columns(path, CFG["report_columns"])
+    with pytest.raises(ReportFileError, match="text.report_columns.text"):
+        check_report_columns(path, {**CFG["report_columns"], "text": "Befundtext"})
