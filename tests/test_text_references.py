@@ -79,6 +79,37 @@ def test_fast_path_agrees_with_pysbd():
     """Lines cut without calling pySBD (every boundary plain) get the cuts pySBD itself makes."""
     from ctvlp.text import sentences
     line = "Kein Pleuraerguss. Keine Konsolidierung. Normal großes Herz, keine Kardiomegalie. Keine Hiatushernie."
-    assert sentences._unambiguous(line) is not None
+    assert sentences._unambiguous(line, "de") is not None
     assert [line[a:b] for a, b in sentence_spans(line, "de")] == [
         p.sent.strip() for p in sentences._segmenter("de").segment(line)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Solid nodule in the right lower lobe (Se/Im 3/45).", [(False, 3, 45)]),
+    ("Nodules on images 45, 46, and 48 of series 3.", [(False, 3, 45), (False, 3, 46), (False, 3, 48)]),
+    ("New nodule since the prior study (series 3, image 45).", [(False, 3, 45)]),
+    ("Neu seit der Voruntersuchung: Rundherd (Serie 3, Bild 45).", [(False, 3, 45)]),
+    ("Im CT vom [DATE] maß der Rundherd 4 mm (Serie 2, Bild 77).", [(True, 2, 77)]),
+    ("3D-Rekonstruktion der Atemwege (Bild 3D).", []),
+])
+def test_pairs_oxford_lists_and_prior_cues(text, expected):
+    assert [(r.prior, r.series, r.image) for r in find_references(text)] == expected
+
+
+def test_a_series_governs_the_images_after_it_and_described_findings_are_current():
+    refs = find_references("Rundherde Serie 3, Bild 45 und Bild 80.")
+    assert [(r.series, r.image, r.pattern) for r in refs] == [(3, 45, "series_image"), (3, 80, "image_only_inherited")]
+    assert find_references("Nodule (series 3, image 45); effusion (image 80).")[1].series is None
+    (ref,) = find_references("Der in der Voruntersuchung beschriebene Rundherd (Serie 3, Bild 45) ist konstant.")
+    assert not ref.prior
+    (ref,) = find_references("Series 3: nodule at image 45.")
+    assert (ref.series, ref.image) == (3, 45)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Nodule (series 4 (lung window), image 45).", [(4, 45)]),
+    ("Nodule (series 4, lung window: image 45).", [(4, 45)]),
+    ("Rundherd Bild 45 im Lungenfenster der Serie 4.", [(4, 45)]),
+])
+def test_words_between_series_and_image(text, expected):
+    assert [(r.series, r.image) for r in find_references(text)] == expected

@@ -134,3 +134,43 @@ def test_planted_name_in_the_body_never_reaches_the_reports_table(tmp_path):
     text = " ".join(reports.text) + " ".join(reports.findings) + " ".join(reports.impression)
     assert "Quenzhagen" not in text and "Roswitha" not in text and "1951" not in text
     assert "[NAME]" in text and "[BIRTHDATE]" in text
+
+
+def _study(study: str, accession: str, frame: str, z0: float) -> list[dict]:
+    """Index rows of one axial series 2 with 10 instances, 5 mm apart, z descending from z0 (LPS)."""
+    return [{"reason": "", "study_key": study, "accession_key": accession, "SeriesNumber": 2.0,
+             "InstanceNumber": float(i), "frame_key": frame, "ipp0": -100.0, "ipp1": -100.0, "ipp2": z0 - 5 * (i - 1),
+             "iop0": 1.0, "iop1": 0.0, "iop2": 0.0, "iop3": 0.0, "iop4": 1.0, "iop5": 0.0, "Rows": 64.0,
+             "Columns": 64.0, "pixel_spacing_row": 3.125, "pixel_spacing_col": 3.125, "SliceThickness": 5.0}
+            for i in range(1, 11)]
+
+
+def test_mining_two_studies_sharing_an_accession_and_prior_references():
+    from ctvlp.text.pipeline import mine_snippets
+    shared = P("hospital", "accession", "SAME")
+    index = pd.DataFrame(_study("S1", shared, "F1", 0.0) + _study("S2", shared, "F2", 100.0))
+    series = pd.DataFrame([{"study_key": s, "accession_key": shared, "series_number": 2, "status": "ok"}
+                           for s in ("S1", "S2")])
+    affine = lambda z_top: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 5, z_top - 45, 0, 0, 0, 1]  # noqa: E731 (k=0 at the bottom)
+    volumes = pd.DataFrame([{"volume_id": v, "scan_id": "C" + s[1:], "dataset": "hospital", "status": "ok",
+                             "accession_key": shared, "frame_key": f, "affine": affine(z), "shape": [64, 64, 10]}
+                            for v, s, f, z in (("V1", "S1", "F1", 0.0), ("V2", "S2", "F2", 100.0))])
+    text = "Rundherd rechts (Serie 2, Bild 3), in der Voruntersuchung Serie 2, Bild 5."
+    reports = pd.DataFrame([{"volume_id": v, "dataset": "hospital", "split": "train", "accession_key": shared,
+                             "language": "de", "findings": text, "impression": "", "text": text, "flags": ""}
+                            for v in ("V1", "V2")])
+    snippets, qc = mine_snippets(reports, index, series, volumes, bin_voxels=2)
+    assert list(qc.reason_code) == ["ok", "prior_study", "ok", "prior_study"]  # every reference once, with its fate
+    by = snippets.set_index("volume_id")
+    assert by.loc["V1", "z_mm"] == -10.0 and by.loc["V2", "z_mm"] == 90.0  # each study's own instance 3
+    assert (snippets.snippet == "Rundherd rechts").all()
+
+
+def test_column_check_reads_only_the_header(tmp_path):
+    from ctvlp.text.report_io import check_report_columns
+    path = tmp_path / "reports.csv"
+    _write(path, [{"AccessionNumber": "A1", "ReportText": REPORT, "PatientID": "P", "ReportDate": "1",
+                   "StudyInstanceUID": "1"}], sep=";", bom=True)
+    check_report_columns(path, CFG["report_columns"])
+    with pytest.raises(ReportFileError, match="text.report_columns.text"):
+        check_report_columns(path, {**CFG["report_columns"], "text": "Befundtext"})

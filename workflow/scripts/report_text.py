@@ -6,15 +6,23 @@ from ctvlp.io import index_store
 from ctvlp.logs import logged
 from ctvlp.text.labels import RuleLabeler, load_label_set
 from ctvlp.text.public_reports import inspect_reports, merlin_reports
+from ctvlp.text.llm import ChatClient, LLMLabeler, LLMSettings, Translator, load_glossary, load_question_set
 from ctvlp.text.pipeline import (ctrate_text, dicom_identities, hospital_reports, label_reports, labels_summary,
-                                 prompts_table, radchest_labels)
+                                 prompts_table, radchest_labels, translate_reports)
 
 with logged(snakemake.log[0]) as log:
     sources, salt = dict(snakemake.params.sources), resolve_salt(snakemake.config["privacy"])
     volumes = pd.read_parquet(snakemake.input.volumes)
     text_cfg = snakemake.config["text"]
     label_set = load_label_set(text_cfg["label_set"])
-    labeler = RuleLabeler(label_set, text_cfg.get("context_rules"), text_cfg.get("uncertain_value", -1))
+    uncertain = text_cfg.get("uncertain_value", -1)
+    client = None
+    if text_cfg.get("labeler", "rules") == "llm" or text_cfg.get("translate"):
+        client = ChatClient(LLMSettings.from_config(text_cfg["llm"], f"{snakemake.config['results']}/text/llm_cache"))
+    if text_cfg.get("labeler", "rules") == "llm":
+        labeler = LLMLabeler(client, load_question_set(text_cfg["llm"].get("question_set")), uncertain)
+    else:
+        labeler = RuleLabeler(label_set, text_cfg.get("context_rules"), uncertain)
     reports, labels, qc = [], [], []
     if "hospital" in sources:
         # only the columns that find one instance per study (ctvlp.io.index_store), never the whole index
@@ -22,9 +30,13 @@ with logged(snakemake.log[0]) as log:
                  if snakemake.input.index else None)
         identities = dicom_identities(index, sources["hospital"]["dicom_root"])
         rep, rows = hospital_reports(sources["hospital"]["reports_csv"], volumes, salt, text_cfg, identities)
+        if text_cfg.get("translate"):
+            tr = text_cfg["translate"]
+            rep = translate_reports(rep, Translator(client, load_glossary(tr.get("glossary"), tr["from"], tr["to"])))
         reports.append(rep)
-        labels.append(label_reports(rep, labeler))
-        qc += rows
+        lab, label_qc = label_reports(rep, labeler)
+        labels.append(lab)
+        qc += rows + label_qc
     if "ct_rate" in sources:
         rep, lab, rows = ctrate_text(sources["ct_rate"]["root"], volumes, salt)
         reports.append(rep)
@@ -44,3 +56,7 @@ with logged(snakemake.log[0]) as log:
     prompts_table(label_set).to_parquet(snakemake.output.prompts, index=False)
     pd.DataFrame(qc).to_parquet(snakemake.output.qc, index=False)
     log.info("reports: %d; labels: %d volumes\n%s", len(reports), len(labels), labels_summary(labels).T)
+    if client is not None:
+        log.info("LLM %s: %d requests, %d answers from the cache", client.settings.model, client.requests,
+                 client.cache_hits)
+        client.close()

@@ -20,7 +20,8 @@ from typing import Protocol
 
 import yaml
 
-from ctvlp.text.context import Trigger, compile_lower, default_rules_file, find_triggers, load_rules, lower, status
+from ctvlp.text.context import (Trigger, compile_lower, default_rules_file, find_triggers, load_rules, lower,
+                                status, word_starts)
 from ctvlp.text.sentences import sentence_spans
 
 
@@ -38,8 +39,11 @@ class LabelSet:
     name: str
     version: str
     labels: tuple[str, ...]
-    patterns: dict[str, tuple[re.Pattern, ...]]  # label -> regexes over the synonyms of every language (lower case)
+    # label -> (synonyms that start a word, matched where ``any_anchored`` found one; compound-word synonyms,
+    # searched) in lower case
+    patterns: dict[str, tuple[re.Pattern | None, re.Pattern | None]]
     prompts: dict[str, dict[str, list[str]]]  # label -> positive/negative -> prompts
+    any_anchored: re.Pattern | None = None  # every label's word-start synonyms: where to look at all
 
 
 def default_label_set_file() -> str:
@@ -57,16 +61,17 @@ def load_label_set(path: str | None = None) -> LabelSet:
         anchored = [s for s in synonyms if not s.startswith("\\w*")]
         infix = [s[3:] for s in synonyms if s.startswith("\\w*")]
         try:
-            patterns[label] = tuple(compile_lower(body) for body in (
-                r"(?<!\w)(?:" + "|".join(anchored) + r")(?!\w)" if anchored else None,
-                r"(?:" + "|".join(infix) + r")(?!\w)" if infix else None) if body)
+            patterns[label] = (compile_lower(r"(?:" + "|".join(anchored) + r")(?!\w)") if anchored else None,
+                               compile_lower(r"(?:" + "|".join(infix) + r")(?!\w)") if infix else None)
         except re.error as err:
             raise ValueError(f"{path or default_label_set_file()}: label '{label}': bad synonym pattern: {err}") from err
         prompts[label] = {"positive": list(entry["prompts"]["positive"]),
                           "negative": list(entry["prompts"]["negative"])}
         if len(prompts[label]["positive"]) < 1 or len(prompts[label]["negative"]) < 1:
             raise ValueError(f"{path}: label '{label}' needs positive and negative prompts")
-    return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts)
+    everything = [p.pattern for p, _ in patterns.values() if p is not None]
+    any_anchored = compile_lower(r"(?<!\w)(?:" + "|".join(everything) + ")") if everything else None
+    return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts, any_anchored)
 
 
 def _word_start(text: str, i: int) -> int:
@@ -90,19 +95,28 @@ class RuleLabeler:
     def mentions(self, text: str, lang: str = "en") -> list[tuple[str, str, str]]:
         """(label, mention text, status) for every synonym found: what the labels are made of."""
         low = lower(text)
-        found = [(label, _word_start(low, m.start()), m.end(), m.group()) for label, patterns in
-                 self.label_set.patterns.items() for pattern in patterns for m in pattern.finditer(low)]
+        starts = word_starts(low)
+        candidates, pos, scan = [], 0, self.label_set.any_anchored
+        while scan is not None and (hit := scan.search(low, pos)):  # one C-speed scan for every label
+            candidates.append(hit.start())
+            pos = hit.start() + 1
+        found = []
+        for label, (anchored, infix) in self.label_set.patterns.items():
+            if anchored is not None:
+                found += [(label, i, m.end()) for i in candidates if (m := anchored.match(low, i))]
+            if infix is not None:
+                found += [(label, _word_start(low, m.start()), m.end()) for m in infix.finditer(low)]
         if not found:
             return []
         out = []
-        triggers = find_triggers(low, self.rules, lowered=True)
+        triggers = find_triggers(low, self.rules, lowered=True, starts=starts)
         for a, b in sentence_spans(text, lang):
             inside = [f for f in found if a <= f[1] < b]
             if not inside:
                 continue
             local = [Trigger(t.rule, t.start - a, t.end - a) for t in triggers if a <= t.start and t.end <= b]
             sentence = low[a:b]
-            for label, start, end, _ in inside:
+            for label, start, end in inside:
                 out.append((label, text[start:end], status(sentence, start - a, min(end, b) - a, local)))
         return out
 

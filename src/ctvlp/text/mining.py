@@ -24,7 +24,7 @@ from ctvlp.text.sentences import sentence_spans
 
 UNITS = (r"(?!\s*(?:mm|cm|ml|%|x\b|hu\b|he\b|mmhg\b|jahre?n?\b|years?\b|monate?n?\b|months?\b|wochen\b|weeks?\b"
          r"|tage?n?\b|days?\b|h\b|min\b|mgy|msv|kg\b|°))")
-NUM = rf"\d{{1,4}}(?![.,]?\d){UNITS}"
+NUM = rf"\d{{1,4}}(?![.,]?\d)(?![^\W\d_]){UNITS}"  # not "image 3D", not "2.5", not "12 mm"
 HEADINGS = r"(?:findings|impression|befund|beurteilung|clinical information|technique|technik|klinische angaben)\s*:"
 OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cues", "current_cues")
 NEVER = r"(?!x)x"  # an empty vocabulary entry matches nothing
@@ -86,6 +86,7 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     """The reference shapes as regular expressions (cached per set of vocabulary files).
 
     series_image  "series 3, image 45", "Se: 3 Im: 187/312", "in Serie 3 auf den Bildern 80, 95 und 130"
+    pair          "(Se/Im 3/45)", "Serie/Bild 4/112"
     image_series  "image 45 of series 3", "image 97 (series 2)", "Bild 66/Serie 2"
     compact       "s3 i88", "S3/B88"
     image_only    "image 45", "image no. 142", "image 150 of 312"
@@ -94,29 +95,40 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     v = Vocabulary.from_files(files)
     marker = rf"(?:\s*{v.number_markers})?"
     total = rf"(?:\s*(?:of|von|/)\s*\d{{1,4}}(?![.,]?\d))?"  # "image 150 of 312", "Im 187/312"
-    numspec = (rf"{marker}\s*(?P<a>{NUM})(?:\s*{v.ranges}\s*(?P<b>{NUM})|(?P<more>(?:\s*{v.lists}\s*{NUM})+)"
+    numspec = (rf"{marker}\s*(?P<a>{NUM})(?:\s*{v.ranges}\s*(?P<b>{NUM})|(?P<more>(?:\s*,?\s*{v.lists}\s*{NUM})+)"
                rf"|{total})?")
     series = rf"{v.series}(?![^\W\d_])\.?{marker}\s*(?P<s>\d{{1,4}})(?![.,]?\d)"
-    between = r"(?:\s*[,;:/\-–]?\s*|\s+(?:[^\W\d]+\s+){1,3})"  # a series governs the images of its clause
+    between = r"\s*[,;:/\-–(]?\s*(?:[^\W\d]+[,):]*\s+){0,4}?"  # a series governs the images of its clause
     flags = re.IGNORECASE
     return {
         "series_image": re.compile(rf"\b{series}{between}{v.image}(?![^\W\d_])\.?{numspec}", flags),
-        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,/]?\s*\(?\s*(?:{v.connectors}\s+)?"
+        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,/]?\s*(?:[^\W\d]+\s+){{0,3}}?"
+                                   rf"\(?\s*(?:{v.connectors}\s+)?"
                                    rf"(?:{v.articles}\s+)?\b{series}", flags),
+        "pair": re.compile(rf"\b{v.series}\.?\s*/\s*{v.image}\.?\s*:?\s*(?P<s>\d{{1,4}})\s*/\s*(?P<a>\d{{1,4}})"
+                           r"(?![.,]?\d)(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "compact": re.compile(rf"\b{v.compact_series}(?P<s>\d{{1,4}})\s*[/,]?\s*{v.compact_image}(?P<a>\d{{1,4}})\b"
                               r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "image_only": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}(?!\s*:)", flags),
         "overlay": re.compile(r"(?<![\w/.,:-])(?P<a>\d{1,4})\s*/\s*(?P<n>\d{2,4})(?![\w/.,]\d|\s*(?:mm|cm|ml|%))"
                               r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "cue": re.compile(rf"(?:\b{v.cues}\s*)$", flags),
-        "prior": re.compile(rf"\b{v.prior_cues}\b", flags),
+        "series_word": re.compile(rf"\b{v.series}(?![^\W\d_])", flags),
+        "prior": re.compile(rf"(?<!\w){v.prior_cues}(?!\w)", flags),
         "prior_after": re.compile(rf"\s*[,)\]]?\s*(?:{v.connectors}|at|auf|im|vom|zur)\s+(?:{v.articles}\s+)?"
-                                  rf"{v.prior_cues}\b", flags),
+                                  rf"{v.prior_cues}(?!\w)", flags),
         "current": re.compile(rf"\b{v.current_cues}\b", flags),
+        # "new since the prior study (series 3, image 45)": a comparison, the image is in the current study
+        "since": re.compile(r"\b(?:since|seit)\s+(?:\w+\s+)?$", flags),
+        # "the previously described nodule (series 3, image 45)", "der in der Voruntersuchung beschriebene Rundherd":
+        # the cue dates the finding, the image is in the current study
+        "described": re.compile(r"\s*(?:\w+\s+)?(?:described|seen|noted|mentioned|known|reported|identified|"
+                                r"demonstrated|visible|beschrieben\w*|bekannt\w*|gesehen\w*|erwähnt\w*|"
+                                r"abgrenzbar\w*|nachgewiesen\w*|dokumentiert\w*|sichtbar\w*)\b", flags),
     }
 
 
-SHAPES = ("series_image", "image_series", "compact", "image_only", "overlay")
+SHAPES = ("series_image", "image_series", "pair", "compact", "image_only", "overlay")
 
 
 def _plausible(name: str, m: re.Match) -> bool:
@@ -213,13 +225,27 @@ def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: 
     if patterns["prior_after"].match(sentence, end):
         return True
     window_start = previous_end
-    for m in re.finditer(r"[,;]", sentence[previous_end:start]):
+    for m in re.finditer(r"[,;:]", sentence[previous_end:start]):
         pos = previous_end + m.start()
         if sentence[:pos].count("(") <= sentence[:pos].count(")"):
             window_start = pos
     window = sentence[window_start:start]
-    cues = list(patterns["prior"].finditer(window))
+    cues = [c for c in patterns["prior"].finditer(window) if not patterns["since"].search(window[:c.start()])
+            and not patterns["described"].match(window, c.end())]
     return bool(cues) and not patterns["current"].search(window, cues[-1].end())
+
+
+def _governing_series(sentence: str, before: list[tuple[str, re.Match]], start: int, offset: int,
+                      patterns: dict[str, re.Pattern]) -> int | None:
+    """The series an image-only reference takes from the reference before it in the same clause ("Serie 3,
+    Bild 45 und Bild 80"): none across a semicolon or when another series word stands between."""
+    for name, m in reversed(before):
+        if "s" in m.re.groupindex and m.group("s"):
+            gap = sentence[m.end() - offset:start - offset]
+            if ";" in gap or patterns["series_word"].search(gap):
+                return None
+            return int(m.group("s"))
+    return None
 
 
 def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
@@ -251,6 +277,9 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
                 snippet = _snippet(sentence, local, patterns["cue"])
             prior = _is_prior(sentence, local[i][0], local[i][1], local[i - 1][1] if i else 0, patterns)
             for series, image, image_range, pattern in _references(name, m):
+                if series is None and name == "image_only":
+                    series = _governing_series(sentence, inside[:i], m.start(), s_start, patterns)
+                    pattern += "_inherited" if series is not None else ""
                 refs.append(Reference(series, image, (m.start(), m.end()), snippet, pattern, image_range, prior))
     return refs
 

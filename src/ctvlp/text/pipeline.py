@@ -206,11 +206,36 @@ def radchest_labels(root: str | Path, volumes: pd.DataFrame, salt: bytes) -> pd.
     return pd.DataFrame(rows)
 
 
-def label_reports(reports: pd.DataFrame, labeler: Labeler) -> pd.DataFrame:
-    rows = [{"volume_id": r.volume_id, "dataset": r.dataset, "labeler": labeler.name,
-             "labeler_version": labeler.version, **labeler(r.text, r.language)}
-            for r in reports.itertuples()]
-    return pd.DataFrame(rows)
+def label_reports(reports: pd.DataFrame, labeler: Labeler) -> tuple[pd.DataFrame, list[dict]]:
+    """Labels per report and QC rows for reports the labeler could not answer (LLM: unparsable answers)."""
+    if hasattr(labeler, "label_batch"):
+        answers = labeler.label_batch(list(reports.text))
+    else:
+        answers = [(labeler(r.text, r.language), "") for r in reports.itertuples()]
+    rows, qc = [], []
+    for r, (labels, problem) in zip(reports.itertuples(), answers):
+        rows.append({"volume_id": r.volume_id, "dataset": r.dataset, "labeler": labeler.name,
+                     "labeler_version": labeler.version, **labels})
+        if problem:
+            qc.append({"dataset": r.dataset, "kind": "labels", "item": r.volume_id, "status": "rejected",
+                       "reason": f"labels unknown (-1): {problem}", "flags": labeler.name})
+    return pd.DataFrame(rows), qc
+
+
+def translate_reports(reports: pd.DataFrame, translator) -> pd.DataFrame:
+    """Findings, impression and text translated (``text.translate``); language set to the target."""
+    src, dst = translator.glossary.source, translator.glossary.target
+    todo = reports.language == src
+    if not todo.any():
+        return reports
+    out = reports.copy()
+    for column in ("findings", "impression"):
+        out.loc[todo, column] = translator.translate_batch(list(reports.loc[todo, column]))
+    out.loc[todo, "text"] = [training_text({"findings": f, "impression": i})
+                             for f, i in zip(out.loc[todo, "findings"], out.loc[todo, "impression"])]
+    out.loc[todo, "language"] = dst
+    out.loc[todo, "flags"] = [f"{f},translated_{src}_{dst}".strip(",") for f in out.loc[todo, "flags"]]
+    return out
 
 
 def mine_snippets(reports: pd.DataFrame, index: pd.DataFrame, series: pd.DataFrame, volumes: pd.DataFrame,

@@ -16,6 +16,7 @@ import io
 from pathlib import Path
 
 import charset_normalizer
+import openpyxl  # noqa: F401  (the engine of pandas.read_excel, imported so the data environment carries it)
 import pandas as pd
 
 KEYS = ("accession", "text", "patient_id", "study_date", "study_uid", "patient_name", "birth_date")
@@ -115,3 +116,23 @@ def read_report_table(path: str | Path, columns: dict | None = None) -> tuple[li
     mapping = _resolve_columns(found, columns, path)
     rows = [{key: (r.get(col) or "") for key, col in mapping.items()} for r in table]
     return rows, {**facts, "columns": found, "mapped": mapping}
+
+
+def check_report_columns(path: str | Path, columns: dict | None = None) -> None:
+    """The configured columns against the export's header only, cheap enough for the configuration check that
+    runs before any job starts; raises ``ReportFileError`` (one line) like ``read_report_table``."""
+    path = Path(path)
+    columns = {**DEFAULT_COLUMNS, **(columns or {})}
+    if not path.is_file():
+        raise ReportFileError(f"{path}: report export not found")
+    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+        try:
+            found = [str(c) for c in pd.read_excel(path, nrows=0).columns]
+        except Exception as exc:  # a corrupt workbook raises zipfile, xml or openpyxl errors
+            raise ReportFileError(f"{path}: unreadable Excel file ({type(exc).__name__}: {exc})") from exc
+    else:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+        text, _ = _decode(head)
+        found = next(csv.reader(io.StringIO(text, newline=""), delimiter=_sniff(text, path.suffix.lower())), [])
+    _resolve_columns(found, columns, path)
