@@ -23,12 +23,12 @@ with logged(snakemake.log[0]) as log:
         (run_dir / "run_config.json").write_text(json.dumps(config))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
                "-m", "ctvlp.train.run", "--config", str(run_dir / "run_config.json"),
-               "--inputs", str(run_dir / "inputs.json"), "--run-dir", str(run_dir)]
+               "--inputs", str(run_dir / "inputs.json"), "--run-dir", str(run_dir), "--gpus", str(gpus)]
         log.info("starting %s", " ".join(cmd))
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, stdout=sys.stdout, stderr=sys.stderr)  # into this rule's log
         result = json.loads((run_dir / "final.json").read_text())
     else:
-        result = run_training(config, run_dir, inputs)
+        result = run_training(config, run_dir, inputs, gpus=gpus)
     if result.get("resumed_from_step"):
         log.info("resumed from the checkpoint of step %d of %d", result["resumed_from_step"], result["steps"])
     log.info("run %s: %s", snakemake.wildcards.run, json.dumps(result.get("test", {}), default=float))
