@@ -111,6 +111,11 @@ def test_processes_train_like_one_process_on_an_uneven_training_set(one_process,
     assert sum(not torch.equal(start[k], want[k]) for k in want) > 10  # the steps moved the parameters
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=2e-5, msg=name)
+    # Adam hides a constant gradient scale; the logged losses and (pre-clipping) gradient norms do not
+    log, want_log = pd.read_csv(tmp_path / "run" / "train_log.csv"), pd.read_csv(single.run_dir / "train_log.csv")
+    assert list(log.step) == [1, 2, 3]
+    for column in ("contrastive", "prompts", "localization", "grad_norm"):
+        assert np.allclose(log[column], want_log[column], rtol=1e-5), column
     dev = pd.read_csv(tmp_path / "run" / "dev_metrics.csv")  # the dev pass shared over processes, scored once
     assert list(dev.step) == [2] and int(dev.n.iloc[0]) == 4
     want_dev = pd.read_csv(single.run_dir / "dev_metrics.csv")

@@ -193,12 +193,13 @@ def one_step_gradients(tiny_data, run: Path, **extra) -> tuple[dict, dict]:
 def test_gradient_cache_equals_one_full_batch_step(tiny_data, tmp_path):
     """Two-phase caching over micro-batches of 2 and of 1 gives the gradient of the 4-pair batch computed
     in one pass (SigLIP over all pairs, prompt loss, localization loss; LoRA text tower included), where
-    separate per-micro-batch losses (plain accumulation) would not."""
+    separate per-micro-batch losses (plain accumulation) would not; with text-tower gradient checkpointing too."""
     full, full_log = one_step_gradients(tiny_data, tmp_path / "full", **{"train.micro_batch": 4})
     assert any(n.startswith("text.") for n in full) and "scale.t" in full and "scale.b" in full
     assert {"contrastive", "prompts", "localization"} <= set(full_log)
-    for micro in (2, 1):
-        cached, log = one_step_gradients(tiny_data, tmp_path / f"m{micro}", **{"train.micro_batch": micro})
+    for micro, checkpointing in ((2, False), (1, True)):
+        cached, log = one_step_gradients(tiny_data, tmp_path / f"m{micro}", **{"train.micro_batch": micro,
+                                                                              "train.text_grad_checkpointing": checkpointing})
         assert cached.keys() == full.keys()
         for name in full:
             torch.testing.assert_close(cached[name], full[name], rtol=1e-4, atol=1e-6, msg=name)
@@ -236,3 +237,64 @@ def test_replayed_micro_batch_draws_the_dropout_of_its_first_pass():
     torch.testing.assert_close(layer.weight.grad, want)
     with torch.no_grad():
         assert not all(torch.equal(drop(layer(x)), c.outputs["y"]) for x, c in zip(xs, cached))
+
+
+def test_ctrate_trains_one_entry_per_report_with_a_random_reconstruction_each_epoch():
+    """first_all: the reconstructions of a CT-RATE scan share one report and form one entry; each epoch takes
+    one of them at random (seeded), so two volumes with the same report are never each other's negatives."""
+    from ctvlp.train.batches import epoch_samples, training_entries
+
+    y = np.zeros(18, dtype=np.int64)
+    samples = [Sample(f"V{i}", "train", "ct_rate", "P", "t", y, [], f"train_{i // 3}_a") for i in range(9)]
+    samples += [Sample(f"H{i}", "train", "hospital", "P", "t", y, [], "same") for i in range(2)]
+    entries = training_entries(samples, "first_all")
+    assert sorted(map(tuple, entries)) == [(0, 1, 2), (3, 4, 5), (6, 7, 8), (9,), (10,)]
+    assert len(training_entries(samples, "all")) == 11
+    picks = [epoch_samples(entries, 42, epoch) for epoch in range(12)]
+    for order in picks:
+        assert len(order) == 5 and {i // 3 for i in order if i < 9} == {0, 1, 2} and {9, 10} <= set(order)
+    assert len({tuple(sorted(order)) for order in picks}) > 3  # different reconstructions in different epochs
+    assert np.array_equal(epoch_samples(entries, 42, 5), picks[5])  # a pure function of (seed, epoch)
+
+
+def test_report_text_and_short_reports():
+    """The text tower reads "Findings: ...\\nImpressions: ...\\n" (RadFinder); reports of <= 10 tokens leave the
+    contrastive batch."""
+    from ctvlp.train.data import report_text
+
+    assert report_text("No effusion. Impressions follow.", "Normal.", "raw") == \
+        "Findings: No effusion.  follow.\nImpressions: Normal.\n"
+    assert report_text("", "Normal.", "raw") == "Impressions: Normal.\n"
+    assert report_text(None, " ", "raw") == "raw"
+
+
+def test_no_weight_decay_on_norms_biases_positions_and_tokens(tiny_data, tmp_path):
+    from ctvlp.train.trainer import no_decay
+
+    samples, feats = tiny_data
+    trainer = Trainer(tiny_config(), tmp_path / "run", samples, feats, PROMPTS, prompt_set=SMALL)
+    decayed = {id(p) for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {n: id(p) in decayed for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert not names["grid.scan_token"] and not names["grid.pos.0.weight"] and not names["scale.t"]
+    assert not any(v for n, v in names.items() if n.endswith(".bias") or "norm" in n)
+    assert names["scan_head.0.weight"] and names["grid.scan_in.weight"]
+    assert no_decay("combiner.cls_token", torch.zeros(1, 1, 4)) and no_decay("x.pos_embed", torch.zeros(4, 4))
+    short = [s.text for s in samples[:2]] + ["No findings."]
+    assert [n >= 11 for n in trainer._token_counts(short)] == [True, True, False]
+    assert bool(trainer.has_text.all())  # every tiny report is long enough
+
+
+def test_loader_workers_read_the_same_micro_batches(tiny_data, tmp_path):
+    samples, feats = tiny_data
+    trainer = Trainer(tiny_config(), tmp_path / "run", samples, feats, PROMPTS, prompt_set=SMALL)
+    plain = list(trainer._loader(1, 0))
+    trainer.cfg = type(trainer.cfg)(**{**trainer.cfg.__dict__, "loader_workers": 2})
+    threaded = list(trainer._loader(1, 0))
+    assert len(plain) == len(threaded) == trainer.steps_per_epoch * trainer.plan.micro_per_rank
+    for a, b in zip(plain, threaded):
+        assert a["index"].tolist() == b["index"].tolist()
+        for k in a["tensors"]:
+            assert torch.equal(a["tensors"][k], b["tensors"][k])
+    flat = [i for item in plain for i in item["index"].tolist()]
+    want = [int(i) for step in range(trainer.steps_per_epoch) for i in trainer.global_batch(trainer.steps_per_epoch + step)]
+    assert flat == want

@@ -11,6 +11,8 @@ try:  # each run's global batch must split over its processes: stop before any j
         BatchPlan.check(apply_overrides(config, _overrides), max(int(config["compute"]["train_gpus"]), 1))
 except (ConfigError, KeyError) as err:
     sys.exit(f"ctvlp: {err} (run {_run})")
+print(f"ctvlp: train: {BatchPlan.check(config, max(int(config['compute']['train_gpus']), 1)).describe()}",
+      file=sys.stderr)
 
 
 rule window_features:

@@ -1,7 +1,7 @@
 """Checkpoints without pickle: tensors in safetensors, everything else in JSON, written atomically.
 
 A checkpoint holds the trainable parameters, the optimizer moments, the scheduler position, the
-CPU and CUDA RNG states of every process (``rng/<rank>/cpu``, ``rng/<rank>/cuda<i>``) and the step,
+CPU and CUDA RNG states of every process (``rng/<rank>/cpu``, ``rng/<rank>/cuda``) and the step,
 so a job killed at any point resumes and ends with the same
 parameters as an uninterrupted run. ``latest.json`` is written last: a half-written checkpoint
 is never picked up.
@@ -24,10 +24,10 @@ def _atomic_json(path: Path, obj: dict) -> None:
 
 
 def rng_states() -> dict[str, torch.Tensor]:
-    """This process's generator states (CPU, and every CUDA device it initialised)."""
+    """This process's generator states: CPU, and its own CUDA device when it uses one."""
     out = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out.update({f"cuda{i}": torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())})
+        out["cuda"] = torch.cuda.get_rng_state()
     return out
 
 
@@ -40,9 +40,8 @@ def set_rng_states(tensors: dict[str, torch.Tensor], rank: int) -> None:
     if not mine:
         raise ValueError(f"checkpoint holds no RNG state for process {rank} (it was written by fewer processes)")
     torch.set_rng_state(mine.pop("cpu"))
-    for key, state in mine.items():
-        if torch.cuda.is_available() and int(key[4:]) < torch.cuda.device_count():
-            torch.cuda.set_rng_state(state, int(key[4:]))
+    if "cuda" in mine and torch.cuda.is_available():
+        torch.cuda.set_rng_state(mine["cuda"])
 
 
 def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Tensor],

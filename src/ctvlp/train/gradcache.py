@@ -20,20 +20,21 @@ import torch
 
 @dataclass
 class RandState:
-    """CPU and CUDA generator states, captured before a micro-batch and restored for its re-run."""
+    """CPU and CUDA generator states, captured before a micro-batch and restored for its re-run (the CUDA
+    state of this process's own device only: touching the others would create a context on every GPU)."""
 
     cpu: torch.Tensor
-    cuda: list[torch.Tensor]
+    cuda: torch.Tensor | None
 
     @classmethod
     def capture(cls) -> "RandState":
-        cuda = [torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_initialized() else []
+        cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
         return cls(torch.get_rng_state(), cuda)
 
     def restore(self) -> None:
         torch.set_rng_state(self.cpu)
-        for i, state in enumerate(self.cuda):
-            torch.cuda.set_rng_state(state, i)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda)
 
 
 Job = Callable[[], dict[str, torch.Tensor]]

@@ -55,7 +55,11 @@ class BatchPlan:
         return slice(rank * self.per_rank, (rank + 1) * self.per_rank)
 
     def describe(self) -> str:
-        return (f"contrastive batch {self.batch} pairs per optimiser step = {self.world} process(es) x "
-                f"{self.micro_per_rank} micro-batch(es) x {self.micro} (train.micro_batch), by gradient caching; "
-                f"{self.steps_per_epoch} steps per epoch over {self.entries} entries "
-                f"({self.entries - self.steps_per_epoch * self.batch} dropped per epoch, a different tail each epoch)")
+        """The arithmetic, as the workflow (at start) and the train log print it."""
+        text = (f"contrastive batch {self.batch} pairs per optimiser step = {self.world} process(es) x "
+                f"{self.micro_per_rank} micro-batch(es) x {self.micro} (train.micro_batch)"
+                f"{', by gradient caching' if self.world * self.micro_per_rank > 1 else ''}")
+        if self.entries:
+            text += (f"; {self.steps_per_epoch} steps per epoch over {self.entries} entries "
+                     f"({self.entries - self.steps_per_epoch * self.batch} left out per epoch, a different tail each)")
+        return text

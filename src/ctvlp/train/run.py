@@ -61,6 +61,7 @@ def run_training(config: dict, run_dir: Path, paths: dict, stop_after: int | Non
     result = {"best": best, "steps": trainer.total_steps, "resumed_from_step": trainer.resumed_from}
     if trainer.rank == 0 and (stop_after is None or stop_after >= trainer.total_steps):
         trainer.load_best()
+        result["prompt_scale"] = trainer.prompt_scale()
         test = [s for s in samples if s.split == "test"]
         metrics = evaluate_samples(trainer.model, test, features, prompts, trainer.bin_mm)
         result.update(test=metrics, train_volumes=len(trainer.train), dev_volumes=len(trainer.dev))

@@ -423,6 +423,10 @@ class Trainer:
             (self.run_dir / "best.json").write_text(json.dumps(best))
         return best
 
+    def prompt_scale(self) -> float:
+        """The scale of the prompt logits: ``train.prompt_scale``, or exp(t) of the current model (RadFinder)."""
+        return float(self.model.scale.t.detach().exp()) if self.cfg.prompt_scale is None else self.cfg.prompt_scale
+
     def load_best(self) -> None:
         path = self.run_dir / "best.safetensors"
         if path.exists():
