@@ -173,7 +173,11 @@ class Trainer:
         self.has_text = torch.tensor([n >= MIN_REPORT_TOKENS for n in self._token_counts([s.text for s in self.train])])
         self._set_feature_stats()
         if c.text_checkpointing and self.model.text.spec.finetune != "frozen":
-            self.model.text.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            tower = self.model.text.model  # a Hugging Face model (peft-wrapped with LoRA)
+            if hasattr(tower, "activation_checkpointing_enable"):  # the name in transformers >= 5.2x
+                tower.activation_checkpointing_enable({"use_reentrant": False})
+            else:
+                tower.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.steps_per_epoch = self.plan.steps_per_epoch
         self.total_steps = c.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.AdamW(param_groups(self.model, c.weight_decay, c.lr, c.scale_lr, c.window_lr),
