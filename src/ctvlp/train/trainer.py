@@ -194,8 +194,9 @@ class Trainer:
         self.resumed_from = 0
         self.bin_mm = config["model"]["window_encoder"]["patch_voxels"][2] * config["preprocess"]["spacing_mm"][2]
         if self.rank == 0:
-            print(f"ctvlp train: {self.plan.describe()}; {len(self.train)} training volumes, "
-                  f"{len(self.prompt_set.names)} prompt labels", flush=True)
+            groups = {g: (self.prompt_set.groups.count(g), c.prompt_groups[g]) for g in dict.fromkeys(self.prompt_set.groups)}
+            print(f"ctvlp train: {self.plan.describe()}; {len(self.train)} training volumes; prompt labels: "
+                  + ", ".join(f"{g} {n} x weight {w}" for g, (n, w) in groups.items()), flush=True)
 
     def _token_counts(self, texts: list[str]) -> list[int]:
         tok = self.model.text.tokenizer
