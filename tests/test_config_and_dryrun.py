@@ -81,6 +81,9 @@ def test_dry_runs_of_demo_and_paper_configs(tmp_path):
                          str(REPO / "config/paper.yaml"), str(paper))
     assert proc.returncode == 0, proc.stderr
     assert "demo_cohort" not in proc.stdout
+    # the paper's 4,096-pair batch on 4 GPUs, printed before any job
+    assert "train: contrastive batch 4096 pairs per optimiser step = 4 process(es) x 64 micro-batch(es) x 16" \
+        in proc.stderr, proc.stderr[-2000:]
     other = write_config(tmp_path / "other_dims.yaml", {"model": {"scan_encoder": {"depth": 6}}})
     proc = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(REPO / "config/config.yaml"),
                          str(REPO / "config/paper.yaml"), str(paper), str(other))
@@ -94,6 +97,12 @@ def test_workflow_stops_before_any_job_on_bad_config(tmp_path):
                          str(bad))
     assert proc.returncode != 0
     assert "config key 'preprocess.shard': unknown key" in proc.stderr
+    uneven = write_config(tmp_path / "uneven.yaml", {"train": {"batch_size": 20}})  # micro_batch 16
+    proc = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(REPO / "config/config.yaml"),
+                         str(uneven))
+    assert proc.returncode != 0
+    assert ("config key 'train.batch_size': 20 is not a multiple of train.micro_batch x processes = 16 x 1 = 16"
+            in proc.stderr), proc.stderr[-2000:]
     missing = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(REPO / "config/config.yaml"),
                             str(REPO / "config/paper.yaml"))
     assert missing.returncode != 0

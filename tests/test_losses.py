@@ -1,18 +1,15 @@
-"""Each loss against a direct formula; SigLIP/CLIP across two real processes (gloo) against one."""
+"""Each loss against a direct formula (spectre.md), hand-computed or written out independently in numpy.
+Several processes: tests/test_distributed.py."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-import torch.nn.functional as F
 
-from ctvlp.losses import LogitScale, clip_loss, localization_loss, prompt_loss, prompt_pos_weight, siglip_loss
-from ctvlp.losses.localization import smoothed_targets
+from ctvlp.losses import (LogitScale, clip_loss, draw_variants, localization_loss, localization_terms, prompt_logits,
+                          prompt_loss, prompt_pos_weight, siglip_loss, smoothed_targets)
 
 
 def unit(x):
@@ -40,71 +37,86 @@ def test_clip_matches_symmetric_cross_entropy():
     assert math.isclose(float(clip_loss(torch.tensor(img), torch.tensor(txt), LogitScale())), expected, rel_tol=1e-6)
 
 
-def test_prompt_loss_masks_unknown_and_weights_positives():
-    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    pos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    neg = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    labels = torch.tensor([[1, -1], [0, 1]])
-    weight = torch.tensor([3.0, 1.0])
-    got = prompt_loss(img, pos, neg, labels, weight, scale=2.0)
-    # scan 0 label 0: s = 1 - 0 = 1, logit 2, y=1, w=3; scan 1 label 0: s = -1, logit -2, y = 0;
-    # scan 1 label 1: s = 1, logit 2, y = 1; scan 0 label 1 unknown (masked)
-    bce = lambda x, y, w=1.0: -(w * y * math.log(1 / (1 + math.exp(-x))) + (1 - y) * math.log(1 - 1 / (1 + math.exp(-x))))  # noqa: E731
-    expected = (bce(2, 1, 3.0) + bce(-2, 0) + bce(2, 1)) / 3
-    assert math.isclose(float(got), expected, rel_tol=1e-6)
-    assert prompt_pos_weight(torch.tensor([[1, 0], [0, 0], [0, -1], [0, 1]]), cap=2.0).tolist() == [2.0, 2.0]
-    assert prompt_pos_weight(torch.tensor([[1], [1], [0]]), cap=20).tolist() == [1.0]
+def test_prompt_loss_draws_paired_variants_with_group_and_positive_weights():
+    """Hand-computed: 2 scans, 2 labels, 2 paired variants; scan 1's label 1 unknown; logits exp(t) (cos+ - cos-)."""
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    e = {"x": [1.0, 0.0], "y": [0.0, 1.0], "d": [2 ** -0.5, 2 ** -0.5]}
+    # prompt_emb[label, variant, polarity]
+    prompt_emb = torch.tensor([[[e["x"], e["y"]], [e["d"], e["y"]]],
+                               [[e["y"], e["x"]], [e["d"], e["x"]]]], dtype=torch.float64)
+    labels = torch.tensor([[1, 0], [0, -1]])
+    draw = torch.tensor([[1, 0], [0, 1]])  # scan 0: label 0 variant 1, label 1 variant 0; scan 1: variant 0, (1)
+    pos_weight, group = torch.tensor([3.0, 0.5]), torch.tensor([5.0, 1.0])
+    scale = torch.tensor(math.log(10.0), dtype=torch.float64).exp()
+    got = prompt_loss(img, prompt_emb, labels, pos_weight, group, scale, draw)
+    s = 10.0 * np.array([(2 ** -0.5) - 0.0,  # scan 0, label 0, v1: cos(x, d) - cos(x, y)
+                         0.0 - 1.0,          # scan 0, label 1, v0: cos(x, y) - cos(x, x)
+                         0.0 - 1.0])         # scan 1, label 0, v0: cos(y, x) - cos(y, y)
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    terms = [5.0 * -(3.0 * math.log(sig(s[0]))),   # y = 1: group weight x pos_weight x -log s(z)
+             1.0 * -math.log(1 - sig(s[1])),        # y = 0: group weight x -log(1 - s(z))
+             5.0 * -math.log(1 - sig(s[2]))]
+    assert math.isclose(float(got), sum(terms) / 3, rel_tol=1e-6)  # mean over the 3 known elements
+    mean_all = prompt_loss(img, prompt_emb, labels, pos_weight, group, 1.0, None)  # mean over the variants
+    s0 = ((1.0 - 0.0) + (2 ** -0.5 - 0.0)) / 2
+    assert math.isclose(float(prompt_logits(img, prompt_emb, None, 1.0)[0, 0]), s0, rel_tol=1e-6)
+    assert float(mean_all) > 0
 
 
-def test_localization_loss_matches_gaussian_cross_entropy():
+def test_pos_weight_is_the_capped_ratio_without_a_floor():
+    labels = torch.tensor([[1, 0, 1, -1], [0, 0, 1, -1], [0, -1, 1, -1], [0, 1, 0, -1]])
+    # label 0: 1 pos / 3 neg -> 3; label 1: 1 / 2 -> 2 (cap 2.5); label 2: 3 pos / 1 neg -> 1/3 (no floor); label 3: none -> 1
+    got = prompt_pos_weight(labels, cap=2.5).tolist()
+    assert np.allclose(got, [2.5, 2.0, 1 / 3, 1.0])
+    assert prompt_pos_weight(torch.tensor([[0], [0]]), cap=20).tolist() == [1.0]  # no positive: 1, not the cap
+
+
+def test_prompt_draws_are_a_function_of_seed_and_step():
+    a, b = draw_variants(42, 7, 5, 4, 3), draw_variants(42, 7, 5, 4, 3)
+    assert torch.equal(a, b) and a.shape == (5, 4) and int(a.min()) >= 0 and int(a.max()) <= 2
+    assert not torch.equal(a, draw_variants(42, 8, 5, 4, 3))
+
+
+def radfinder_target(target: int, n_valid: int, n_padded: int, sigma: float) -> np.ndarray:
+    """spectre.md, written out independently: one-hot over the padded axis, Gaussian kernel of radius
+    round(3 sigma) normalised to 1, zero padding at the ends, renormalised over all positions, then zeroed
+    on padded positions without renormalising."""
+    radius = max(int(sigma * 3 + 0.5), 1)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    onehot = np.zeros(n_padded)
+    onehot[target] = 1.0
+    smooth = np.convolve(onehot, kernel, mode="same") if n_padded >= len(kernel) else \
+        np.convolve(onehot, kernel, mode="full")[radius:radius + n_padded]
+    smooth /= smooth.sum() + 1e-8
+    smooth[n_valid:] = 0.0
+    return smooth
+
+
+def test_localization_target_is_radfinders_near_the_scan_ends():
+    """Target 1 bin from the start of a 5-bin scan padded to 9 bins: the kernel's mass left of bin 0 is lost
+    at the array end and renormalised; the mass on padded bins 5..8 stays in the normalisation and is cut."""
+    got = smoothed_targets(torch.tensor([1, 4]), torch.tensor([5, 5]), 9, 2.0).numpy()
+    for row, tgt in zip(got, (1, 4)):
+        want = radfinder_target(tgt, 5, 9, 2.0)
+        assert np.allclose(row, want, atol=1e-7)
+    assert got[1].sum() < 0.75 and math.isclose(got[1, 4], radfinder_target(4, 5, 9, 2.0)[4], rel_tol=1e-6)
+    # kernel of sigma 2: radius 6, 13 taps
+    assert len(radfinder_target(6, 13, 13, 2.0).nonzero()[0]) == 13
+
+
+def test_localization_loss_matches_the_soft_cross_entropy():
     rng = np.random.default_rng(2)
-    snip, depth = rng.normal(size=(1, 3)), rng.normal(size=(1, 5, 3))
-    n_valid = 4  # the fifth bin is padding
-    cos = unit(depth[0]) @ unit(snip)[0]
-    logits = cos[:n_valid] / 0.1
-    logp = logits - np.log(np.exp(logits).sum())
-    target = np.exp(-0.5 * ((np.arange(n_valid) - 1) / 2.0) ** 2)
-    target /= target.sum()
-    expected = -(target * logp).sum()
-    got = localization_loss(torch.tensor(snip), torch.tensor(depth), torch.tensor([1]), torch.tensor([n_valid]))
-    assert math.isclose(float(got), expected, rel_tol=1e-6)
-    t = smoothed_targets(torch.tensor([0]), torch.tensor([3]), 5, 2.0)
-    assert t[0, 3:].sum() == 0 and math.isclose(float(t.sum()), 1.0, rel_tol=1e-6)
-
-
-def _worker(rank: int, world: int, init: str, kind: str, out: str):
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    torch.manual_seed(0)
-    enc_img, enc_txt, scale = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3), LogitScale()
-    x, y = torch.randn(8, 4), torch.randn(8, 4)
-    part = slice(rank * 4, (rank + 1) * 4)
-    loss_fn = siglip_loss if kind == "siglip" else clip_loss
-    loss = loss_fn(enc_img(x[part]), enc_txt(y[part]), scale)
-    loss.backward()
-    params = [*enc_img.parameters(), *enc_txt.parameters(), *scale.parameters()]
-    for p in params:  # what the trainer (and DDP) does: average gradients over processes
-        if p.grad is None:  # CLIP leaves the bias unused
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
-        p.grad /= world
-    total = loss.detach().clone()
-    dist.all_reduce(total)
-    if rank == 0:
-        torch.save({"loss": total / world, "grads": [p.grad for p in params]}, out)
-    dist.destroy_process_group()
-
-
-@pytest.mark.parametrize("kind", ["siglip", "clip"])
-def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, kind):
-    out = str(tmp_path / "dist.pt")
-    mp.spawn(_worker, args=(2, f"file://{tmp_path}/store", kind, out), nprocs=2, join=True)
-    torch.manual_seed(0)
-    enc_img, enc_txt, scale = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3), LogitScale()
-    x, y = torch.randn(8, 4), torch.randn(8, 4)
-    loss_fn = siglip_loss if kind == "siglip" else clip_loss
-    loss = loss_fn(enc_img(x), enc_txt(y), scale)
-    loss.backward()
-    got = torch.load(out, weights_only=True)
-    assert torch.allclose(got["loss"], loss.detach(), atol=1e-6)
-    for g, p in zip(got["grads"], [*enc_img.parameters(), *enc_txt.parameters(), *scale.parameters()]):
-        assert torch.allclose(g, p.grad if p.grad is not None else torch.zeros_like(p), atol=1e-6)
+    snip, depth = rng.normal(size=(2, 3)), rng.normal(size=(2, 6, 3))
+    n_valid, targets = [4, 6], [0, 5]
+    expected = []
+    for k in range(2):
+        cos = unit(depth[k]) @ unit(snip)[k]
+        logits = cos[: n_valid[k]] / 0.1
+        logp = logits - np.log(np.exp(logits).sum())
+        t = radfinder_target(targets[k], n_valid[k], 6, 2.0)[: n_valid[k]]
+        expected.append(-(t * logp).sum())  # summed over valid bins, NOT renormalised
+    got = localization_loss(torch.tensor(snip), torch.tensor(depth), torch.tensor(targets), torch.tensor(n_valid))
+    assert math.isclose(float(got), np.mean(expected), rel_tol=1e-6)
+    terms = localization_terms(torch.tensor(snip), torch.tensor(depth), torch.tensor(targets), torch.tensor(n_valid))
+    assert np.allclose(terms.numpy(), expected)

@@ -24,16 +24,21 @@ from ctvlp.preprocess.cache import cache_file, write_cached
 from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.checkpoint import load_checkpoint
 from ctvlp.train.data import FeatureSet, Sample
+from ctvlp.train.prompt_set import PromptSet
 from ctvlp.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"model.window_encoder.dim": 24, "model.scan_encoder.dim": 24, "model.scan_encoder.depth": 1,
-        "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.heads.hidden_dim": 32, "model.heads.bottleneck_dim": 8,
-        "model.text_encoder.max_tokens": 32,
-        "train.epochs": 2, "train.batch_size": 4, "train.checkpoint_every": 1, "train.lr": 1e-3,
+TINY = {"model.window_encoder.dim": 16, "model.scan_encoder.dim": 32, "model.scan_encoder.depth": 1,
+        "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.text_encoder.max_tokens": 32,
+        "train.epochs": 2, "train.batch_size": 4, "train.micro_batch": 2, "train.checkpoint_every": 1, "train.lr": 1e-3,
+        "train.loader_workers": 0,
         "model.text_encoder.finetune": "lora"}
 PROMPTS = {"positive": [[f"label {i} is present."] for i in range(18)],
            "negative": [[f"label {i} is absent."] for i in range(18)]}
+# The prompt loss trains on two CT-RATE labels with two paired variants each (a step encodes 8 prompts).
+SMALL = PromptSet.from_table(pd.DataFrame([
+    {"label": label, "polarity": pol, "rank": r, "prompt": f"{'' if pol == 'positive' else 'no '}{label} {r}"}
+    for label in ("Cardiomegaly", "Emphysema") for pol in ("positive", "negative") for r in range(2)]), {"ct_rate": 5.0})
 
 
 def tiny_config(**extra) -> dict:
@@ -49,11 +54,12 @@ def tiny_data(tmp_path_factory):
     samples = []
     for i in range(10):
         vid = f"V{i:04d}"
-        feats = {"cls": rng.normal(size=(2, 2, 2, 24)), "mean": rng.normal(size=(2, 2, 2, 24)),
-                 "depth": rng.normal(size=(2, 2, 2, 4, 24))}
+        feats = {"cls": rng.normal(size=(2, 2, 2, 16)), "mean": rng.normal(size=(2, 2, 2, 16)),
+                 "depth": rng.normal(size=(2, 2, 2, 4, 16))}
         save_file({k: torch.tensor(v, dtype=torch.float16) for k, v in feats.items()}, str(root / f"{vid}.safetensors"))
         labels = rng.integers(-1, 2, 18)
-        samples.append(Sample(vid, "train" if i < 8 else "dev", "hospital", f"P{i}", f"Report {i}: finding {i % 3}.",
+        samples.append(Sample(vid, "train" if i < 8 else "dev", "hospital", f"P{i}",
+                              f"Findings: report {i} describes finding {i % 3} in the right lung.",
                               labels, [(f"finding {i % 3}", int(i % 8))], f"C{i}"))
     return samples, FeatureSet(root)
 
@@ -64,15 +70,15 @@ def params(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_data, tmp_path):
     samples, feats = tiny_data
-    straight = Trainer(tiny_config(), tmp_path / "straight", samples, feats, PROMPTS)
+    straight = Trainer(tiny_config(), tmp_path / "straight", samples, feats, PROMPTS, prompt_set=SMALL)
     straight.fit()
     assert straight.total_steps == 4
     kept = sorted(p.name for p in (tmp_path / "straight" / "checkpoints").glob("ckpt-*"))
     assert kept == ["ckpt-0000003.json", "ckpt-0000003.safetensors", "ckpt-0000004.json", "ckpt-0000004.safetensors"]
-    interrupted = Trainer(tiny_config(), tmp_path / "resumed", samples, feats, PROMPTS)
+    interrupted = Trainer(tiny_config(), tmp_path / "resumed", samples, feats, PROMPTS, prompt_set=SMALL)
     interrupted.fit(stop_after=3)  # as if killed right after the checkpoint of step 3
     assert load_checkpoint(tmp_path / "resumed" / "checkpoints")[1]["step"] == 3
-    resumed = Trainer(tiny_config(), tmp_path / "resumed", samples, feats, PROMPTS)  # a fresh process
+    resumed = Trainer(tiny_config(), tmp_path / "resumed", samples, feats, PROMPTS, prompt_set=SMALL)  # a fresh process
     resumed.fit()
     a, b = params(straight), params(resumed)
     assert a.keys() == b.keys() and len(a) > 10
@@ -86,7 +92,7 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_data, tmp_pat
 def test_loading_runs_no_pickle_and_refuses_other_configs(tiny_data, tmp_path, monkeypatch):
     samples, feats = tiny_data
     run = tmp_path / "run"
-    trainer = Trainer(tiny_config(), run, samples, feats, PROMPTS)
+    trainer = Trainer(tiny_config(), run, samples, feats, PROMPTS, prompt_set=SMALL)
     trainer.fit(stop_after=2)
     (run / "config.json").write_text(json.dumps(tiny_config()))
 
@@ -99,8 +105,8 @@ def test_loading_runs_no_pickle_and_refuses_other_configs(tiny_data, tmp_path, m
     monkeypatch.setattr(torch, "load", refuse)
     assert load_checkpoint(run / "checkpoints")[1]["step"] == 2
     model, _ = load_trained_model(run)
-    torch.testing.assert_close(model.trainable_state()["image_head.layers.0.weight"],
-                               trainer.model.trainable_state()["image_head.layers.0.weight"])
+    torch.testing.assert_close(model.trainable_state()["scan_head.0.weight"],
+                               trainer.model.trainable_state()["scan_head.0.weight"])
     (run / "config.json").write_text(json.dumps(tiny_config(**{"model.embed_dim": 8})))
     with pytest.raises(CheckpointError, match="best.safetensors"):
         load_trained_model(run)
@@ -116,7 +122,7 @@ def test_window_encoder_trains_end_to_end_from_the_cache_and_reloads(tiny_data, 
         write_cached(cache_file(cache, s.volume_id), rng.random((64, 64, 16)))
     config = tiny_config(**{"model.window_encoder.trainable": True, "train.window_lr": 1e-3})
     run = tmp_path / "run"
-    trainer = Trainer(config, run, samples, LiveFeatures(cache), PROMPTS)
+    trainer = Trainer(config, run, samples, LiveFeatures(cache), PROMPTS, prompt_set=SMALL)
     start = build_window_encoder(WindowEncoderSpec.from_config(config), config["seed"]).state_dict()
     assert all(torch.equal(start[k], v) for k, v in trainer.model.window.state_dict().items())  # the frozen start
     trainer.fit()
@@ -125,7 +131,7 @@ def test_window_encoder_trains_end_to_end_from_the_cache_and_reloads(tiny_data, 
     assert len(window) > 10
     assert any(not torch.equal(start[k.removeprefix("window.")], v) for k, v in window.items())
     tokens = trainer.features.tokens(samples[0].volume_id)
-    assert tokens["scan_tokens"].shape == (8, 48) and tokens["depth_tokens"].shape == (2 * 2 * 8, 24)
+    assert tokens["scan_tokens"].shape == (8, 32) and tokens["depth_tokens"].shape == (2 * 2 * 8, 16)
     (run / "config.json").write_text(json.dumps(config))
     model, _ = load_trained_model(run)
     trainer.load_best()
@@ -166,3 +172,129 @@ def test_train_log_keeps_its_columns_when_a_step_lacks_a_loss_term(tmp_path):
     table = pd.read_csv(log)
     assert list(table.step) == [1, 2, 3] and list(table.grad_norm) == [3.0, 3.0, 3.0]
     assert table.localization.isna().tolist() == [False, True, False] and table.prompts.isna().all()
+
+
+def no_dropout(trainer: Trainer) -> Trainer:
+    for m in trainer.model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return trainer
+
+
+def one_step_gradients(tiny_data, run: Path, **extra) -> tuple[dict, dict]:
+    samples, feats = tiny_data
+    trainer = no_dropout(Trainer(tiny_config(**{"train.grad_clip": 1e9, "train.prompt_batch": 3, **extra}), run,
+                                 samples, feats, PROMPTS, prompt_set=SMALL))
+    loader = iter(trainer._loader(0, 0))
+    logged = trainer._step(0, [next(loader) for _ in range(trainer.plan.micro_per_rank)])
+    return {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}, logged
+
+
+def test_gradient_cache_equals_one_full_batch_step(tiny_data, tmp_path):
+    """Two-phase caching over micro-batches of 2 and of 1 gives the gradient of the 4-pair batch computed
+    in one pass (SigLIP over all pairs, prompt loss, localization loss; LoRA text tower included), where
+    separate per-micro-batch losses (plain accumulation) would not; with text-tower gradient checkpointing too."""
+    full, full_log = one_step_gradients(tiny_data, tmp_path / "full", **{"train.micro_batch": 4})
+    assert any(n.startswith("text.") for n in full) and "scale.t" in full and "scale.b" in full
+    assert {"contrastive", "prompts", "localization"} <= set(full_log)
+    for micro, checkpointing in ((2, False), (1, True)):
+        cached, log = one_step_gradients(tiny_data, tmp_path / f"m{micro}", **{"train.micro_batch": micro,
+                                                                              "train.text_grad_checkpointing": checkpointing})
+        assert cached.keys() == full.keys()
+        for name in full:
+            torch.testing.assert_close(cached[name], full[name], rtol=1e-4, atol=1e-6, msg=name)
+        for key in ("contrastive", "prompts", "localization", "grad_norm"):
+            assert np.isclose(log[key], full_log[key], rtol=1e-5), key
+
+
+def test_replayed_micro_batch_draws_the_dropout_of_its_first_pass():
+    """Phase 2 restores each micro-batch's RNG state: the re-run reproduces phase 1's embeddings bit for bit
+    (without the restore the dropout masks differ), and the RNG stream continues as after one pass."""
+    from ctvlp.train.gradcache import phase_one, phase_two
+
+    torch.manual_seed(0)
+    layer, drop = torch.nn.Linear(5, 4), torch.nn.Dropout(0.5)
+    xs = [torch.randn(3, 5) for _ in range(3)]
+    seen: list[torch.Tensor] = []
+
+    def job_for(x):
+        def job():
+            y = drop(layer(x))
+            seen.append(y.detach().clone())
+            return {"y": y}
+        return job
+
+    jobs = [job_for(x) for x in xs]
+    cached = phase_one(jobs)
+    after_phase_one = torch.get_rng_state()
+    grads = [{"y": torch.ones(3, 4)} for _ in jobs]
+    phase_two(jobs, cached, grads)
+    assert torch.equal(torch.get_rng_state(), after_phase_one)
+    for first, again in zip(seen[:3], seen[3:]):
+        assert torch.equal(first, again)
+    masks = [(c.outputs["y"] != 0).float() for c in cached]  # d/dW of sum(dropout(Wx+b)) uses phase 1's masks
+    want = sum((m * 2.0).T @ x for m, x in zip(masks, xs))
+    torch.testing.assert_close(layer.weight.grad, want)
+    with torch.no_grad():
+        assert not all(torch.equal(drop(layer(x)), c.outputs["y"]) for x, c in zip(xs, cached))
+
+
+def test_ctrate_trains_one_entry_per_report_with_a_random_reconstruction_each_epoch():
+    """first_all: the reconstructions of a CT-RATE scan share one report and form one entry; each epoch takes
+    one of them at random (seeded), so two volumes with the same report are never each other's negatives."""
+    from ctvlp.train.batches import epoch_samples, training_entries
+
+    y = np.zeros(18, dtype=np.int64)
+    samples = [Sample(f"V{i}", "train", "ct_rate", "P", "t", y, [], f"train_{i // 3}_a") for i in range(9)]
+    samples += [Sample(f"H{i}", "train", "hospital", "P", "t", y, [], "same") for i in range(2)]
+    entries = training_entries(samples, "first_all")
+    assert sorted(map(tuple, entries)) == [(0, 1, 2), (3, 4, 5), (6, 7, 8), (9,), (10,)]
+    assert len(training_entries(samples, "all")) == 11
+    picks = [epoch_samples(entries, 42, epoch) for epoch in range(12)]
+    for order in picks:
+        assert len(order) == 5 and {i // 3 for i in order if i < 9} == {0, 1, 2} and {9, 10} <= set(order)
+    assert len({tuple(sorted(order)) for order in picks}) > 3  # different reconstructions in different epochs
+    assert np.array_equal(epoch_samples(entries, 42, 5), picks[5])  # a pure function of (seed, epoch)
+
+
+def test_report_text_and_short_reports():
+    """The text tower reads "Findings: ...\\nImpressions: ...\\n" (RadFinder); reports of <= 10 tokens leave the
+    contrastive batch."""
+    from ctvlp.train.data import report_text
+
+    assert report_text("No effusion. Impressions follow.", "Normal.", "raw") == \
+        "Findings: No effusion.  follow.\nImpressions: Normal.\n"
+    assert report_text("", "Normal.", "raw") == "Impressions: Normal.\n"
+    assert report_text(None, " ", "raw") == "raw"
+
+
+def test_no_weight_decay_on_norms_biases_positions_and_tokens(tiny_data, tmp_path):
+    from ctvlp.train.trainer import no_decay
+
+    samples, feats = tiny_data
+    trainer = Trainer(tiny_config(), tmp_path / "run", samples, feats, PROMPTS, prompt_set=SMALL)
+    decayed = {id(p) for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {n: id(p) in decayed for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert not names["grid.scan_token"] and not names["grid.pos.0.weight"] and not names["scale.t"]
+    assert not any(v for n, v in names.items() if n.endswith(".bias") or "norm" in n)
+    assert names["scan_head.0.weight"] and names["grid.scan_in.weight"]
+    assert no_decay("combiner.cls_token", torch.zeros(1, 1, 4)) and no_decay("x.pos_embed", torch.zeros(4, 4))
+    short = [s.text for s in samples[:2]] + ["No findings."]
+    assert [n >= 11 for n in trainer._token_counts(short)] == [True, True, False]
+    assert bool(trainer.has_text.all())  # every tiny report is long enough
+
+
+def test_loader_workers_read_the_same_micro_batches(tiny_data, tmp_path):
+    samples, feats = tiny_data
+    trainer = Trainer(tiny_config(), tmp_path / "run", samples, feats, PROMPTS, prompt_set=SMALL)
+    plain = list(trainer._loader(1, 0))
+    trainer.cfg = type(trainer.cfg)(**{**trainer.cfg.__dict__, "loader_workers": 2})
+    threaded = list(trainer._loader(1, 0))
+    assert len(plain) == len(threaded) == trainer.steps_per_epoch * trainer.plan.micro_per_rank
+    for a, b in zip(plain, threaded):
+        assert a["index"].tolist() == b["index"].tolist()
+        for k in a["tensors"]:
+            assert torch.equal(a["tensors"][k], b["tensors"][k])
+    flat = [i for item in plain for i in item["index"].tolist()]
+    want = [int(i) for step in range(trainer.steps_per_epoch) for i in trainer.global_batch(trainer.steps_per_epoch + step)]
+    assert flat == want

@@ -1,11 +1,20 @@
 # Window features (frozen encoder, once) and one training run per row of the ablation table.
-from ctvlp.train.ablations import load_ablations
+from ctvlp.config import ConfigError
+from ctvlp.train.ablations import apply_overrides, load_ablations
+from ctvlp.train.plan import BatchPlan
 
 FEATURES = f"{RESULTS}/features"
 RUNS = load_ablations(Path(workflow.basedir) / config["train"]["ablations"]
                       if not Path(config["train"]["ablations"]).is_absolute() else config["train"]["ablations"])
 # The imported pretrained weights (ctvlp import-weights): a re-import reruns features and training.
 WEIGHTS = [f"{config['model']['weights_dir']}/manifest.json"] if config["model"].get("weights_dir") else []
+try:  # each run's global batch must split over its processes: stop before any job, naming the key
+    for _run, _overrides in RUNS.items():
+        BatchPlan.check(apply_overrides(config, _overrides), max(int(config["compute"]["train_gpus"]), 1))
+except (ConfigError, KeyError) as err:
+    sys.exit(f"ctvlp: {err} (run {_run})")
+print(f"ctvlp: train: {BatchPlan.check(config, max(int(config['compute']['train_gpus']), 1)).describe()}",
+      file=sys.stderr)
 
 
 rule window_features:

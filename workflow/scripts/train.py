@@ -30,14 +30,21 @@ with logged(snakemake.log[0]) as log:
         (run_dir / "run_config.json").write_text(json.dumps(config))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
                "-m", "ctvlp.train.run", "--config", str(run_dir / "run_config.json"),
-               "--inputs", str(run_dir / "inputs.json"), "--run-dir", str(run_dir)]
+               "--inputs", str(run_dir / "inputs.json"), "--run-dir", str(run_dir), "--gpus", str(gpus)]
         log.info("starting %s", " ".join(cmd))
         sys.stdout.flush()
         # The rule log receives torchrun's and every worker's output (sys.stdout is the log file here).
         subprocess.run(cmd, check=True, stdout=sys.stdout, stderr=subprocess.STDOUT)
         result = json.loads((run_dir / "final.json").read_text())
     else:
-        result = run_training(config, run_dir, inputs)
+        result = run_training(config, run_dir, inputs, gpus=gpus)
+    if config["train"].get("prompt_scale") is None and "prompt_scale" in result:
+        # prompt_scale null trains with exp(t), the SigLIP temperature: the run's config records the trained
+        # value, which the evaluation and the CLI use for zero-shot probabilities
+        config["train"]["prompt_scale"] = result["prompt_scale"]
+        (run_dir / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "privacy"}, indent=1))
+        log.info("prompt_scale null: the trained SigLIP temperature exp(t) = %.4f is recorded in config.json",
+                 result["prompt_scale"])
     if result.get("resumed_from_step"):
         log.info("resumed from the checkpoint of step %d of %d", result["resumed_from_step"], result["steps"])
     log.info("run %s: %s", snakemake.wildcards.run, json.dumps(result.get("test", {}), default=float))

@@ -45,6 +45,21 @@ def embed_samples(model, samples, features, prompts, batch_size: int = 16) -> di
             "pos": pos.float().cpu().numpy(), "neg": neg.float().cpu().numpy()}
 
 
+def merge_embeddings(parts: list[dict]) -> dict:
+    """One embedding dict from consecutive shares of a sample list (one per process, in rank order)."""
+    parts = [p for p in parts if len(p["n_bins"])] or parts[:1]
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [len(p["n_bins"]) for p in parts[:-1]])
+    cat = lambda key: np.concatenate([p[key] for p in parts if len(p[key])] or [parts[0][key]])  # noqa: E731
+    return {"scan": cat("scan"), "scan_prompt": cat("scan_prompt"), "depth": [d for p in parts for d in p["depth"]],
+            "n_bins": cat("n_bins"),
+            "report": cat("report"), "snippet": cat("snippet"),
+            "snippet_owner": np.concatenate([p["snippet_owner"] + o for p, o in zip(parts, offsets)]).astype(int),
+            "snippet_bin": np.concatenate([p["snippet_bin"] for p in parts]).astype(int),
+            "pos": parts[0]["pos"], "neg": parts[0]["neg"]}
+
+
 def localization_predictions(emb: dict) -> np.ndarray:
     """argmax over the depth bins of the snippet's own scan."""
     preds = []
@@ -55,13 +70,14 @@ def localization_predictions(emb: dict) -> np.ndarray:
     return np.array(preds, dtype=int)
 
 
-def evaluate_samples(model, samples, features, prompts, bin_mm: float) -> dict:
-    """Text-to-image retrieval, zero-shot AUC and localization MAE (with the middle-bin baseline)."""
+def evaluate_samples(model, samples, features, prompts, bin_mm: float, emb: dict | None = None) -> dict:
+    """Text-to-image retrieval, zero-shot AUC and localization MAE (with the middle-bin baseline).
+    ``emb``: the samples' embeddings when already computed (the trainer's dev pass, shared over processes)."""
     with_text = [s for s in samples if s.text]
     out: dict = {"n": len(samples)}
     if not samples:
         return {**out, "retrieval": {"mean_rank": float("inf")}}
-    emb = embed_samples(model, samples, features, prompts)
+    emb = embed_samples(model, samples, features, prompts) if emb is None else emb
     idx = [i for i, s in enumerate(samples) if s.text]
     ranks = retrieval_ranks(emb["report"][idx], emb["scan"][idx]) if with_text else np.array([np.inf])
     out["retrieval"] = retrieval_summary(ranks)

@@ -1,7 +1,8 @@
 """Checkpoints without pickle: tensors in safetensors, everything else in JSON, written atomically.
 
 A checkpoint holds the trainable parameters, the optimizer moments, the scheduler position, the
-torch RNG state and the step, so a job killed at any point resumes and ends with the same
+CPU and CUDA RNG states of every process (``rng/<rank>/cpu``, ``rng/<rank>/cuda``) and the step,
+so a job killed at any point resumes and ends with the same
 parameters as an uninterrupted run. ``latest.json`` is written last: a half-written checkpoint
 is never picked up.
 """
@@ -22,8 +23,30 @@ def _atomic_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def rng_states() -> dict[str, torch.Tensor]:
+    """This process's generator states: CPU, and its own CUDA device when it uses one."""
+    out = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def set_rng_states(tensors: dict[str, torch.Tensor], rank: int) -> None:
+    """Restore ``rank``'s states (a checkpoint of an older layout holds one CPU state, ``rng/torch``)."""
+    prefix = f"rng/{rank}/"
+    mine = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not mine and "rng/torch" in tensors:
+        mine = {"cpu": tensors["rng/torch"]}
+    if not mine:
+        raise ValueError(f"checkpoint holds no RNG state for process {rank} (it was written by fewer processes)")
+    torch.set_rng_state(mine.pop("cpu"))
+    if "cuda" in mine and torch.cuda.is_available():
+        torch.cuda.set_rng_state(mine["cuda"])
+
+
 def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Tensor],
-                    optimizer: torch.optim.Optimizer, scheduler, extra: dict, keep: int = 2) -> Path:
+                    optimizer: torch.optim.Optimizer, scheduler, extra: dict, keep: int = 2,
+                    rng: list[dict[str, torch.Tensor]] | None = None) -> Path:
     """Write checkpoint ``step``; once ``latest.json`` points at it, all but the ``keep`` newest are deleted
     (a run of thousands of steps would otherwise fill the disk with optimizer moments)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -32,7 +55,8 @@ def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Ten
     for idx, state in opt["state"].items():
         for key, value in state.items():
             tensors[f"optim/{idx}/{key}"] = torch.as_tensor(value).cpu()
-    tensors["rng/torch"] = torch.get_rng_state()
+    for rank, states in enumerate(rng if rng is not None else [rng_states()]):
+        tensors.update({f"rng/{rank}/{k}": v.cpu() for k, v in states.items()})
     name = f"ckpt-{step:07d}"
     tmp = directory / f"{name}.safetensors.tmp{os.getpid()}"
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
@@ -61,8 +85,8 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict] | N
 
 
 def restore(tensors: dict[str, torch.Tensor], meta: dict, model: torch.nn.Module,
-            optimizer: torch.optim.Optimizer, scheduler) -> int:
-    """Load parameters, optimizer moments, scheduler and RNG; return the step to continue from."""
+            optimizer: torch.optim.Optimizer, scheduler, rank: int = 0) -> int:
+    """Load parameters, optimizer moments, scheduler and this process's RNG; return the step to continue from."""
     model_state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     missing = set(model_state) - set(model.state_dict())
     if missing:
@@ -76,5 +100,5 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict, model: torch.nn.Module
             state.setdefault(int(idx), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng/torch"])
+    set_rng_states(tensors, rank)
     return int(meta["step"])

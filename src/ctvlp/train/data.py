@@ -23,14 +23,31 @@ class Sample:
     labels: np.ndarray
     snippets: list[tuple[str, int]] = field(default_factory=list)
     scan_id: str = ""
+    label_values: dict[str, int] | None = None  # every label column of the labels table (any label set)
+
+
+LABEL_META = {"volume_id", "dataset", "labeler", "labeler_version", "split"}
+
+
+def report_text(findings: str | None, impression: str | None, fallback: str | None) -> str | None:
+    """The report as RadFinder gives it to the text tower: "Findings: ...\nImpressions: ...\n" (the word
+    "Impressions" removed from the findings, as RadFinder does); the raw text when neither section exists."""
+    findings, impression = (findings or "").strip(), (impression or "").strip()
+    if not findings and not impression:
+        return fallback
+    out = f"Findings: {findings}\n".replace("Impressions", "").replace("impressions", "") if findings else ""
+    return out + (f"Impressions: {impression}\n" if impression else "")
 
 
 def build_samples(volumes: pd.DataFrame, reports: pd.DataFrame, labels: pd.DataFrame,
                   snippets: pd.DataFrame, features: pd.DataFrame) -> list[Sample]:
     """One sample per volume with features; text/labels/snippets where the volume has them."""
     have = set(features[features.status == "ok"].volume_id)
-    text = reports.set_index("volume_id")["text"].to_dict()
+    sections = {"findings", "impression"} <= set(reports.columns)
+    text = {r.volume_id: report_text(r.findings, r.impression, r.text) if sections else r.text
+            for r in reports.itertuples()}
     lab = labels.set_index("volume_id")
+    label_columns = [c for c in lab.columns if c not in LABEL_META and pd.api.types.is_numeric_dtype(lab[c])]
     snip: dict[str, list] = {}
     for s in snippets.itertuples():
         snip.setdefault(s.volume_id, []).append((s.snippet, int(s.depth_bin)))
@@ -39,10 +56,18 @@ def build_samples(volumes: pd.DataFrame, reports: pd.DataFrame, labels: pd.DataF
         if v.volume_id not in have:
             continue
         row = lab.loc[v.volume_id] if v.volume_id in lab.index else None
-        y = np.array([int(row[c]) if row is not None else -1 for c in CTRATE_LABELS], dtype=np.int64)
+        y = np.array([_label(row, c) for c in CTRATE_LABELS], dtype=np.int64)
+        values = {c: _label(row, c) for c in label_columns} if row is not None else None
         samples.append(Sample(v.volume_id, v.split, v.dataset, v.patient_id, text.get(v.volume_id), y,
-                              snip.get(v.volume_id, []), v.scan_id))
+                              snip.get(v.volume_id, []), v.scan_id, values))
     return samples
+
+
+def _label(row, column: str) -> int:
+    """1, 0 or -1 (unknown: no row, no column, or a missing value)."""
+    if row is None or column not in row.index or pd.isna(row[column]):
+        return -1
+    return int(row[column])
 
 
 class FeatureSet:

@@ -1,6 +1,6 @@
 """Train one run end to end (rule ``train``): also the torchrun entry point for several GPUs.
 
-python -m ctvlp.train.run --config RUN_CONFIG.json --inputs INPUTS.json --run-dir DIR
+python -m ctvlp.train.run --config RUN_CONFIG.json --inputs INPUTS.json --run-dir DIR --gpus N
 """
 
 from __future__ import annotations
@@ -15,11 +15,19 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from ctvlp.compute import resolve_device
 from ctvlp.models.features import LiveFeatures
 from ctvlp.models.window_encoder import WindowEncoderSpec
 from ctvlp.train.data import FeatureSet, build_samples
 from ctvlp.models.embedding import evaluate_samples
+from ctvlp.train.prompt_set import PromptSet
 from ctvlp.train.trainer import Trainer, prompt_lists
+
+
+def load_prompt_set(paths: dict, config: dict) -> PromptSet:
+    """The labels and prompts of the prompt loss, from the text stage's prompts table and the group weights."""
+    groups = dict(config["train"].get("prompt_groups") or {"ct_rate": 1.0})
+    return PromptSet.from_table(pd.read_parquet(paths["prompts"]), groups, source=str(paths["prompts"]))
 
 
 def load_inputs(paths: dict, config: dict | None = None) -> tuple[list, FeatureSet | LiveFeatures, dict]:
@@ -34,23 +42,26 @@ def load_inputs(paths: dict, config: dict | None = None) -> tuple[list, FeatureS
     return samples, source, prompt_lists(pd.read_parquet(paths["prompts"]))
 
 
-def run_training(config: dict, run_dir: Path, paths: dict, stop_after: int | None = None) -> dict:
+def run_training(config: dict, run_dir: Path, paths: dict, stop_after: int | None = None,
+                 gpus: int | None = None) -> dict:
+    """Train one run; ``gpus`` is what the job was allocated (default ``compute.train_gpus``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    gpus = config["compute"]["train_gpus"] if gpus is None else gpus
+    # Fails before anything is read when GPUs were requested and CUDA is missing (unless allow_cpu).
+    device = resolve_device(gpus, bool(config["compute"].get("allow_cpu", False)), "rule train")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = None
     if distributed:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        if torch.cuda.is_available():
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
             torch.cuda.set_device(device)
     samples, features, prompts = load_inputs(paths, config)
-    trainer = Trainer(config, run_dir, samples, features, prompts, device)
+    trainer = Trainer(config, run_dir, samples, features, prompts, device, load_prompt_set(paths, config))
     features = trainer.features
     best = trainer.fit(stop_after=stop_after)
     result = {"best": best, "steps": trainer.total_steps, "resumed_from_step": trainer.resumed_from}
     if trainer.rank == 0 and (stop_after is None or stop_after >= trainer.total_steps):
         trainer.load_best()
+        result["prompt_scale"] = trainer.prompt_scale()
         test = [s for s in samples if s.split == "test"]
         metrics = evaluate_samples(trainer.model, test, features, prompts, trainer.bin_mm)
         result.update(test=metrics, train_volumes=len(trainer.train), dev_volumes=len(trainer.dev))
@@ -65,10 +76,12 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--inputs", required=True)
     parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--gpus", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     np.seterr(all="ignore")
-    run_training(json.loads(Path(args.config).read_text()), Path(args.run_dir), json.loads(Path(args.inputs).read_text()))
+    run_training(json.loads(Path(args.config).read_text()), Path(args.run_dir), json.loads(Path(args.inputs).read_text()),
+                 gpus=args.gpus)
 
 
 if __name__ == "__main__":
