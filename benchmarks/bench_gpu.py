@@ -11,7 +11,7 @@ MFU = counted FLOPs / time / the GPU's peak dense bf16 FLOP/s (printed; override
 Without a GPU the script runs the same code at tiny dims on the CPU (no MFU; the CPU attention kernel is not
 counted): it shows the benchmark works.
 
-Usage: python benchmarks/bench_gpu.py [--tiny] [--batch-windows N] [--pairs N] [--steps N] [--peak-tflops T]
+Usage: python benchmarks/bench_gpu.py [--tiny | --paper] [--batch-windows N] [--pairs N] [--steps N] [--peak-tflops T]
 """
 
 from __future__ import annotations
@@ -151,13 +151,14 @@ def bench_train_step(p: dict, device, pairs: int, steps: int) -> tuple[float, fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="tiny dims even on a GPU (a smoke run)")
+    ap.add_argument("--paper", action="store_true", help="paper dims even without a GPU (slow; a shape check)")
     ap.add_argument("--batch-windows", type=int, default=None, help="windows per forward (paper dims: 64)")
     ap.add_argument("--pairs", type=int, default=None, help="pairs per training step (paper dims: 32)")
     ap.add_argument("--steps", type=int, default=None, help="timed repetitions (after one warm-up)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the GPU's peak dense bf16 TFLOP/s")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tiny = args.tiny or device.type != "cuda"
+    tiny = args.tiny or (device.type != "cuda" and not args.paper)
     p = TINY if tiny else PAPER
     steps = args.steps or (2 if tiny else 10)
     batch = args.batch_windows or (4 if tiny else 64)

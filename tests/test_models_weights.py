@@ -79,6 +79,7 @@ def test_import_writes_safetensors_and_a_manifest(imported):
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["parts"]) == ["combiner", "image_head", "text", "window_encoder"]
     assert manifest["parts"]["window_encoder"] == {"file": "window_encoder.safetensors", "from": "backbone.pt"}
+    assert manifest["text_base_checked"].endswith("qwen")  # the merged-LoRA check ran against the config's tower
     assert manifest["sources"]["text_lora.pt"] == hashlib.sha256((DATA / "text_lora.pt").read_bytes()).hexdigest()
     assert not list(out.glob("*.pt"))
     folded = load_file(str(out / "window_encoder.safetensors"))["patch_embed.proj.weight"]

@@ -96,7 +96,8 @@ def _pools(meta: list[dict], report: np.ndarray, scan: np.ndarray) -> dict[str, 
 def item_table(name: str, emb: dict, meta: list[dict], prompt_scale: float = 1.0) -> ItemTable:
     """Per-item scores of one evaluation set from its embeddings (see ``ctvlp.evaluate.embed``)."""
     labels = np.stack([m["labels"] for m in meta]) if meta else np.zeros((0, len(CTRATE_LABELS)), int)
-    probs = {ps: zero_shot_probabilities(emb.get("scan_prompt", emb["scan"]), emb[f"pos_{ps}"], emb[f"neg_{ps}"], prompt_scale)
+    prompt_scans = emb.get("scan_prompt", emb["scan"])  # the image copy head's (RadFinder's zero-shot embedding)
+    probs = {ps: zero_shot_probabilities(prompt_scans, emb[f"pos_{ps}"], emb[f"neg_{ps}"], prompt_scale)
              for ps in emb["prompt_sets"]}
     label_names = list(CTRATE_LABELS)
     if name == "rad_chestct":

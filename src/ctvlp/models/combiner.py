@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctvlp.models.rope import AxialRope3D, normalized_coords
-from ctvlp.models.vit_blocks import LN_EPS, Block, init_like_spectre
+from ctvlp.models.rope import normalized_coords
+from ctvlp.models.vit_blocks import ClsTransformer
 
 ROPE_BASE = 100.0  # SPECTRE feature combiner
 
@@ -42,20 +42,15 @@ class CombinerSpec:
         return cls(config["model"]["window_encoder"]["dim"], s["dim"], s["depth"], s["heads"], s.get("rescale_coords"))
 
 
-class FeatureCombiner(nn.Module):
+class FeatureCombiner(ClsTransformer):
     """Keys as SPECTRE's combiner file (patch_proj, cls_token, rope.periods, blocks.i.*, norm) plus
     RadFinder's ``axis_patch_proj`` and the feature-standardisation buffers (identity unless set)."""
 
     def __init__(self, spec: CombinerSpec):
-        super().__init__()
+        super().__init__(spec.dim, spec.depth, spec.heads, spec.mlp_ratio, ROPE_BASE)
         self.spec = spec
         self.patch_proj = nn.Linear(2 * spec.in_dim, spec.dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, spec.dim))
-        self.rope = AxialRope3D(spec.dim // spec.heads, ROPE_BASE)
-        self.blocks = nn.ModuleList(Block(spec.dim, spec.heads, spec.mlp_ratio) for _ in range(spec.depth))
-        self.norm = nn.LayerNorm(spec.dim, eps=LN_EPS)
-        init_like_spectre(self)
-        nn.init.normal_(self.cls_token, std=1e-6)
+        self.init_like_spectre()
         self.axis_patch_proj = nn.Linear(spec.in_dim, spec.dim)
         self.init_axis_patch_proj()
         # Frozen features of a random encoder share a large common component; standardising each channel
@@ -88,12 +83,7 @@ class FeatureCombiner(nn.Module):
     def forward_projected(self, x: torch.Tensor, index: torch.Tensor, divisor: torch.Tensor,
                           mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, N, dim) already projected -> final-norm tokens (B, 1 + N, dim); padded tokens never attended."""
-        rope = self._rope(index, divisor)
-        x = torch.cat([self.cls_token.expand(len(x), -1, -1).to(x.dtype), x], dim=1)
-        key_mask = None if mask is None else torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        for block in self.blocks:
-            x = block(x, rope, key_mask)
-        return self.norm(x)
+        return self.encode(x, self._rope(index, divisor), mask)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor, divisor: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -65,7 +65,7 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str |
                  f"{len(wrong)} of another shape (e.g. {wrong[:2]})" if wrong else ""]
         raise WeightFileError(f"{source}: weights do not fit the configured architecture: "
                               + "; ".join(p for p in parts if p))
-    module.load_state_dict({k: v for k, v in state.items()}, strict=False)
+    module.load_state_dict(state, strict=False)
 
 
 def backbone_spec(arch: dict, **extra) -> WindowEncoderSpec:

@@ -82,7 +82,7 @@ class TextTower(nn.Module):
 LORALIB_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)$")
 
 
-def loralib_to_peft(state: dict[str, torch.Tensor], targets: list[str]) -> dict[str, torch.Tensor]:
+def loralib_to_peft(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """loralib names (``X.weight``, ``X.lora_A`` (r, in), ``X.lora_B`` (out, r)) -> peft's
     (``base_model.model.X.base_layer.weight``, ``...lora_A.default.weight``, ``...lora_B.default.weight``)."""
     adapted = {m.group("module") for k in state if (m := LORALIB_KEY.match(k))}
@@ -129,7 +129,7 @@ def text_tower_from_loralib(state: dict[str, torch.Tensor], arch: dict, source: 
     lora = arch["lora"]
     model = add_lora(Qwen3Model(Qwen3Config(**arch["config"])), int(lora["r"]), float(lora["alpha"]), 0.0,
                      list(lora["targets"]))
-    load_strict(model, loralib_to_peft(state, list(lora["targets"])), source)
+    load_strict(model, loralib_to_peft(state), source)
     return TextTower(model, "last_token")
 
 

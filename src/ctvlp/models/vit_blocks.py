@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctvlp.models.rope import apply_rope
+from ctvlp.models.rope import AxialRope3D, apply_rope
 
 LN_EPS = 1e-5  # SPECTRE's ViT builders pass nn.LayerNorm (eps 1e-5), not timm's 1e-6 default
 
@@ -78,10 +78,32 @@ class Block(nn.Module):
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
-def init_like_spectre(module: nn.Module) -> None:
-    """Random init as SPECTRE's (truncated normal 0.02 for linear weights, zero bias): the demo's start."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+class ClsTransformer(nn.Module):
+    """The body both SPECTRE encoders share, under SPECTRE's key names: ``cls_token``, ``rope.periods``,
+    ``blocks.i.*`` and the final ``norm``. Subclasses add their token embedding and call ``encode``."""
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float, rope_base: float):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.rope = AxialRope3D(dim // heads, rope_base)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+
+    def init_like_spectre(self) -> None:
+        """Random init as SPECTRE's (truncated normal 0.02 for linear weights, zero bias, CLS ~ N(0, 1e-6)):
+        the demo's start."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.normal_(self.cls_token, std=1e-6)
+
+    def encode(self, tokens: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, N, dim) -> final-norm [CLS; tokens] (B, 1 + N, dim); ``mask`` (B, N) False = never attended."""
+        x = torch.cat([self.cls_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
+        key_mask = None if mask is None else torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        for block in self.blocks:
+            x = block(x, rope, key_mask)
+        return self.norm(x)

@@ -118,7 +118,7 @@ def convert_parts(model, window: nn.Module, states: dict[str, tuple[Path, dict[s
                 if verdict == "other base":
                     raise WeightFileError(f"{path}: its base weights are neither {text_base} nor that plus the LoRA "
                                           "update (another base model)")
-            state = loralib_to_peft(state, list(spec.target_modules))
+            state = loralib_to_peft(state)
             load_strict(model.text.model, state, path)
         else:
             load_strict(targets[part], state, path, ("axis_patch_proj.", "scan_", "depth_") if part == "combiner" else ())
@@ -169,6 +169,7 @@ def import_weights(config: dict, sources: dict[str, Path], out_dir: Path, preset
                     "sources": {f.name: sha256(f) for f in sorted(files)},
                     "parts": {part: {"file": part_file(tmp, part).name, "from": path.name}
                               for part, (path, _) in states.items()},
+                    "text_base_checked": (str(text_base) if text_base is not None and "text" in states else None),
                     "licence": "SPECTRE weights: CC-BY-NC-SA 4.0 (non-commercial, share alike)"}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         if out_dir.exists():

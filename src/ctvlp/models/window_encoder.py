@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ctvlp.models.rope import AxialRope3D, grid_index, normalized_coords
-from ctvlp.models.vit_blocks import LN_EPS, Block, init_like_spectre
+from ctvlp.models.rope import grid_index, normalized_coords
+from ctvlp.models.vit_blocks import ClsTransformer
 
 ROPE_BASE = 1000.0  # SPECTRE backbone
 
@@ -53,30 +53,21 @@ class PatchEmbed3D(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-class WindowEncoder(nn.Module):
+class WindowEncoder(ClsTransformer):
     """Keys as SPECTRE's backbone files: cls_token, patch_embed.proj, rope.periods, blocks.i.*, norm."""
 
     def __init__(self, spec: WindowEncoderSpec):
-        super().__init__()
+        super().__init__(spec.dim, spec.depth, spec.heads, spec.mlp_ratio, ROPE_BASE)
         self.spec = spec
         self.patch_embed = PatchEmbed3D(spec.patch, spec.dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, spec.dim))
-        self.rope = AxialRope3D(spec.dim // spec.heads, ROPE_BASE)
-        self.blocks = nn.ModuleList(Block(spec.dim, spec.heads, spec.mlp_ratio) for _ in range(spec.depth))
-        self.norm = nn.LayerNorm(spec.dim, eps=LN_EPS)
-        init_like_spectre(self)
-        nn.init.normal_(self.cls_token, std=1e-6)
+        self.init_like_spectre()
 
     def forward_features(self, windows: torch.Tensor) -> torch.Tensor:
         """windows (B, 1, X, Y, Z) -> final-norm tokens (B, 1 + N, dim): CLS, then patches (D fastest)."""
         tokens = self.patch_embed(windows)
         grid = tuple(s // p for s, p in zip(windows.shape[2:], self.spec.patch))
         coords = normalized_coords(grid_index(grid, windows.device), torch.tensor(grid, device=windows.device))
-        rope = self.rope(coords)  # one grid for every window: RoPE needs no augmentation for frozen features
-        x = torch.cat([self.cls_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], dim=1)
-        for block in self.blocks:
-            x = block(x, rope)
-        return self.norm(x)
+        return self.encode(tokens, self.rope(coords))  # one grid for every window; no augmentation when frozen
 
     def forward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """windows (B, 1, X, Y, Z) -> cls (B, D), mean (B, D), depth (B, Z/pz, D) (in-plane mean)."""
