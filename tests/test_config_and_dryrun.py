@@ -100,3 +100,12 @@ def test_lint_is_clean(tmp_path):
     proc = run_snakemake(tmp_path, "--lint", "--configfile", str(REPO / "config/config.yaml"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Lints for" not in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_rule_files_are_snakefmt_formatted():
+    """`make lint` runs snakefmt --check too (line length 120 from pyproject.toml)."""
+    import subprocess
+
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "snakefmt"), "--check", "Snakefile", "workflow/rules"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:] + "\nrun: snakefmt Snakefile workflow/rules"

@@ -65,6 +65,7 @@ log "snakemake --profile slurm (shipped requests, fake GPUs; umask 077: the work
 "$PY" "$REPO/tests/slurm/check_slurm_run.py" "$WORK/slurm" "$WORK/local" "$WORK/slurm.log" \
   "$HOME/.config/snakemake/slurm/config.yaml"
 
+source "$REPO/tests/slurm/readme_part.sh"
 if [[ $MODE == apptainer ]]; then
   source "$REPO/tests/slurm/apptainer_part.sh"
 fi

@@ -2,8 +2,7 @@
 from ctvlp.train.ablations import load_ablations
 
 FEATURES = f"{RESULTS}/features"
-RUNS = load_ablations(Path(workflow.basedir) / config["train"]["ablations"]
-                      if not Path(config["train"]["ablations"]).is_absolute() else config["train"]["ablations"])
+RUNS = load_ablations(workflow_file(config["train"]["ablations"]))
 
 
 rule window_features:
