@@ -55,25 +55,32 @@ def snakemake_copy(kind: str, root: Path) -> Path:
     return conda / digest
 
 
+class EnvVenvs:
+    """One fresh venv per kind, created on first use from the copied env file's pip part."""
+
+    def __init__(self, root: Path):
+        self.root, self.made = root, {}
+
+    def __getitem__(self, kind: str) -> Path:
+        if kind not in self.made:
+            prefix = snakemake_copy(kind, self.root)
+            venv.EnvBuilder(with_pip=True).create(prefix)
+            pins = [p for p in env_pins(kind) if not p.startswith(CUDA_ONLY)]
+            req = prefix.with_suffix(".txt")
+            req.write_text("\n".join(pins) + "\n")
+            subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
+                            "--no-compile", "-r", str(req)], check=True, timeout=1800)
+            deploy = prefix.with_suffix(".post-deploy.sh")
+            if deploy.exists():  # Snakemake runs it from its copied location, inside the new environment
+                subprocess.run(["bash", str(deploy)], check=True, cwd=self.root,
+                               env={**os.environ, "PATH": f"{prefix / 'bin'}:{os.environ['PATH']}"})
+            self.made[kind] = prefix
+        return self.made[kind]
+
+
 @pytest.fixture(scope="session")
-def env_venvs(tmp_path_factory) -> dict[str, Path]:
-    """One fresh venv per kind, created from the copied env file's pip part."""
-    root = tmp_path_factory.mktemp("conda_deploy")
-    made = {}
-    for kind in KINDS:
-        prefix = snakemake_copy(kind, root)
-        venv.EnvBuilder(with_pip=True).create(prefix)
-        pins = [p for p in env_pins(kind) if not p.startswith(CUDA_ONLY)]
-        req = prefix.with_suffix(".txt")
-        req.write_text("\n".join(pins) + "\n")
-        subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
-                        "--no-compile", "-r", str(req)], check=True, timeout=900)
-        deploy = prefix.with_suffix(".post-deploy.sh")
-        if deploy.exists():  # Snakemake runs it from its copied location, inside the new environment
-            subprocess.run(["bash", str(deploy)], check=True, cwd=root,
-                           env={**os.environ, "PATH": f"{prefix / 'bin'}:{os.environ['PATH']}"})
-        made[kind] = prefix
-    return made
+def env_venvs(tmp_path_factory) -> EnvVenvs:
+    return EnvVenvs(tmp_path_factory.mktemp("conda_deploy"))
 
 
 IMPORT_ALL = """
