@@ -127,8 +127,7 @@ def test_no_post_deploy_script_and_a_rule_script_runs_in_the_deployed_environmen
     preamble that appends Snakemake's search path (here: Snakemake's own package folder and src/)."""
     assert not list((REPO / "envs").glob("*.post-deploy.sh")), "a post-deploy script guesses the repository"
     import snakemake
-    from snakemake.io import InputFiles, Log, OutputFiles, Params, Resources, Wildcards
-    from snakemake.script import Snakemake
+    from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, ResourceList, Snakemake, Wildcards
 
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["demo"]
     settings = {**demo, "n_patients": 2, "minis": {"ctrate_train_patients": 1, "ctrate_valid_patients": 1,
@@ -136,7 +135,7 @@ def test_no_post_deploy_script_and_a_rule_script_runs_in_the_deployed_environmen
     root, log = tmp_path / "demo_data", tmp_path / "logs" / "demo_cohort.log"
     params = Params(fromdict={"root": str(root), "settings": settings})
     obj = Snakemake(InputFiles(), OutputFiles([str(root / "ground_truth" / "cohort.json")]), params, Wildcards(),
-                    1, Resources(), Log([str(log)]), {}, "demo_cohort", None, str(REPO / "workflow" / "scripts"))
+                    1, ResourceList(), Log([str(log)]), {}, "demo_cohort", None, str(REPO / "workflow" / "scripts"))
     searchpath = [str(Path(snakemake.__file__).parents[1]), str(REPO / "src")]
     preamble = (f"import sys; sys.path.extend({searchpath!r}); import pickle; "
                 f"snakemake = pickle.loads({pickle.dumps(obj, protocol=4)!r})\n")
@@ -144,7 +143,7 @@ def test_no_post_deploy_script_and_a_rule_script_runs_in_the_deployed_environmen
     script.write_text(preamble + (REPO / "workflow" / "scripts" / "demo_cohort.py").read_text())
     python = env_venvs["data"] / "bin" / "python"
     proc = subprocess.run([str(python), str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:] + log.read_text()[-3000:] if log.exists() else proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-3000:] if log.exists() else "")
     assert (root / "ground_truth" / "cohort.json").is_file()
     assert sorted((root / "hospital" / "DICOM").rglob("IM*")), "no DICOM written"
 
