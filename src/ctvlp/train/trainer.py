@@ -21,6 +21,7 @@ from ctvlp.labels import CTRATE_LABELS
 from ctvlp.losses import clip_loss, localization_loss, prompt_loss, prompt_pos_weight, siglip_loss
 from ctvlp.models.ctvlp_model import CTVLPModel
 from ctvlp.models.features import collate
+from ctvlp.permissions import as_umask_allows
 from ctvlp.train.checkpoint import load_checkpoint, restore, save_checkpoint
 from ctvlp.train.data import FeatureSet, Sample, epoch_order
 from ctvlp.train.evaluation import evaluate_samples
@@ -247,6 +248,7 @@ class Trainer:
             best = {"mean_rank": metrics["retrieval"]["mean_rank"], "step": step}
             tmp = self.run_dir / f"best.safetensors.tmp{os.getpid()}"
             save_file(self.model.trainable_state(), str(tmp))
+            as_umask_allows(tmp)
             os.replace(tmp, self.run_dir / "best.safetensors")
             (self.run_dir / "best.json").write_text(json.dumps(best))
         return best
