@@ -7,9 +7,12 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+# This file's folder (the repository), also when the workflow is used as a module (snakedeploy), where
+# workflow.basedir is the deploying workflow's folder instead.
+WORKFLOW_DIR = Path(str(workflow.current_basedir))
 # The workflow's own library is importable without installing it: here, and in every rule script (Snakemake
 # appends this process's search path to each script's, inside conda environments and containers alike).
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+sys.path.insert(0, str(WORKFLOW_DIR / "src"))
 from ctvlp.config import ConfigError, check_inputs, validate_config
 from ctvlp.models.weights_manifest import model_config_problems
 
@@ -24,13 +27,13 @@ os.environ.setdefault("OMP_DYNAMIC", "FALSE")
 os.umask(os.umask(0) & ~0o050)
 
 
-configfile: Path(workflow.basedir) / "config" / "config.yaml"
+configfile: WORKFLOW_DIR / "config" / "config.yaml"
 
 
 report: "workflow/report/workflow.rst"
 
 
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"
 try:
     validate_config(config, SCHEMA)  # one line naming the key
     check_inputs(config)  # data roots exist and are readable
@@ -60,6 +63,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -119,16 +119,31 @@ def test_workflow_stops_before_any_job_when_merlin_lacks_its_files(tmp_path):
     assert f"config key 'data.merlin.root': file '{tmp_path}/merlin/reports_final.xlsx' does not exist" in proc.stderr
 
 
-def test_paper_preset_dry_runs_on_the_slurm_profile_with_gpu_resources(tmp_path):
+def test_paper_preset_dry_runs_on_the_slurm_profile_with_gpu_resources(tmp_path, monkeypatch):
+    """The dry run shows per job the partition, account, GPUs, CPUs per GPU, memory and runtime it will ask for."""
+    for name, value in {"CTVLP_SLURM_CPU_PARTITION": "cpu", "CTVLP_SLURM_GPU_PARTITION": "gpu",
+                        "CTVLP_SLURM_CPU_ACCOUNT": "lab", "CTVLP_GPU_MODEL": "a100"}.items():
+        monkeypatch.setenv(name, value)
     paper = write_config(tmp_path / "paper_roots.yaml", fake_paper_roots(tmp_path))
     proc = run_snakemake(tmp_path, "-n", "--workflow-profile", str(REPO / "profiles/slurm"), "--configfile",
                          str(REPO / "config/config.yaml"), str(REPO / "config/paper.yaml"), str(paper),
                          "--printshellcmds")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "rule window_features:" in out and "rule train:" in out
-    train_block = out.split("rule train:")[1].split("\n\n")[0]
-    assert "gpu=4" in train_block and "cpus_per_gpu=8" in train_block, train_block
+    blocks = {}
+    for block in out.split("\nrule ")[1:]:
+        blocks.setdefault(block.split(":", 1)[0], block.split("\n\n")[0])
+    assert {"window_features", "train", "embed", "preprocess", "dicom_index"} <= set(blocks)
+    for rule in ("window_features", "train", "embed"):
+        res = blocks[rule].split("resources:")[1]
+        assert "slurm_partition=gpu" in res and "slurm_account=lab" in res and "gpu_model=a100" in res, res
+        assert "cpus_per_gpu=8" in res and "cpus_per_task" not in res, res
+    assert "gpu=4," in blocks["train"] and "mem_mb=128000" in blocks["train"] and "runtime=2880" in blocks["train"]
+    assert "gpu=1," in blocks["window_features"]
+    for rule in ("preprocess", "dicom_index", "manifest", "report_text", "mine_snippets"):
+        res = blocks[rule].split("resources:")[1]
+        assert "slurm_partition=cpu" in res and "gpu" not in res, (rule, res)
+    assert "mem_mb=32000" in blocks["preprocess"] and "runtime=240" in blocks["preprocess"]
     assert "gres" not in out and "tasks=" not in out  # never gres next to gpu, no tasks in default resources
 
 
@@ -136,3 +151,12 @@ def test_lint_is_clean(tmp_path):
     proc = run_snakemake(tmp_path, "--lint", "--configfile", str(REPO / "config/config.yaml"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Lints for" not in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_rule_files_are_snakefmt_formatted():
+    """`make lint` runs snakefmt --check too (line length 120 from pyproject.toml)."""
+    import subprocess
+
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "snakefmt"), "--check", "Snakefile", "workflow/rules"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:] + "\nrun: snakefmt Snakefile workflow/rules"

@@ -55,25 +55,32 @@ def snakemake_copy(kind: str, root: Path) -> Path:
     return conda / digest
 
 
+class EnvVenvs:
+    """One fresh venv per kind, created on first use from the copied env file's pip part."""
+
+    def __init__(self, root: Path):
+        self.root, self.made = root, {}
+
+    def __getitem__(self, kind: str) -> Path:
+        if kind not in self.made:
+            prefix = snakemake_copy(kind, self.root)
+            venv.EnvBuilder(with_pip=True).create(prefix)
+            pins = [p for p in env_pins(kind) if not p.startswith(CUDA_ONLY)]
+            req = prefix.with_suffix(".txt")
+            req.write_text("\n".join(pins) + "\n")
+            subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
+                            "--no-compile", "-r", str(req)], check=True, timeout=1800)
+            deploy = prefix.with_suffix(".post-deploy.sh")
+            if deploy.exists():  # Snakemake runs it from its copied location, inside the new environment
+                subprocess.run(["bash", str(deploy)], check=True, cwd=self.root,
+                               env={**os.environ, "PATH": f"{prefix / 'bin'}:{os.environ['PATH']}"})
+            self.made[kind] = prefix
+        return self.made[kind]
+
+
 @pytest.fixture(scope="session")
-def env_venvs(tmp_path_factory) -> dict[str, Path]:
-    """One fresh venv per kind, created from the copied env file's pip part."""
-    root = tmp_path_factory.mktemp("conda_deploy")
-    made = {}
-    for kind in KINDS:
-        prefix = snakemake_copy(kind, root)
-        venv.EnvBuilder(with_pip=True).create(prefix)
-        pins = [p for p in env_pins(kind) if not p.startswith(CUDA_ONLY)]
-        req = prefix.with_suffix(".txt")
-        req.write_text("\n".join(pins) + "\n")
-        subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
-                        "--no-compile", "-r", str(req)], check=True, timeout=900)
-        deploy = prefix.with_suffix(".post-deploy.sh")
-        if deploy.exists():  # Snakemake runs it from its copied location, inside the new environment
-            subprocess.run(["bash", str(deploy)], check=True, cwd=root,
-                           env={**os.environ, "PATH": f"{prefix / 'bin'}:{os.environ['PATH']}"})
-        made[kind] = prefix
-    return made
+def env_venvs(tmp_path_factory) -> EnvVenvs:
+    return EnvVenvs(tmp_path_factory.mktemp("conda_deploy"))
 
 
 IMPORT_ALL = """
@@ -120,8 +127,7 @@ def test_no_post_deploy_script_and_a_rule_script_runs_in_the_deployed_environmen
     preamble that appends Snakemake's search path (here: Snakemake's own package folder and src/)."""
     assert not list((REPO / "envs").glob("*.post-deploy.sh")), "a post-deploy script guesses the repository"
     import snakemake
-    from snakemake.io import InputFiles, Log, OutputFiles, Params, Resources, Wildcards
-    from snakemake.script import Snakemake
+    from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, ResourceList, Snakemake, Wildcards
 
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["demo"]
     settings = {**demo, "n_patients": 2, "minis": {"ctrate_train_patients": 1, "ctrate_valid_patients": 1,
@@ -129,7 +135,7 @@ def test_no_post_deploy_script_and_a_rule_script_runs_in_the_deployed_environmen
     root, log = tmp_path / "demo_data", tmp_path / "logs" / "demo_cohort.log"
     params = Params(fromdict={"root": str(root), "settings": settings})
     obj = Snakemake(InputFiles(), OutputFiles([str(root / "ground_truth" / "cohort.json")]), params, Wildcards(),
-                    1, Resources(), Log([str(log)]), {}, "demo_cohort", None, str(REPO / "workflow" / "scripts"))
+                    1, ResourceList(), Log([str(log)]), {}, "demo_cohort", None, str(REPO / "workflow" / "scripts"))
     searchpath = [str(Path(snakemake.__file__).parents[1]), str(REPO / "src")]
     preamble = (f"import sys; sys.path.extend({searchpath!r}); import pickle; "
                 f"snakemake = pickle.loads({pickle.dumps(obj, protocol=4)!r})\n")
@@ -137,7 +143,7 @@ def test_no_post_deploy_script_and_a_rule_script_runs_in_the_deployed_environmen
     script.write_text(preamble + (REPO / "workflow" / "scripts" / "demo_cohort.py").read_text())
     python = env_venvs["data"] / "bin" / "python"
     proc = subprocess.run([str(python), str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:] + log.read_text()[-3000:] if log.exists() else proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-3000:] if log.exists() else "")
     assert (root / "ground_truth" / "cohort.json").is_file()
     assert sorted((root / "hospital" / "DICOM").rglob("IM*")), "no DICOM written"
 

@@ -90,6 +90,9 @@ def check_requests(log: str, prof: dict, config: dict) -> list[str]:
     calls = sbatch_calls(log)
     ids = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: .*?/(?:rule|group)_(\w+)/", log)
     assert len(ids) == len(calls), f"{len(calls)} sbatch calls but {len(ids)} SLURM job ids"
+    # a group job is named after its group and rules (evaluation_evaluate): call it by its group
+    calls = [("evaluation" if name.startswith("evaluation") else name, flags) for name, flags in calls]
+    ids = [(job, "evaluation" if name.startswith("evaluation") else name) for job, name in ids]
     seen = {name for name, _ in calls}
     for needed in ("dicom_index", "preprocess", "window_features", "train", "embed", "evaluation"):
         assert needed in seen, f"no sbatch call for {needed}: {sorted(seen)}"

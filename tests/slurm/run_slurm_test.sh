@@ -50,10 +50,15 @@ TARGETS=(results/runs/full/final.json results/qc/summary.md results/runs/full/me
 targets() { for t in "${TARGETS[@]}"; do echo "$1/$t"; done; }
 export PATH=$BIN:$PATH HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 override "$WORK/local"
-log "local run"
-(cd "$REPO" && timeout 2400 snakemake $(targets "$WORK/local") --cores 2 -s "$REPO/Snakefile" -d "$WORK/local" \
-   --configfile "$REPO/config/config.yaml" "$WORK/local.yaml" >"$WORK/local.log" 2>&1) \
-   || { tail -50 "$WORK/local.log"; exit 1; }
+if [[ -n ${CTVLP_SLURM_REUSE_LOCAL:-} && -f $WORK/local/results/runs/full/metrics.json ]]; then
+  log "local run: reusing $WORK/local (CTVLP_SLURM_REUSE_LOCAL)"
+else
+  log "local run"
+  (cd "$REPO" && timeout 2400 snakemake $(targets "$WORK/local") --cores 2 -s "$REPO/Snakefile" -d "$WORK/local" \
+     --configfile "$REPO/config/config.yaml" "$WORK/local.yaml" >"$WORK/local.log" 2>&1) \
+     || { tail -50 "$WORK/local.log"; exit 1; }
+fi
+rm -rf "$WORK/slurm" "$WORK/slurm-data"
 override "$WORK/slurm"
 log "snakemake --profile slurm (shipped requests, fake GPUs; umask 077: the workflow keeps outputs group-readable)"
 (umask 077 && cd "$REPO" && timeout 2400 snakemake $(targets "$WORK/slurm") --profile slurm -s "$REPO/Snakefile" \
@@ -65,6 +70,7 @@ log "snakemake --profile slurm (shipped requests, fake GPUs; umask 077: the work
 "$PY" "$REPO/tests/slurm/check_slurm_run.py" "$WORK/slurm" "$WORK/local" "$WORK/slurm.log" \
   "$HOME/.config/snakemake/slurm/config.yaml"
 
+source "$REPO/tests/slurm/readme_part.sh"
 if [[ $MODE == apptainer ]]; then
   source "$REPO/tests/slurm/apptainer_part.sh"
 fi

@@ -28,6 +28,15 @@ QC = f"{RESULTS}/qc/qc.parquet"
 QC_SUMMARY = f"{RESULTS}/qc/summary.md"
 
 
+def workflow_file(path):
+    """A config path: absolute as given; relative to the working directory when it exists there (a deployment's
+    own config/), else to the workflow's folder (the shipped config/)."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    return WORKFLOW_DIR / path
+
+
 def data_ready():
     """Inputs that must exist before data is read: the demo cohort when the demo is on."""
     return [DEMO_DONE] if DEMO_DONE else []
@@ -38,11 +47,14 @@ def hospital_index():
 
 
 def all_targets():
-    text = [f"{RESULTS}/text/{name}" for name in ("labels.parquet", "prompts.parquet", "snippets.parquet",
-                                                   "mining_stats.md")]
+    text = [
+        f"{RESULTS}/text/{name}"
+        for name in ("labels.parquet", "prompts.parquet", "snippets.parquet", "mining_stats.md")
+    ]
     runs = [f"{RESULTS}/runs/{run}/final.json" for run in RUNS]
     evaluation = [f"{RESULTS}/tables/{name}.md" for name in TABLE_NAMES] + [
-        f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES]
+        f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES
+    ]
     return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation
 
 
@@ -53,6 +65,9 @@ def run_files(pattern):
 
 def figure_caption(name):
     """The caption file of a figure: workflow/report/figures/<kind>.rst."""
-    kind = next(k for k in ("per_label_auc", "recall_at_k", "training_curves", "localization_errors", "qualitative")
-                if name.startswith(k))
+    kind = next(
+        k
+        for k in ("per_label_auc", "recall_at_k", "training_curves", "localization_errors", "qualitative")
+        if name.startswith(k)
+    )
     return f"../report/figures/{kind}.rst"

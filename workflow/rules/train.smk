@@ -4,8 +4,7 @@ from ctvlp.train.ablations import apply_overrides, load_ablations
 from ctvlp.train.plan import BatchPlan
 
 FEATURES = f"{RESULTS}/features"
-RUNS = load_ablations(Path(workflow.basedir) / config["train"]["ablations"]
-                      if not Path(config["train"]["ablations"]).is_absolute() else config["train"]["ablations"])
+RUNS = load_ablations(workflow_file(config["train"]["ablations"]))
 # The imported pretrained weights (ctvlp import-weights): a re-import reruns features and training.
 WEIGHTS = [f"{config['model']['weights_dir']}/manifest.json"] if config["model"].get("weights_dir") else []
 try:  # each run's global batch must split over its processes: stop before any job, naming the key

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ctvlp.models.window_encoder import WindowEncoder, encode_volume, window_grid_features
+from ctvlp.permissions import as_umask_allows
 from ctvlp.preprocess.cache import cache_file, read_cached
 
 
@@ -38,6 +39,7 @@ def extract_features(model: WindowEncoder, cache_path: Path, out_path: Path, dty
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
     save_file({k: v.to(dtype).contiguous() for k, v in feats.items()}, str(tmp))
+    as_umask_allows(tmp)
     os.replace(tmp, out_path)
     return {"grid": list(feats["cls"].shape[:3]), "n_bins": int(feats["depth"].shape[2] * feats["depth"].shape[3])}
 

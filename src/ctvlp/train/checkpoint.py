@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ctvlp.permissions import as_umask_allows
+
 
 def _atomic_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -60,6 +62,7 @@ def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Ten
     name = f"ckpt-{step:07d}"
     tmp = directory / f"{name}.safetensors.tmp{os.getpid()}"
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    as_umask_allows(tmp)
     os.replace(tmp, directory / f"{name}.safetensors")
     meta = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), **extra}
     _atomic_json(directory / f"{name}.json", meta)

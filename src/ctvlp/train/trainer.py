@@ -25,6 +25,7 @@ from ctvlp.labels import CTRATE_LABELS
 from ctvlp.losses import clip_loss, draw_variants, localization_terms, prompt_loss, prompt_pos_weight, siglip_loss
 from ctvlp.models.ctvlp_model import CTVLPModel
 from ctvlp.models.features import collate
+from ctvlp.permissions import as_umask_allows
 from ctvlp.train.batches import epoch_samples, micro_batch_loader, training_entries
 from ctvlp.train.plan import BatchPlan
 from ctvlp.train.checkpoint import load_checkpoint, restore, rng_states, save_checkpoint
@@ -427,6 +428,7 @@ class Trainer:
             best = {"mean_rank": metrics["retrieval"]["mean_rank"], "step": step}
             tmp = self.run_dir / f"best.safetensors.tmp{os.getpid()}"
             save_file(self.model.trainable_state(), str(tmp))
+            as_umask_allows(tmp)
             os.replace(tmp, self.run_dir / "best.safetensors")
             (self.run_dir / "best.json").write_text(json.dumps(best))
         return best
