@@ -8,7 +8,7 @@ import pytest
 
 from ctvlp.io.volume import LPS_TO_RAS
 from ctvlp.manifest import SplitLeakError, check_split_leaks
-from ctvlp.preprocess.cache import read_cached
+from ctvlp.preprocess.cache import cache_file, read_cached
 from ctvlp.preprocess.transform import PreprocessSpec, crop_or_pad
 
 
@@ -62,7 +62,8 @@ def test_cache_is_scaled_windowed_and_lesions_land_where_planted(demo_run):
         key = pseudo("hospital", "accession", lesion.accession)
         chosen = series[(series.accession_key == key) & series.selected].iloc[0]
         vol = volumes[volumes.volume_id == "V" + chosen.series_key[1:]].iloc[0]
-        data = read_cached(demo_run / "results" / "cache" / "volumes" / f"{vol.volume_id}.npy")
+        data = read_cached(cache_file(demo_run / "results" / "cache" / "volumes", vol.volume_id))
+        assert cache_file(demo_run / "results" / "cache" / "volumes", vol.volume_id).parent.name == vol.volume_id[1:3]
         assert data.dtype == np.float16 and all(n % w == 0 for n, w in zip(data.shape, window))
         affine = np.array(vol.affine).reshape(4, 4)
         ras = LPS_TO_RAS @ np.array([lesion.x, lesion.y, lesion.z, 1.0])
