@@ -69,6 +69,10 @@ def input_paths(config: dict) -> dict[str, tuple[str, str]]:
 
 def check_inputs(config: dict) -> None:
     """Every configured data root exists and is readable (skipped when the demo generates them)."""
+    if not config.get("preprocess", {}).get("keep_volumes", True) and (
+            config.get("model", {}).get("window_encoder", {}).get("trainable")):
+        raise ConfigError("config key 'preprocess.keep_volumes': false needs a frozen window encoder "
+                          "(model.window_encoder.trainable is true: training reads the cached volumes)")
     if config.get("demo", {}).get("enabled"):
         return
     if not data_sources(config):
