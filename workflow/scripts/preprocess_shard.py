@@ -5,6 +5,7 @@ import pandas as pd
 from ctvlp.ingest import IngestSettings
 from ctvlp.io import index_store
 from ctvlp.logs import logged
+from ctvlp.preprocess.inline_features import InlineFeatures
 from ctvlp.preprocess.shard import keeps_for_figures, process_shard, shard_index
 from ctvlp.preprocess.transform import PreprocessSpec
 
@@ -13,16 +14,8 @@ with logged(snakemake.log[0]) as log:
     manifest = pd.read_parquet(snakemake.input.manifest, filters=[("shard", "==", shard)])  # this shard's rows
     index = shard_index(manifest, index_store.dataset_dir(snakemake.input.index[0]),
                         snakemake.config["ingest"]["index_buckets"]) if snakemake.input.index else None
-    inline = None
-    if not snakemake.config["preprocess"]["keep_volumes"]:
-        import torch
-
-        from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
-        from ctvlp.preprocess.inline_features import InlineFeatures
-
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model = build_window_encoder(WindowEncoderSpec.from_config(snakemake.config), snakemake.config["seed"])
-        inline = InlineFeatures(model.to(device), snakemake.params.feature_dir, snakemake.resources.get("tmpdir"))
+    inline = None if snakemake.config["preprocess"]["keep_volumes"] else InlineFeatures.from_config(
+        snakemake.config, snakemake.params.feature_dir, snakemake.resources.get("tmpdir"))
     results = process_shard(manifest, shard, dict(snakemake.params.sources), index,
                             PreprocessSpec.from_config(snakemake.config["preprocess"]),
                             snakemake.params.cache_dir, IngestSettings.from_config(snakemake.config).geometry,

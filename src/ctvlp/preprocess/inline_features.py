@@ -30,6 +30,18 @@ class InlineFeatures:
         self.scratch = Path(scratch or tempfile.gettempdir())
         self.info: dict[str, dict] = {}
 
+    @classmethod
+    def from_config(cls, config: dict, feature_dir: str | Path, scratch: str | Path | None = None) -> "InlineFeatures":
+        """The configured frozen window encoder (its weights file, or the seeded init), on the GPU if any.
+        Imported here, not at module level: the data environment runs preprocessing without the model stack."""
+        import torch
+
+        from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = build_window_encoder(WindowEncoderSpec.from_config(config), config["seed"]).to(device)
+        return cls(model.eval(), feature_dir, scratch)
+
     def __call__(self, volume_id: str, data: np.ndarray) -> None:
         tmp = self.scratch / f"{volume_id}.{os.getpid()}.npy"
         write_cached(tmp, data)  # the float16 the cache would hold: features equal the two-job path's
