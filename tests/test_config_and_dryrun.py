@@ -90,7 +90,10 @@ def test_paper_preset_dry_runs_on_the_slurm_profile_with_gpu_resources(tmp_path)
                          "--printshellcmds")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "rule window_features:" in out and "rule train:" in out
+    # paper preset: keep_volumes false, so the preprocessing jobs extract the window features on the GPU
+    assert "rule window_features:" not in out and "rule train:" in out
+    preprocess_block = out.split("rule preprocess:")[1].split("\n\n")[0]
+    assert "gpu=1" in preprocess_block and "features/shard_" in preprocess_block, preprocess_block
     train_block = out.split("rule train:")[1].split("\n\n")[0]
     assert "gpu=4" in train_block and "cpus_per_gpu=8" in train_block, train_block
     assert "gres" not in out and "tasks=" not in out  # never gres next to gpu, no tasks in default resources
