@@ -78,6 +78,7 @@ def write_synthetic(root: Path, instances: int, series: int, parts: int, buckets
             out.mkdir(parents=True, exist_ok=True)
             pq.write_table(table.filter(pa.array(bucket == b)), out / "data.parquet")
         (root.parent / "counts").mkdir(exist_ok=True)
+        (root.parent / "counts" / "series.json").write_text(json.dumps({"series": series}))
         index_store.write_counts(root.parent / "counts" / f"part_{part}.json",
                                  {"part": part, "files": n, "rows": n, "read": n, "reused": 0})
 
@@ -92,7 +93,7 @@ def run_step(step: str, root: Path, buckets: int) -> dict:
     t0 = time.perf_counter()
     info: dict = {}
     if step == "merge":
-        counts = [json.loads(p.read_text()) for p in sorted((root.parent / "counts").glob("*.json"))]
+        counts = [json.loads(p.read_text()) for p in sorted((root.parent / "counts").glob("part_*.json"))]
         info = index_store.summarize(root, counts)
     elif step in ("manifest", "selection"):
         series = []
@@ -104,8 +105,12 @@ def run_step(step: str, root: Path, buckets: int) -> dict:
         chosen = select_per_study(series, SelectionRules(prefer_kernels=("B31",)))
         info = {"series": len(chosen), "volumes": int(chosen.selected.sum())}
     elif step == "shard_read":
-        one = pq.read_table(next(root.glob("part=0/bucket=*/data.parquet")), columns=["series_key", "study_key"])
-        keys = sorted(set(one.column("series_key").to_pylist()))[: max(1, 100_000 // 256)]  # one of 256 shards
+        # one of the paper's 256 shards: 1/256 of the export's series (taken from part 0, which holds 1/parts)
+        import pyarrow.dataset as pads
+
+        one = pads.dataset(str(root / "part=0"), format="parquet").to_table(columns=["series_key", "study_key"])
+        n_series = int(json.loads(Path(root.parent / "counts" / "series.json").read_text())["series"])
+        keys = sorted(set(one.column("series_key").to_pylist()))[: max(1, n_series // 256)]
         studies = {s for s, r in zip(one.column("study_key").to_pylist(), one.column("series_key").to_pylist())
                    if r in set(keys)}
         t0 = time.perf_counter()
