@@ -4,8 +4,10 @@
 Prints, measured in the same run on the same files:
   1. ctvlp.preprocess vs a plain MONAI dictionary chain (LoadImaged, EnsureChannelFirstd, Orientationd,
      Spacingd, ScaleIntensityRanged, centre crop / pad): speed ratio (target >= 1.5x) and max abs diff (<= 1e-3);
-     and our total time against only decoding the same files (target <= 2x);
-  2. reading the float16 cache vs decoding the source .nii.gz (target >= 10x);
+     and decode + preprocess against only decoding the same files (target <= 1.3x);
+  2. reading the float16 cache vs decoding the source .nii.gz, both from a cold page cache: every file's pages
+     are dropped first (fsync + posix_fadvise DONTNEED; no root needed), so the read is not served from RAM
+     just because the file was just written (target >= 10x);
   3. `snakemake -n` on a synthetic 100,000-volume manifest with the paper preset (target <= 30 s).
 Volumes are realistic: 512 x 512 x N phantom chests from the demo generator at full matrix.
 """
@@ -13,6 +15,7 @@ Volumes are realistic: 512 x 512 x N phantom chests from the demo generator at f
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -71,6 +74,16 @@ def decode(path: Path) -> Volume:
     return Volume(np.asarray(img.dataobj, dtype=np.float32), img.affine)
 
 
+def drop_pages(path: Path) -> None:
+    """Evict a file's pages from the page cache (Linux honours DONTNEED for clean pages)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def timed(fn, *args):
     start = time.perf_counter()
     value = fn(*args)
@@ -79,9 +92,12 @@ def timed(fn, *args):
 
 def bench_preprocess(paths: list[Path], cache: Path) -> dict:
     chain = monai_chain()
-    t_decode = t_ours = t_monai = t_cache = 0.0
+    t_decode = t_ours = t_monai = t_cache = t_cold_decode = 0.0
     max_diff = 0.0
     for path in paths:
+        drop_pages(path)
+        _, t = timed(decode, path)
+        t_cold_decode += t
         _, t = timed(decode, path)
         t_decode += t
         (ours, _), t = timed(lambda p: preprocess(decode(p), SPEC), path)
@@ -91,10 +107,12 @@ def bench_preprocess(paths: list[Path], cache: Path) -> dict:
         max_diff = max(max_diff, float(np.abs(theirs[0].numpy() - ours).max()))
         target = cache / (path.name + ".npy")
         write_cached(target, ours)
+        drop_pages(target)  # cold: not the pages the write just left in memory
         _, t = timed(lambda p: np.asarray(read_cached(p)).sum(), target)  # force every page in
         t_cache += t
-    return {"decode_s": t_decode, "ours_s": t_ours, "monai_s": t_monai, "cache_read_s": t_cache,
-            "max_abs_diff": max_diff}
+    return {"decode_s": t_decode, "cold_decode_s": t_cold_decode, "ours_s": t_ours, "monai_s": t_monai,
+            "cache_read_s": t_cache, "max_abs_diff": max_diff,
+            "cache_bytes": sum(p.stat().st_size for p in cache.rglob("*.npy")) / len(paths)}
 
 
 def bench_dryrun(work: Path, n_volumes: int = 100_000) -> float:
@@ -135,12 +153,15 @@ def main() -> None:
         dry = bench_dryrun(tmp / "dry")
     print(f"volumes: {args.volumes} x 512x512x{args.slices} (.nii.gz), paper spacing {SPEC.spacing_mm} mm")
     print(f"decode only           {r['decode_s']:8.2f} s")
-    print(f"ctvlp preprocess      {r['ours_s']:8.2f} s   ({r['ours_s'] / r['decode_s']:.2f}x decode; target <= 2x)")
+    print(f"decode + preprocess   {r['ours_s']:8.2f} s   ({r['ours_s'] / r['decode_s']:.2f}x decode; target <= 1.3x)")
     print(f"MONAI dict chain      {r['monai_s']:8.2f} s   (ctvlp is {r['monai_s'] / r['ours_s']:.2f}x faster; "
           f"target >= 1.5x)")
     print(f"max |ctvlp - MONAI|   {r['max_abs_diff']:.2e}     (target <= 1e-3)")
-    print(f"cache read            {r['cache_read_s']:8.3f} s   ({r['decode_s'] / r['cache_read_s']:.1f}x faster than "
-          f"decoding the sources; target >= 10x)")
+    print(f"cold cache read       {r['cache_read_s']:8.3f} s   ({r['cold_decode_s'] / r['cache_read_s']:.1f}x faster than "
+          f"decoding the cold sources, {r['cold_decode_s']:.2f} s; target >= 10x)")
+    per = r["cache_bytes"]
+    print(f"cache: {per / 2**20:.1f} MiB per volume (float16, {args.slices} source slices at paper spacing), "
+          f"{per * 1e5 / 2**40:.2f} TiB for 100k volumes")
     print(f"snakemake -n, 100,000-volume manifest, paper preset: {dry:.1f} s (target <= 30 s)")
 
 

@@ -39,9 +39,7 @@ def _keys(prefix: str, ids: np.ndarray) -> np.ndarray:
 
 def write_synthetic(root: Path, instances: int, series: int, parts: int, buckets: int, seed: int = 0) -> None:
     """A partitioned index like the part jobs write; per-series geometry is consistent (valid series)."""
-    rng = np.random.default_rng(seed)
     per_series = instances // series
-    studies = max(1, series // 2)  # two series per study
     for part in range(parts):
         lo, hi = part * series // parts, (part + 1) * series // parts
         s_ids = np.arange(lo, hi)
@@ -50,14 +48,17 @@ def write_synthetic(root: Path, instances: int, series: int, parts: int, buckets
         s = np.repeat(s_ids, per_series)
         st = np.repeat(st_ids, per_series)
         k = np.tile(np.arange(per_series), len(s_ids))
-        study_key = _keys("S", st)
-        bucket = np.array([int(x[1:9], 16) % buckets for x in study_key[::per_series]]).repeat(per_series)
+        rep = lambda values: np.repeat(values, per_series)  # noqa: E731 (per-series values, one per instance)
+        study_key = _keys("S", st_ids)
+        bucket = rep(np.array([int(x[1:9], 16) % buckets for x in study_key]))
         thick = np.where(s % 2 == 0, 5.0, 1.0)
+        image = np.char.mod("IM%06d", np.arange(per_series))
         cols = {
-            "path": np.char.add(np.char.add(_keys("D", st), "/"), np.char.mod("IM%06d", k)),
+            "path": np.char.add(rep(np.char.add(_keys("D", st_ids), "/")), np.tile(image, len(s_ids))),
             "path_key": _keys("X", s * per_series + k), "reason": np.full(n, ""),
-            "patient_key": _keys("P", st // 2), "study_key": study_key, "accession_key": _keys("A", st),
-            "series_key": _keys("R", s), "frame_key": _keys("F", st),
+            "patient_key": rep(_keys("P", st_ids // 2)), "study_key": rep(study_key),
+            "accession_key": rep(_keys("A", st_ids)), "series_key": rep(_keys("R", s_ids)),
+            "frame_key": rep(_keys("F", st_ids)),
             "image_type": np.full(n, "ORIGINAL\\PRIMARY\\AXIAL"), "series_kind": np.full(n, ""),
             "transfer_syntax": np.full(n, "1.2.840.10008.1.2.4.70"), "patient_age": np.full(n, "063Y"),
             "patient_sex": np.where(st % 2 == 0, "F", "M"), "Modality": np.full(n, "CT"),
@@ -77,9 +78,9 @@ def write_synthetic(root: Path, instances: int, series: int, parts: int, buckets
             out.mkdir(parents=True, exist_ok=True)
             pq.write_table(table.filter(pa.array(bucket == b)), out / "data.parquet")
         (root.parent / "counts").mkdir(exist_ok=True)
+        (root.parent / "counts" / "series.json").write_text(json.dumps({"series": series}))
         index_store.write_counts(root.parent / "counts" / f"part_{part}.json",
                                  {"part": part, "files": n, "rows": n, "read": n, "reused": 0})
-    del rng
 
 
 def run_step(step: str, root: Path, buckets: int) -> dict:
@@ -92,7 +93,7 @@ def run_step(step: str, root: Path, buckets: int) -> dict:
     t0 = time.perf_counter()
     info: dict = {}
     if step == "merge":
-        counts = [json.loads(p.read_text()) for p in sorted((root.parent / "counts").glob("*.json"))]
+        counts = [json.loads(p.read_text()) for p in sorted((root.parent / "counts").glob("part_*.json"))]
         info = index_store.summarize(root, counts)
     elif step in ("manifest", "selection"):
         series = []
@@ -104,8 +105,12 @@ def run_step(step: str, root: Path, buckets: int) -> dict:
         chosen = select_per_study(series, SelectionRules(prefer_kernels=("B31",)))
         info = {"series": len(chosen), "volumes": int(chosen.selected.sum())}
     elif step == "shard_read":
-        one = pq.read_table(next(root.glob("part=0/bucket=*/data.parquet")), columns=["series_key", "study_key"])
-        keys = sorted(set(one.column("series_key").to_pylist()))[: max(1, 100_000 // 256)]  # one of 256 shards
+        # one of the paper's 256 shards: 1/256 of the export's series (taken from part 0, which holds 1/parts)
+        import pyarrow.dataset as pads
+
+        one = pads.dataset(str(root / "part=0"), format="parquet").to_table(columns=["series_key", "study_key"])
+        n_series = int(json.loads(Path(root.parent / "counts" / "series.json").read_text())["series"])
+        keys = sorted(set(one.column("series_key").to_pylist()))[: max(1, n_series // 256)]
         studies = {s for s, r in zip(one.column("study_key").to_pylist(), one.column("series_key").to_pylist())
                    if r in set(keys)}
         t0 = time.perf_counter()
@@ -116,15 +121,19 @@ def run_step(step: str, root: Path, buckets: int) -> dict:
         import pyarrow.dataset as pads
 
         index = index_store.read_index(root, index_store.RESOLVE_COLUMNS, pads.field("reason") == "")
-        resolved = 0
+        info["index_rows_read"] = len(index)
+        info["read_seconds"] = round(time.perf_counter() - t0, 2)
+        resolved, t1 = 0, time.perf_counter()
         for accession, rows in index.groupby("accession_key", sort=False):
+            if resolved == 2000:  # resolution is per study: time a sample, the read above is the whole index
+                break
             numbers = sorted(rows.SeriesNumber.unique())
             volume = pd.Series({"frame_key": rows.frame_key.iloc[0], "affine": np.eye(4).ravel(),
                                 "shape": [512, 512, 400]})
             resolver = StudyResolver(rows, pd.DataFrame({"series_number": numbers}), volume, 4)
             resolver.resolve(int(numbers[0]), 10)
             resolved += 1
-        info = {"references": resolved}
+        info["ms_per_study"] = round(1000 * (time.perf_counter() - t1) / max(resolved, 1), 2)
     info["seconds"] = round(time.perf_counter() - t0, 2)
     info["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
     return info

@@ -133,17 +133,18 @@ def test_paper_preset_dry_runs_on_the_slurm_profile_with_gpu_resources(tmp_path,
     blocks = {}
     for block in out.split("\nrule ")[1:]:
         blocks.setdefault(block.split(":", 1)[0], block.split("\n\n")[0])
-    assert {"window_features", "train", "embed", "preprocess", "dicom_index"} <= set(blocks)
-    for rule in ("window_features", "train", "embed"):
+    assert {"preprocess_features", "train", "embed", "dicom_index"} <= set(blocks) and "window_features" not in blocks
+    for rule in ("preprocess_features", "train", "embed"):
         res = blocks[rule].split("resources:")[1]
         assert "slurm_partition=gpu" in res and "slurm_account=lab" in res and "gpu_model=a100" in res, res
         assert "cpus_per_gpu=8" in res and "cpus_per_task" not in res, res
     assert "gpu=4," in blocks["train"] and "mem_mb=128000" in blocks["train"] and "runtime=2880" in blocks["train"]
-    assert "gpu=1," in blocks["window_features"]
-    for rule in ("preprocess", "dicom_index", "manifest", "report_text", "mine_snippets"):
+    # keep_volumes: false (paper preset): the preprocessing jobs extract the window features on the GPU
+    assert "gpu=1," in blocks["preprocess_features"] and "features/shard_" in blocks["preprocess_features"]
+    for rule in ("dicom_index", "manifest", "report_text", "mine_snippets"):
         res = blocks[rule].split("resources:")[1]
         assert "slurm_partition=cpu" in res and "gpu" not in res, (rule, res)
-    assert "mem_mb=32000" in blocks["preprocess"] and "runtime=240" in blocks["preprocess"]
+    assert "mem_mb=64000" in blocks["preprocess_features"] and "runtime=720" in blocks["preprocess_features"]
     assert "gres" not in out and "tasks=" not in out  # never gres next to gpu, no tasks in default resources
 
 

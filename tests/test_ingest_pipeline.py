@@ -8,7 +8,7 @@ import pytest
 
 from ctvlp.io.volume import LPS_TO_RAS
 from ctvlp.manifest import SplitLeakError, check_split_leaks
-from ctvlp.preprocess.cache import read_cached
+from ctvlp.preprocess.cache import cache_file, read_cached
 from ctvlp.preprocess.transform import PreprocessSpec, crop_or_pad
 
 
@@ -67,7 +67,8 @@ def test_cache_is_scaled_windowed_and_lesions_land_where_planted(demo_run):
         key = pseudo("hospital", "accession", lesion.accession)
         chosen = series[(series.accession_key == key) & series.selected].iloc[0]
         vol = volumes[volumes.volume_id == "V" + chosen.series_key[1:]].iloc[0]
-        data = read_cached(demo_run / "results" / "cache" / "volumes" / f"{vol.volume_id}.npy")
+        data = read_cached(cache_file(demo_run / "results" / "cache" / "volumes", vol.volume_id))
+        assert cache_file(demo_run / "results" / "cache" / "volumes", vol.volume_id).parent.name == vol.volume_id[1:3]
         assert data.dtype == np.float16 and all(n % w == 0 for n, w in zip(data.shape, window))
         affine = np.array(vol.affine).reshape(4, 4)
         ras = LPS_TO_RAS @ np.array([lesion.x, lesion.y, lesion.z, 1.0])
@@ -245,3 +246,22 @@ def test_partitioned_index_equals_the_in_memory_one_and_incremental_rereads_only
     assert sum(c["read"] for c in counts) == 2 and sum(c["reused"] for c in counts) == 95
     fresh, again = _norm(index_dicom(root, b"salt")), _norm(index_store.read_index(out))
     pd.testing.assert_frame_equal(again[fresh.columns], fresh, check_dtype=False)
+
+
+def test_ingest_config_errors_stop_before_any_job(tmp_path):
+    from ctvlp.config import ConfigError, check_inputs
+
+    with pytest.raises(ConfigError, match=r"ingest.file_list': file '/nonexistent/list.txt' does not exist"):
+        check_inputs({"ingest": {"file_list": "/nonexistent/list.txt"}, "demo": {"enabled": True}})
+    with pytest.raises(ConfigError, match="keep_volumes': false needs a frozen window encoder"):
+        check_inputs({"preprocess": {"keep_volumes": False}, "demo": {"enabled": True},
+                      "model": {"window_encoder": {"trainable": True}}})
+    folder = tmp_path / "ct_rate" / "train_fixed" / "train_1" / "train_1_a"
+    folder.mkdir(parents=True)
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.diag([2.0, 2, 2, 1])), folder / "train_1_a_1.nii.gz")
+    with pytest.raises(ConfigError, match=r"data.ct_rate.release': CT-RATE release mismatch: .*'raw' but .* holds "
+                                          r"the 'fixed' release"):
+        check_inputs({"demo": {"enabled": False}, "data": {"ct_rate": {"root": str(tmp_path / "ct_rate"),
+                                                                       "release": "raw"}}})

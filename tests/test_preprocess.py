@@ -62,3 +62,32 @@ def test_preprocess_output_range_and_window_multiples(smooth_volume):
     assert data.min() >= 0 and data.max() <= 1
     assert all(n % w == 0 for n, w in zip(data.shape, spec.window_voxels))
     assert np.allclose(np.sqrt((affine[:3, :3] ** 2).sum(0)), spec.spacing_mm)
+
+
+def test_inline_features_equal_the_cache_then_features_path(tmp_path):
+    """keep_volumes: false extracts the same window features in the preprocessing job as the window_features
+    rule computes from the cache, and leaves no volume file behind."""
+    import yaml
+    from safetensors.numpy import load_file
+
+    from conftest import REPO
+    from ctvlp.models.features import extract_features, feature_file
+    from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
+    from ctvlp.preprocess.cache import cache_file, write_cached
+    from ctvlp.preprocess.inline_features import InlineFeatures
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    model = build_window_encoder(WindowEncoderSpec.from_config(config), 0).eval()
+    data = np.random.default_rng(1).random((64, 64, 16)).astype(np.float32)
+    write_cached(cache_file(tmp_path / "cache", "Vab12"), data)
+    extract_features(model, cache_file(tmp_path / "cache", "Vab12"), feature_file(tmp_path / "two_jobs", "Vab12"))
+    inline = InlineFeatures(model, tmp_path / "one_job", scratch=tmp_path / "scratch_is_tmp")
+    (tmp_path / "scratch_is_tmp").mkdir()
+    inline("Vab12", data)
+    a, b = load_file(str(feature_file(tmp_path / "two_jobs", "Vab12"))), load_file(str(feature_file(tmp_path / "one_job", "Vab12")))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert list((tmp_path / "scratch_is_tmp").iterdir()) == []
+    import pandas as pd
+
+    table = inline.table(pd.DataFrame({"volume_id": ["Vab12", "Vcd34"], "reason": ["", "constant volume"]}))
+    assert list(table.status) == ["ok", "skipped"] and table.reason.iloc[1] == "constant volume"

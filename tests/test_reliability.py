@@ -19,6 +19,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
+from ctvlp.preprocess.cache import cache_file
 
 SHORT = "train.epochs\ttrain.checkpoint_every\tdescription\n"
 
@@ -79,7 +80,7 @@ def test_sigkilled_training_resumes_and_ends_like_an_uninterrupted_run(demo_run,
 
 
 def _digests(results: Path) -> dict[str, str]:
-    patterns = ("manifest/*.parquet", "cache/volumes/*.npy", "text/*.parquet", "text/*.md", "qc/*",
+    patterns = ("manifest/*.parquet", "cache/volumes/*/*.npy", "text/*.parquet", "text/*.md", "qc/*",
                 "features/volumes/*.safetensors", "ingest/*.parquet")
     return {str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest()
             for pattern in patterns for p in sorted(results.glob(pattern))}
@@ -121,7 +122,7 @@ def test_killed_preprocessing_redoes_only_that_shard_and_never_reads_half_files(
         other = 1 - done[0]
         manifest = pd.read_parquet(res / "manifest" / "manifest.parquet")
         ids = manifest[manifest.shard == other].volume_id
-        return other if any((res / "cache" / "volumes" / f"{v}.npy").exists() for v in ids) else None
+        return other if any(cache_file(res / "cache" / "volumes", v).exists() for v in ids) else None
 
     deadline, killed = time.time() + 600, None
     while killed is None and time.time() < deadline and job.poll() is None:
@@ -142,4 +143,4 @@ def test_killed_preprocessing_redoes_only_that_shard_and_never_reads_half_files(
     assert shards[kept].stat().st_mtime_ns == before
     for row in pd.read_parquet(shards[killed]).itertuples():
         if row.status == "ok":  # every cached volume is whole (np.load would fail on a half-written .npy)
-            assert np.load(res / "cache" / "volumes" / f"{row.volume_id}.npy").shape == tuple(row.shape)
+            assert np.load(cache_file(res / "cache" / "volumes", row.volume_id)).shape == tuple(row.shape)

@@ -95,6 +95,13 @@ def rate_config_dir(config: dict) -> str | None:
 
 def check_inputs(config: dict) -> None:
     """Every configured data root exists and is readable (skipped when the demo generates them)."""
+    if not config.get("preprocess", {}).get("keep_volumes", True) and (
+            config.get("model", {}).get("window_encoder", {}).get("trainable")):
+        raise ConfigError("config key 'preprocess.keep_volumes': false needs a frozen window encoder "
+                          "(model.window_encoder.trainable is true: training reads the cached volumes)")
+    file_list = config.get("ingest", {}).get("file_list")
+    if file_list and not Path(file_list).is_file():
+        raise ConfigError(f"config key 'ingest.file_list': file '{file_list}' does not exist")
     if config.get("demo", {}).get("enabled"):
         return
     if not data_sources(config):

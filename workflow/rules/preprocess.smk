@@ -1,27 +1,39 @@
 # Preprocessing in shards: RAS, resample, clip/scale, crop/pad; cached float16 volumes.
 
 
+# keep_volumes: false (paper preset, frozen encoder): the same job extracts the window features and only the
+# held-out hospital volumes (qualitative figures) are cached; window_features (train.smk) then does not exist.
+KEEP_VOLUMES = config["preprocess"]["keep_volumes"]
+
+
+# A GPU job then, so it has its own name (preprocess_features): the Slurm profile sends it to the GPU partition
+# with --gpus/--cpus-per-gpu, while `preprocess` (keep_volumes: true) stays a CPU job.
 rule preprocess:
+    name:
+        "preprocess" if KEEP_VOLUMES else "preprocess_features"
     input:
         manifest=MANIFEST,
         index=hospital_index(),
     output:
-        f"{RESULTS}/cache/shard_{{shard}}.parquet",
+        shard=f"{RESULTS}/cache/shard_{{shard}}.parquet",
+        **({} if KEEP_VOLUMES else {"features": f"{RESULTS}/features/shard_{{shard}}.parquet"}),
     params:
         sources=SOURCES,
         cache_dir=f"{RESULTS}/cache/volumes",
+        feature_dir=f"{RESULTS}/features/volumes",
     resources:
         # one volume at a time: the paper's 512 x 512 x ~600 slices in float32 and its resampled copy
         mem_mb=lambda wc, attempt: 8000 * attempt,
-        runtime=lambda wc, attempt: 240 * attempt,
+        runtime=lambda wc, attempt: (240 if KEEP_VOLUMES else 720) * attempt,
+        gpu=0 if KEEP_VOLUMES else config["compute"]["features_gpus"],
     log:
         f"{LOGS}/preprocess/shard_{{shard}}.log",
     benchmark:
         f"{LOGS}/benchmarks/preprocess_{{shard}}.tsv"
     conda:
-        ENVS["data"]
+        ENVS["data"] if KEEP_VOLUMES else ENVS["gpu"]
     container:
-        CONTAINERS["data"]
+        CONTAINERS["data"] if KEEP_VOLUMES else CONTAINERS["gpu"]
     script:
         "../scripts/preprocess_shard.py"
 

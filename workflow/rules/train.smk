@@ -16,27 +16,30 @@ print(f"ctvlp: train: {BatchPlan.check(config, max(int(config['compute']['train_
       file=sys.stderr)
 
 
-rule window_features:
-    input:
-        cache=f"{RESULTS}/cache/shard_{{shard}}.parquet",
-        weights=WEIGHTS,
-    output:
-        f"{FEATURES}/shard_{{shard}}.parquet",
-    params:
-        cache_dir=f"{RESULTS}/cache/volumes",
-        feature_dir=f"{FEATURES}/volumes",
-    resources:
-        gpu=config["compute"]["features_gpus"],
-    log:
-        f"{LOGS}/window_features/shard_{{shard}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/window_features_{{shard}}.tsv"
-    conda:
-        ENVS["gpu"]
-    container:
-        CONTAINERS["gpu"]
-    script:
-        "../scripts/window_features.py"
+# With keep_volumes: false the preprocess rule writes these feature shards itself (preprocess.smk).
+if KEEP_VOLUMES:
+
+    rule window_features:
+        input:
+            cache=f"{RESULTS}/cache/shard_{{shard}}.parquet",
+            weights=WEIGHTS,
+        output:
+            f"{FEATURES}/shard_{{shard}}.parquet",
+        params:
+            cache_dir=f"{RESULTS}/cache/volumes",
+            feature_dir=f"{FEATURES}/volumes",
+        resources:
+            gpu=config["compute"]["features_gpus"],
+        log:
+            f"{LOGS}/window_features/shard_{{shard}}.log",
+        benchmark:
+            f"{LOGS}/benchmarks/window_features_{{shard}}.tsv"
+        conda:
+            ENVS["gpu"]
+        container:
+            CONTAINERS["gpu"]
+        script:
+            "../scripts/window_features.py"
 
 
 rule train:

@@ -1,10 +1,12 @@
-"""Rule preprocess: one shard of the manifest into the float16 volume cache."""
+"""Rule preprocess: one shard of the manifest into the float16 volume cache, or (keep_volumes: false) into
+window features directly, caching only the held-out hospital volumes the qualitative figures draw."""
 import pandas as pd
 
 from ctvlp.ingest import IngestSettings
 from ctvlp.io import index_store
 from ctvlp.logs import logged
-from ctvlp.preprocess.shard import process_shard, shard_index
+from ctvlp.preprocess.inline_features import InlineFeatures
+from ctvlp.preprocess.shard import keeps_for_figures, process_shard, shard_index
 from ctvlp.preprocess.transform import PreprocessSpec
 
 with logged(snakemake.log[0]) as log:
@@ -12,9 +14,14 @@ with logged(snakemake.log[0]) as log:
     manifest = pd.read_parquet(snakemake.input.manifest, filters=[("shard", "==", shard)])  # this shard's rows
     index = shard_index(manifest, index_store.dataset_dir(snakemake.input.index[0]),
                         snakemake.config["ingest"]["index_buckets"]) if snakemake.input.index else None
+    inline = None if snakemake.config["preprocess"]["keep_volumes"] else InlineFeatures.from_config(
+        snakemake.config, snakemake.params.feature_dir, snakemake.resources.get("tmpdir"))
     results = process_shard(manifest, shard, dict(snakemake.params.sources), index,
                             PreprocessSpec.from_config(snakemake.config["preprocess"]),
-                            snakemake.params.cache_dir, IngestSettings.from_config(snakemake.config).geometry)
-    results.to_parquet(snakemake.output[0], index=False)
-    log.info("shard %s: %d ok, %d rejected", shard, int((results.status == "ok").sum()),
-             int((results.status != "ok").sum()))
+                            snakemake.params.cache_dir, IngestSettings.from_config(snakemake.config).geometry,
+                            consume=inline, keep=None if inline is None else keeps_for_figures)
+    results.to_parquet(snakemake.output.shard, index=False)
+    if inline is not None:
+        inline.table(results).to_parquet(snakemake.output.features, index=False)
+    log.info("shard %s: %d ok, %d rejected, %d cached", shard, int((results.status == "ok").sum()),
+             int((results.status != "ok").sum()), int(results.cached.sum()))

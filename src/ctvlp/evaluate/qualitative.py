@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ctvlp.evaluate.protocol import bin_profile
-from ctvlp.preprocess.cache import read_cached
+from ctvlp.preprocess.cache import cache_file, read_cached
 
 
 def qualitative_examples(hospital: tuple[dict, list[dict]] | None, snippets: pd.DataFrame, cache_dir: Path,
@@ -30,7 +30,7 @@ def qualitative_examples(hospital: tuple[dict, list[dict]] | None, snippets: pd.
         index = sum(1 for j in range(k) if int(emb["snippet_owner"][j]) == owner)
         profile = bin_profile(emb, k)
         text = texts.get(volume_id, [""])[index] if index < len(texts.get(volume_id, [])) else ""
-        examples.append({"volume": read_cached(cache_dir / f"{volume_id}.npy"), "true_bin": int(emb["snippet_bin"][k]),
+        examples.append({"volume": read_cached(cache_file(cache_dir, volume_id)), "true_bin": int(emb["snippet_bin"][k]),
                          "pred_bin": int(np.argmax(profile)), "profile": profile,
                          "label": f"{volume_id}: \"{text[:70]}\""})
     return examples

@@ -37,7 +37,8 @@ def classify_series(index: pd.DataFrame, rules: GeometryRules) -> pd.DataFrame:
     groups = files.groupby("series_key", sort=True)
     first = groups.first()
     kinds = files.get("series_kind", pd.Series("", index=files.index)).fillna("")
-    kinds = kinds.groupby(files["series_key"]).agg(
+    kinds = kinds[kinds != ""]  # most rows name no kind: join only the others
+    kinds = kinds.groupby(files.loc[kinds.index, "series_key"]).agg(
         lambda v: ",".join(sorted({k for x in v for k in x.split(",") if k})))
     reasons = header_reasons(files, files["series_key"], rules)
     image_type = first["image_type"].fillna("").str.upper()
@@ -48,7 +49,7 @@ def classify_series(index: pd.DataFrame, rules: GeometryRules) -> pd.DataFrame:
         "kernel": first.ConvolutionKernel.values, "thickness": first.SliceThickness.values,
         "patient_age": first.patient_age.values, "patient_sex": first.patient_sex.values,
         "transfer_syntax": first.get("transfer_syntax", pd.Series("", index=first.index)).values,
-        "series_kind": kinds.reindex(first.index).values,
+        "series_kind": kinds.reindex(first.index).fillna("").values,
         "original_primary": image_type.str.startswith("ORIGINAL\\PRIMARY").values,
         "status": "ok", "reason": reasons.reindex(first.index).values})
     missing_id = series.patient_key.fillna("") == ""

@@ -88,7 +88,7 @@ class LiveFeatures:
                  limit_bytes: float = 2e9):
         self.cache_dir = Path(cache_dir)
         self.encoder = encoder
-        self.keep = fits_in_memory(self.cache_dir, "*.npy", limit_bytes) if keep_in_memory is None else keep_in_memory
+        self.keep = fits_in_memory(self.cache_dir, "**/*.npy", limit_bytes) if keep_in_memory is None else keep_in_memory
         self._voxels: dict[str, torch.Tensor] = {}
 
     def for_model(self, model) -> "LiveFeatures":

@@ -1,5 +1,8 @@
 """The volume cache: one float16 ``.npy`` per volume, written atomically, read memory-mapped.
 
+Files go into 256 sub-folders named by two hex digits of the volume id (``volumes/3f/V3fa2....npy``):
+100k volumes in one directory make every listing, backup and `ls` on a cluster file system slow.
+
 Why this format: training and evaluation read whole volumes (or the window features made from
 them) many times, and ``np.load(mmap_mode='r')`` of an uncompressed ``.npy`` costs a page-in and
 no decode; float16 halves the bytes while keeping [0, 1]-scaled HU within 0.5 HU of float32
@@ -16,7 +19,8 @@ import numpy as np
 
 
 def cache_file(cache_dir: str | Path, volume_id: str) -> Path:
-    return Path(cache_dir) / f"{volume_id}.npy"
+    """Where a volume's cache file lives: a sub-folder per two hex digits of its (salted, uniform) id."""
+    return Path(cache_dir) / volume_id[1:3] / f"{volume_id}.npy"
 
 
 def write_cached(path: str | Path, data: np.ndarray) -> None:

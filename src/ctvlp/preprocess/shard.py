@@ -116,8 +116,14 @@ def shard_index(manifest: pd.DataFrame, index_dir: str | Path, buckets: int) -> 
 
 
 def process_shard(manifest: pd.DataFrame, shard: int, sources: dict, index: pd.DataFrame | None,
-                  spec: PreprocessSpec, cache_dir: str | Path, rules: GeometryRules) -> pd.DataFrame:
-    """Preprocess every volume of the shard; one result row each (ok with geometry, or the reasons)."""
+                  spec: PreprocessSpec, cache_dir: str | Path, rules: GeometryRules,
+                  consume: Callable[[str, np.ndarray], None] | None = None,
+                  keep: Callable[[pd.Series], bool] | None = None) -> pd.DataFrame:
+    """Preprocess every volume of the shard; one result row each (ok with geometry, or the reasons).
+
+    ``consume(volume_id, array)`` gets each preprocessed volume while it is in memory (feature extraction in
+    the same job, ``preprocess.keep_volumes: false``); ``keep(row)`` says which volumes still go to the cache
+    (default: all)."""
     rows = []
     part = manifest[manifest.shard == shard]
     meta = ctrate.load_metadata(Path(sources["ct_rate"]["root"])) if "ct_rate" in sources else None
@@ -125,6 +131,16 @@ def process_shard(manifest: pd.DataFrame, shard: int, sources: dict, index: pd.D
         result, data = process_volume(
             row, lambda source, row=row: load_source(row, sources, index, rules, meta, series_key=source), spec)
         if data is not None:
-            write_cached(cache_file(cache_dir, row.volume_id), data)
+            if keep is None or keep(row):
+                write_cached(cache_file(cache_dir, row.volume_id), data)
+            if consume is not None:
+                consume(row.volume_id, data)
+        result["cached"] = data is not None and (keep is None or bool(keep(row)))
         rows.append(result)
     return pd.DataFrame(rows)
+
+
+def keeps_for_figures(row: pd.Series) -> bool:
+    """``keep_volumes: false`` still caches the held-out hospital volumes: the qualitative figure panels draw
+    slices of them (a few percent of the cache); every other volume exists only as its window features."""
+    return row.dataset == "hospital" and row.split == "test"
