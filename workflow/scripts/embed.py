@@ -1,7 +1,9 @@
 """Rule embed: embeddings of one trained run on every evaluation set."""
 from pathlib import Path
 
-from ctvlp.evaluate.embed import embed_run
+import pandas as pd
+
+from ctvlp.evaluate.embed import embed_run, report_sections
 from ctvlp.logs import logged
 from ctvlp.models.loading import device_for, load_trained_model
 from ctvlp.train.run import load_inputs
@@ -13,5 +15,7 @@ with logged(snakemake.log[0]) as log:
                  cache_dir=snakemake.params.cache_dir)
     samples, features, prompts = load_inputs(paths, run_config)
     features = features.for_model(model)  # trained end to end: its own window encoder reads the cache
-    counts = embed_run(model, samples, features, prompts, Path(snakemake.output.npz), Path(snakemake.output.meta))
+    sections = report_sections(pd.read_parquet(snakemake.input.reports))
+    counts = embed_run(model, samples, features, prompts, Path(snakemake.output.npz), Path(snakemake.output.meta),
+                       sections)
     log.info("embedded %s", counts)

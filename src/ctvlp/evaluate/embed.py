@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from ctvlp.evaluate.arrays import PROMPT_SETS, load_embeddings  # noqa: F401 (re-exported)
+from ctvlp.evaluate.paper_embed import paper_arrays
 from ctvlp.evaluate.protocol import EVAL_SETS
 from ctvlp.labels import CTRATE_LABELS
 from ctvlp.models.embedding import embed_samples
@@ -26,7 +27,16 @@ def evaluation_sets(samples: list) -> dict[str, list]:
     return {name: [s for s in samples if s.dataset == name and s.split == "test"] for name in EVAL_SETS}
 
 
-def embed_run(model, samples: list, features, prompts: dict, out_npz: Path, out_meta: Path) -> dict[str, int]:
+def report_sections(reports: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """volume_id -> (findings, impressions) of the text stage's reports, for the paper's Merlin-style queries."""
+    return {v: (str(f or ""), str(i or "")) for v, f, i in zip(reports.volume_id, reports.findings, reports.impression)}
+
+
+def embed_run(model, samples: list, features, prompts: dict, out_npz: Path, out_meta: Path,
+              sections: dict[str, tuple[str, str]] | None = None) -> dict[str, int]:
+    """Every evaluation set's arrays, plus what the paper's protocols read (``paper_arrays``: the mean7 prompt
+    embeddings and the findings / impressions / full report variants); ``scan_copy`` is the image copy head
+    (``scan_prompt``), which the paper's zero-shot uses."""
     arrays: dict[str, np.ndarray] = {}
     rows = []
     with torch.no_grad():  # the same for every set: encoded once
@@ -35,8 +45,10 @@ def embed_run(model, samples: list, features, prompts: dict, out_npz: Path, out_
         if not part:
             continue
         emb = embed_samples(model, part, features, prompts)
-        arrays.update({f"{name}/{k}": emb[k] for k in ("scan", "scan_prompt", "report", "snippet", "snippet_owner", "snippet_bin",
-                                                       "n_bins")})
+        arrays.update({f"{name}/{k}": emb[k] for k in ("scan", "scan_prompt", "report", "snippet", "snippet_owner",
+                                                       "snippet_bin", "n_bins")})
+        arrays[f"{name}/scan_copy"] = emb["scan_prompt"]
+        arrays.update({f"{name}/{k}": v for k, v in paper_arrays(model, part, sections or {}).items()})
         arrays[f"{name}/depth"] = np.concatenate(emb["depth"])
         arrays[f"{name}/pos_ensemble"], arrays[f"{name}/neg_ensemble"] = emb["pos"], emb["neg"]
         arrays[f"{name}/pos_ctclip_pair"], arrays[f"{name}/neg_ctclip_pair"] = pair
