@@ -67,7 +67,12 @@ class WindowEncoder(ClsTransformer):
         tokens = self.patch_embed(windows)
         grid = tuple(s // p for s, p in zip(windows.shape[2:], self.spec.patch))
         coords = normalized_coords(grid_index(grid, windows.device), torch.tensor(grid, device=windows.device))
-        return self.encode(tokens, self.rope(coords))  # one grid for every window; no augmentation when frozen
+        return self.encode_tokens(tokens, coords)  # one grid for every window: no RoPE augmentation
+
+    def encode_tokens(self, tokens: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+        """Embedded patch tokens (B, n, dim) at normalised coordinates ((n, 3) shared or (B, n, 3)) ->
+        final-norm tokens (B, 1 + n, dim): the blocks may run on a subset of the patches."""
+        return self.encode(tokens, self.rope(coords))
 
     def forward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """windows (B, 1, X, Y, Z) -> cls (B, D), mean (B, D), depth (B, Z/pz, D) (in-plane mean)."""
