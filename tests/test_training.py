@@ -28,8 +28,9 @@ from ctvlp.train.prompt_set import PromptSet
 from ctvlp.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"model.window_encoder.dim": 16, "model.scan_encoder.dim": 32, "model.scan_encoder.depth": 1,
-        "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.text_encoder.max_tokens": 32,
+TINY = {"model.window_encoder.dim": 24, "model.scan_encoder.dim": 24, "model.scan_encoder.depth": 1,
+        "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.heads.hidden_dim": 32,
+        "model.heads.bottleneck_dim": 8, "model.text_encoder.max_tokens": 32,
         "train.epochs": 2, "train.batch_size": 4, "train.micro_batch": 2, "train.checkpoint_every": 1, "train.lr": 1e-3,
         "train.loader_workers": 0,
         "model.text_encoder.finetune": "lora"}
@@ -54,8 +55,8 @@ def tiny_data(tmp_path_factory):
     samples = []
     for i in range(10):
         vid = f"V{i:04d}"
-        feats = {"cls": rng.normal(size=(2, 2, 2, 16)), "mean": rng.normal(size=(2, 2, 2, 16)),
-                 "depth": rng.normal(size=(2, 2, 2, 4, 16))}
+        feats = {"cls": rng.normal(size=(2, 2, 2, 24)), "mean": rng.normal(size=(2, 2, 2, 24)),
+                 "depth": rng.normal(size=(2, 2, 2, 4, 24))}
         save_file({k: torch.tensor(v, dtype=torch.float16) for k, v in feats.items()}, str(root / f"{vid}.safetensors"))
         labels = rng.integers(-1, 2, 18)
         samples.append(Sample(vid, "train" if i < 8 else "dev", "hospital", f"P{i}",
@@ -105,8 +106,8 @@ def test_loading_runs_no_pickle_and_refuses_other_configs(tiny_data, tmp_path, m
     monkeypatch.setattr(torch, "load", refuse)
     assert load_checkpoint(run / "checkpoints")[1]["step"] == 2
     model, _ = load_trained_model(run)
-    torch.testing.assert_close(model.trainable_state()["scan_head.0.weight"],
-                               trainer.model.trainable_state()["scan_head.0.weight"])
+    torch.testing.assert_close(model.trainable_state()["image_head.layers.0.weight"],
+                               trainer.model.trainable_state()["image_head.layers.0.weight"])
     (run / "config.json").write_text(json.dumps(tiny_config(**{"model.embed_dim": 8})))
     with pytest.raises(CheckpointError, match="best.safetensors"):
         load_trained_model(run)
@@ -131,7 +132,7 @@ def test_window_encoder_trains_end_to_end_from_the_cache_and_reloads(tiny_data, 
     assert len(window) > 10
     assert any(not torch.equal(start[k.removeprefix("window.")], v) for k, v in window.items())
     tokens = trainer.features.tokens(samples[0].volume_id)
-    assert tokens["scan_tokens"].shape == (8, 32) and tokens["depth_tokens"].shape == (2 * 2 * 8, 16)
+    assert tokens["scan_tokens"].shape == (8, 48) and tokens["depth_tokens"].shape == (2 * 2 * 8, 24)
     (run / "config.json").write_text(json.dumps(config))
     model, _ = load_trained_model(run)
     trainer.load_best()
@@ -275,9 +276,9 @@ def test_no_weight_decay_on_norms_biases_positions_and_tokens(tiny_data, tmp_pat
     trainer = Trainer(tiny_config(), tmp_path / "run", samples, feats, PROMPTS, prompt_set=SMALL)
     decayed = {id(p) for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     names = {n: id(p) in decayed for n, p in trainer.model.named_parameters() if p.requires_grad}
-    assert not names["grid.scan_token"] and not names["grid.pos.0.weight"] and not names["scale.t"]
+    assert not names["combiner.cls_token"] and not names["scale.t"]
     assert not any(v for n, v in names.items() if n.endswith(".bias") or "norm" in n)
-    assert names["scan_head.0.weight"] and names["grid.scan_in.weight"]
+    assert names["image_head.layers.0.weight"] and names["combiner.patch_proj.weight"]
     assert no_decay("combiner.cls_token", torch.zeros(1, 1, 4)) and no_decay("x.pos_embed", torch.zeros(4, 4))
     short = [s.text for s in samples[:2]] + ["No findings."]
     assert [n >= 11 for n in trainer._token_counts(short)] == [True, True, False]
