@@ -1,25 +1,77 @@
-# Window features (frozen encoder, once) and one training run per row of the ablation table.
-from ctvlp.train.ablations import load_ablations
+# Window-encoder pretraining (optional), window features (frozen encoder, once per encoder) and one
+# training run per row of the ablation table.
+from ctvlp.models.window_encoder import PRETRAINED_FILE
+from ctvlp.train.ablations import apply_overrides, load_ablations
 
 FEATURES = f"{RESULTS}/features"
 RUNS = load_ablations(Path(workflow.basedir) / config["train"]["ablations"]
                       if not Path(config["train"]["ablations"]).is_absolute() else config["train"]["ablations"])
+PRETRAIN = bool((config.get("pretrain") or {}).get("enabled", False))
+PRETRAINED = f"{RESULTS}/{PRETRAINED_FILE}"
+# A run whose `pretrain.enabled` differs from the config's reads features of the other encoder.
+OTHER_FEATURES = "features_random" if PRETRAIN else "features_pretrained"
+
+
+def feature_set(run):
+    """features (the configured encoder) or the other encoder's set, for one ablation run."""
+    flag = bool(apply_overrides(config, RUNS[run])["pretrain"]["enabled"]) if run in RUNS else PRETRAIN
+    return "features" if flag == PRETRAIN else OTHER_FEATURES
+
+
+def feature_shards(wc):
+    return expand(f"{RESULTS}/{feature_set(wc.run)}/shard_{{shard}}.parquet", shard=SHARDS)
+
+
+def feature_dir(wc):
+    return f"{RESULTS}/{feature_set(wc.run)}/volumes"
+
+
+def uses_pretrained(fset):
+    return fset == "features_pretrained" or (fset == "features" and PRETRAIN)
+
+
+rule pretrain_window_encoder:
+    input:
+        volumes=VOLUMES,
+    output:
+        weights=PRETRAINED,
+    params:
+        cache_dir=f"{RESULTS}/cache/volumes",
+        run_dir=f"{RESULTS}/pretrain",  # checkpoints/ and loss.tsv: a killed job resumes
+    threads: 2
+    resources:
+        gpu=config["compute"]["features_gpus"],
+    log:
+        f"{LOGS}/pretrain_window_encoder.log",
+    benchmark:
+        f"{LOGS}/benchmarks/pretrain_window_encoder.tsv"
+    conda:
+        ENVS["gpu"]
+    container:
+        CONTAINER
+    script:
+        "../scripts/pretrain_window_encoder.py"
 
 
 rule window_features:
     input:
         cache=f"{RESULTS}/cache/shard_{{shard}}.parquet",
+        weights=lambda wc: [PRETRAINED] if uses_pretrained(wc.fset) else [],
     output:
-        f"{FEATURES}/shard_{{shard}}.parquet",
+        f"{RESULTS}/{{fset}}/shard_{{shard}}.parquet",
     params:
         cache_dir=f"{RESULTS}/cache/volumes",
-        feature_dir=f"{FEATURES}/volumes",
+        feature_dir=lambda wc: f"{RESULTS}/{wc.fset}/volumes",
+        pretrained=lambda wc: PRETRAINED if uses_pretrained(wc.fset) else None,
+    wildcard_constraints:
+        fset=f"features|{OTHER_FEATURES}",
+        shard=r"\d+",
     resources:
         gpu=config["compute"]["features_gpus"],
     log:
-        f"{LOGS}/window_features/shard_{{shard}}.log",
+        f"{LOGS}/window_features/{{fset}}_{{shard}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/window_features_{{shard}}.tsv"
+        f"{LOGS}/benchmarks/window_features_{{fset}}_{{shard}}.tsv"
     conda:
         ENVS["gpu"]
     container:
@@ -31,7 +83,7 @@ rule window_features:
 rule train:
     input:
         volumes=VOLUMES,
-        feature_shards=expand(f"{FEATURES}/shard_{{shard}}.parquet", shard=SHARDS),
+        feature_shards=feature_shards,
         reports=f"{RESULTS}/text/reports.parquet",
         labels=f"{RESULTS}/text/labels.parquet",
         snippets=f"{RESULTS}/text/snippets.parquet",
@@ -40,7 +92,7 @@ rule train:
         f"{RESULTS}/runs/{{run}}/final.json",
     params:
         overrides=lambda wc: RUNS[wc.run],
-        feature_dir=f"{FEATURES}/volumes",
+        feature_dir=feature_dir,
         cache_dir=f"{RESULTS}/cache/volumes",  # read instead of the features when the window encoder trains
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     wildcard_constraints:

@@ -26,7 +26,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +180,7 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def _save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     keep: int) -> None:
+                     keep: int, fingerprint: dict) -> None:
     """Parameters and AdamW moments in safetensors, step and param groups in JSON; ``latest.json`` last."""
     directory.mkdir(parents=True, exist_ok=True)
     opt = optimizer.state_dict()
@@ -190,7 +190,8 @@ def _save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer: to
             tensors[f"optim/{idx}/{key}"] = torch.as_tensor(value)
     name = f"ckpt-{step:07d}"
     _atomic_save(tensors, directory / f"{name}.safetensors")
-    (directory / f"{name}.json").write_text(json.dumps({"step": step, "param_groups": opt["param_groups"]}))
+    (directory / f"{name}.json").write_text(json.dumps({"step": step, "param_groups": opt["param_groups"],
+                                                         "fingerprint": fingerprint}))
     tmp = directory / f"latest.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps({"name": name, "step": step}))
     os.replace(tmp, directory / "latest.json")
@@ -200,13 +201,19 @@ def _save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer: to
             (directory / f"{old}{suffix}").unlink(missing_ok=True)
 
 
-def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: dict, log=None) -> int:
+    """The step to continue from: 0 without a checkpoint, or when it was made under other settings
+    (another config must not silently continue an old run)."""
     pointer = directory / "latest.json"
     if not pointer.exists():
         return 0
     name = json.loads(pointer.read_text())["name"]
-    tensors = load_file(str(directory / f"{name}.safetensors"))
     meta = json.loads((directory / f"{name}.json").read_text())
+    if meta.get("fingerprint") != fingerprint:
+        if log is not None:
+            log.info("checkpoint %s was made with other pretraining settings: starting afresh", name)
+        return 0
+    tensors = load_file(str(directory / f"{name}.safetensors"))
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     state: dict[int, dict] = {}
     for key, value in tensors.items():
@@ -242,7 +249,8 @@ def pretrain_window_encoder(encoder: WindowEncoder, sampler: WindowSampler, spec
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=spec.lr, betas=(0.9, 0.95))
     factor = _schedule(spec)
-    start = _restore(run_dir / "checkpoints", pair, optimizer)
+    fingerprint = json.loads(json.dumps({"pretrain": asdict(spec), "encoder": asdict(s)}))  # as read back
+    start = _restore(run_dir / "checkpoints", pair, optimizer, fingerprint, log)
     rows = _read_log(run_dir / LOSS_LOG, start)
     if log is not None and start:
         log.info("resuming masked pretraining at step %d of %d", start, spec.steps)
@@ -265,7 +273,8 @@ def pretrain_window_encoder(encoder: WindowEncoder, sampler: WindowSampler, spec
         rows.append({"step": step + 1, "loss": value, "lr": lr})
         bar.set_postfix(loss=f"{value:.4f}")
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == end:
-            _save_checkpoint(run_dir / "checkpoints", step + 1, pair, optimizer, spec.keep_checkpoints)
+            _save_checkpoint(run_dir / "checkpoints", step + 1, pair, optimizer, spec.keep_checkpoints,
+                             fingerprint)
             _write_log(run_dir / LOSS_LOG, rows)
             if log is not None:
                 log.info("step %d/%d loss %.4f lr %.2e", step + 1, spec.steps, value, lr)
@@ -296,3 +305,31 @@ def save_encoder(encoder: WindowEncoder, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_save(dict(encoder.state_dict()), path)
+
+
+def training_volumes(volumes, datasets: list[str]) -> list[str]:
+    """Volume ids the stage may learn from: accepted volumes of the training split of the training
+    datasets (never dev or test: their windows would leak into the evaluation's encoder)."""
+    keep = (volumes.status == "ok") & (volumes.split == "train") & volumes.dataset.isin(list(datasets))
+    return sorted(volumes[keep].volume_id)
+
+
+def pretrain_from_cache(config: dict, volume_ids: list[str], cache_dir: str | Path, run_dir: str | Path,
+                        out_path: str | Path, log=None) -> dict:
+    """The rule's work: a seeded random-init window encoder of the configured architecture, pretrained on
+    crops of the cached volumes (memory-mapped: only the crops are read), written to ``out_path``."""
+    from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
+    from ctvlp.preprocess.cache import cache_file, read_cached
+
+    if not volume_ids:
+        raise ValueError("pretrain: no accepted training volume to pretrain the window encoder on")
+    spec = PretrainSpec.from_config(config)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    arch = WindowEncoderSpec.from_config({**config, "pretrain": {"enabled": False}})
+    encoder = build_window_encoder(arch, int(config["seed"])).to(device)
+    volumes = [read_cached(cache_file(cache_dir, v)) for v in volume_ids]
+    sampler = WindowSampler(volumes, arch.window, spec.seed, spec.min_foreground)
+    rows = pretrain_window_encoder(encoder, sampler, spec, Path(run_dir), log=log)
+    save_encoder(encoder, out_path)
+    return {"volumes": len(sampler.volumes), "steps": spec.steps, "windows_seen": spec.steps * spec.batch_size,
+            "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"], "device": str(device)}
