@@ -177,3 +177,9 @@ def _apply_lesion(hu, lesion: Lesion, x, y, z, lung, a: Anatomy) -> None:
         hu[sac & (dz > 0)] = AIR
     elif label == "Emphysema":
         hu[_ellipsoid(dx, dy, dz, r, r, r) & lung] = AIR  # a bulla; the whole lung is darker too
+    elif label == "Lung opacity":
+        hu[_ellipsoid(dx, dy, dz, r, r, r * 0.8) & lung] = -550.0  # ground glass: denser than lung, not solid
+    elif label == "Pulmonary fibrotic sequela":
+        # two thin dense bands (scars) in the apex, a few millimetres thick
+        for shift in (-0.3 * r, 0.3 * r):
+            hu[_ellipsoid(dx, dy - shift, dz, r, 2.5, r * 0.5) & lung] = -150.0
