@@ -17,6 +17,7 @@ MANIFEST = f"{RESULTS}/manifest/manifest.parquet"
 VOLUMES = f"{RESULTS}/manifest/volumes.parquet"
 QC = f"{RESULTS}/qc/qc.parquet"
 QC_SUMMARY = f"{RESULTS}/qc/summary.md"
+CLAIMS = f"{RESULTS}/tables/claims.md"  # the paper's claims in miniature (rule claims)
 
 
 def data_ready():
@@ -34,7 +35,8 @@ def all_targets():
     runs = [f"{RESULTS}/runs/{run}/final.json" for run in RUNS]
     evaluation = [f"{RESULTS}/tables/{name}.md" for name in TABLE_NAMES] + [
         f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES]
-    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + runs + evaluation
+    claims = [CLAIMS] if "hospital" in SOURCES and RUNS else []
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + runs + evaluation + claims
 
 
 def run_files(pattern):

@@ -103,6 +103,25 @@ rule tables:
         "../scripts/tables.py"
 
 
+rule claims:
+    input:
+        metrics=run_files(f"{RESULTS}/runs/{{run}}/metrics.json"),
+        comparisons=f"{RESULTS}/eval/comparisons.json",
+    output:
+        report(CLAIMS, category="Tables"),
+    params:
+        results=RESULTS,
+        reference=REFERENCE,
+    log:
+        f"{LOGS}/claims.log",
+    conda:
+        ENVS["report"]
+    container:
+        CONTAINER
+    script:
+        "../scripts/claims.py"
+
+
 rule figures:
     input:
         metrics=run_files(f"{RESULTS}/runs/{{run}}/metrics.json"),

@@ -30,7 +30,7 @@ rule qc_summary:
     output:
         volumes=VOLUMES,
         qc=QC,
-        summary=QC_SUMMARY,
+        summary=report(QC_SUMMARY, category="QC"),
     log:
         f"{LOGS}/qc_summary.log",
     conda:
