@@ -40,7 +40,7 @@ def test_verdicts_follow_the_paired_cis(tmp_path):
                             "localization": {"bin_mm": 12.0, "model": {"mae_mm": bootstrap_ci(weighted_mean(full_err), w)},
                                              "middle_bin": {"mae_mm": bootstrap_ci(weighted_mean(full_err + 30), w)}}}}
     (results / "runs" / "full" / "metrics.json").write_text(json.dumps(metrics))
-    text = claims_markdown(results)
+    text = claims_markdown(results / "eval" / "comparisons.json", results / "runs" / "full" / "metrics.json")
     assert "| zero-shot macro AUC x100, hospital | 81.0 [81.0, 81.0] | - |" in text
     assert "zero-shot macro AUC x100, ct_rate | n/a | 83.8" in text  # the paper's number beside a missing set
     assert "36.3 (12 mm bins)" in text and text.count("| reproduced |") == 3

@@ -1,5 +1,7 @@
 # Paths and helpers shared by all rule files.
 from ctvlp.config import data_sources
+from ctvlp.models.window_encoder import PRETRAINED_FILE
+from ctvlp.train.ablations import apply_overrides
 
 RESULTS = config["results"]
 LOGS = config["logs"]
@@ -49,3 +51,28 @@ def figure_caption(name):
     kind = next(k for k in ("per_label_auc", "recall_at_k", "training_curves", "localization_errors", "qualitative")
                 if name.startswith(k))
     return f"../report/figures/{kind}.rst"
+
+
+# Window-encoder pretraining and the feature set each run reads (RUNS comes from train.smk).
+PRETRAIN = bool((config.get("pretrain") or {}).get("enabled", False))
+PRETRAINED = f"{RESULTS}/{PRETRAINED_FILE}"
+# A run whose `pretrain.enabled` differs from the config's reads features of the other encoder.
+OTHER_FEATURES = "features_random" if PRETRAIN else "features_pretrained"
+
+
+def feature_set(run):
+    """features (the configured encoder) or the other encoder's set, for one ablation run."""
+    flag = bool(apply_overrides(config, RUNS[run])["pretrain"]["enabled"]) if run in RUNS else PRETRAIN
+    return "features" if flag == PRETRAIN else OTHER_FEATURES
+
+
+def feature_shards(wc):
+    return expand(f"{RESULTS}/{feature_set(wc.run)}/shard_{{shard}}.parquet", shard=SHARDS)
+
+
+def feature_dir(wc):
+    return f"{RESULTS}/{feature_set(wc.run)}/volumes"
+
+
+def uses_pretrained(fset):
+    return fset == "features_pretrained" or (fset == "features" and PRETRAIN)

@@ -110,7 +110,7 @@ rule claims:
     output:
         report(CLAIMS, category="Tables"),
     params:
-        results=RESULTS,
+        runs=list(RUNS),
         reference=REFERENCE,
     log:
         f"{LOGS}/claims.log",

@@ -1,33 +1,10 @@
 # Window-encoder pretraining (optional), window features (frozen encoder, once per encoder) and one
 # training run per row of the ablation table.
-from ctvlp.models.window_encoder import PRETRAINED_FILE
-from ctvlp.train.ablations import apply_overrides, load_ablations
+from ctvlp.train.ablations import load_ablations
 
 FEATURES = f"{RESULTS}/features"
 RUNS = load_ablations(Path(workflow.basedir) / config["train"]["ablations"]
                       if not Path(config["train"]["ablations"]).is_absolute() else config["train"]["ablations"])
-PRETRAIN = bool((config.get("pretrain") or {}).get("enabled", False))
-PRETRAINED = f"{RESULTS}/{PRETRAINED_FILE}"
-# A run whose `pretrain.enabled` differs from the config's reads features of the other encoder.
-OTHER_FEATURES = "features_random" if PRETRAIN else "features_pretrained"
-
-
-def feature_set(run):
-    """features (the configured encoder) or the other encoder's set, for one ablation run."""
-    flag = bool(apply_overrides(config, RUNS[run])["pretrain"]["enabled"]) if run in RUNS else PRETRAIN
-    return "features" if flag == PRETRAIN else OTHER_FEATURES
-
-
-def feature_shards(wc):
-    return expand(f"{RESULTS}/{feature_set(wc.run)}/shard_{{shard}}.parquet", shard=SHARDS)
-
-
-def feature_dir(wc):
-    return f"{RESULTS}/{feature_set(wc.run)}/volumes"
-
-
-def uses_pretrained(fset):
-    return fset == "features_pretrained" or (fset == "features" and PRETRAIN)
 
 
 rule pretrain_window_encoder:
@@ -37,7 +14,7 @@ rule pretrain_window_encoder:
         weights=PRETRAINED,
     params:
         cache_dir=f"{RESULTS}/cache/volumes",
-        run_dir=f"{RESULTS}/pretrain",  # checkpoints/ and loss.tsv: a killed job resumes
+        run_dir=lambda wc, output: str(Path(output.weights).parent),  # checkpoints/, loss.tsv: a killed job resumes
     threads: 2
     resources:
         gpu=config["compute"]["features_gpus"],

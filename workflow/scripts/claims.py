@@ -5,7 +5,9 @@ from ctvlp.evaluate.claims import claims_markdown
 from ctvlp.logs import logged
 
 with logged(snakemake.log[0]) as log:
-    text = claims_markdown(Path(snakemake.params.results), snakemake.params.reference,
+    ref = snakemake.params.reference
+    metrics = snakemake.input.metrics[list(snakemake.params.runs).index(ref)]
+    text = claims_markdown(Path(snakemake.input.comparisons), Path(metrics), ref,
                            snakemake.config["evaluate"]["prompt_set"])
     Path(snakemake.output[0]).write_text(text)
     log.info("claims:\n%s", text)

@@ -120,9 +120,11 @@ def headline(metrics: dict, prompt_set: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def claims_markdown(results: Path, reference: str = "full", prompt_set: str = "ensemble") -> str:
-    comparisons = json.loads((results / "eval" / "comparisons.json").read_text())
-    metrics = json.loads((results / "runs" / reference / "metrics.json").read_text())
+def claims_markdown(comparisons_file: Path, metrics_file: Path, reference: str = "full",
+                    prompt_set: str = "ensemble") -> str:
+    """``eval/comparisons.json`` and the reference run's ``metrics.json`` -> the claims page (markdown)."""
+    comparisons = json.loads(Path(comparisons_file).read_text())
+    metrics = json.loads(Path(metrics_file).read_text())
     lines = [f"# The paper's claims in miniature (reference run: {reference}, hospital test set)", "",
              "| claim | verdict | evidence (run - reference, 95 % paired CI) |", "|---|---|---|"]
     lines += [f"| {c.statement} | {c.verdict} | {c.evidence} |" for c in check_claims(comparisons, prompt_set)]
@@ -140,7 +142,9 @@ def main() -> None:
     parser.add_argument("--reference", default="full")
     parser.add_argument("--prompt-set", default="ensemble")
     args = parser.parse_args()
-    print(claims_markdown(args.results, args.reference, args.prompt_set), end="")
+    print(claims_markdown(args.results / "eval" / "comparisons.json",
+                          args.results / "runs" / args.reference / "metrics.json", args.reference, args.prompt_set),
+          end="")
 
 
 if __name__ == "__main__":
