@@ -34,8 +34,8 @@ SKIP = ("pip==", "setuptools==")
 KINDS = {
     "data": ["demo_cohort", "dicom_index", "manifest", "preprocess_shard", "qc_summary", "report_text",
              "mine_snippets"],
-    "gpu": ["window_features", "train", "embed"],
-    "report": ["evaluate", "compare", "tables", "figures"],
+    "gpu": ["pretrain_window_encoder", "window_features", "train", "embed"],
+    "report": ["evaluate", "compare", "tables", "figures", "claims"],
 }
 ALWAYS = {"data": ["pyyaml"], "gpu": ["pyyaml", "einops"], "report": ["pyyaml", "matplotlib", "seaborn"]}
 
