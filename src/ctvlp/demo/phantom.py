@@ -14,6 +14,7 @@ import numpy as np
 
 AIR, FAT, SOFT, MUSCLE, BLOOD, LIVER, BONE = -1000.0, -90.0, 35.0, 45.0, 40.0, 60.0, 320.0
 LUNG, EMPHYSEMA_LUNG = -860.0, -950.0
+UNDERLAYS = frozenset({"Lung opacity", "Pulmonary fibrotic sequela"})  # painted before the other findings
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class Phantom:
         hu[lung] = EMPHYSEMA_LUNG if "Emphysema" in self.labels else LUNG
         self._heart(hu, x, y, z)
         self._vessels_spine_airway(hu, x, y, z, inner)
-        for lesion in self.lesions:
+        # faint findings first: a nodule inside a ground-glass patch keeps its solid HU
+        for lesion in sorted(self.lesions, key=lambda lesion: lesion.label not in UNDERLAYS):
             _apply_lesion(hu, lesion, x, y, z, lung, a)
         return hu
 
