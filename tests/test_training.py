@@ -31,7 +31,8 @@ TINY = {"model.window_encoder.dim": 24, "model.scan_encoder.dim": 24, "model.sca
         "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.heads.hidden_dim": 32, "model.heads.bottleneck_dim": 8,
         "model.text_encoder.max_tokens": 32,
         "train.epochs": 2, "train.batch_size": 4, "train.checkpoint_every": 1, "train.lr": 1e-3,
-        "model.text_encoder.finetune": "lora"}
+        "model.text_encoder.finetune": "lora",
+        "pretrain.enabled": False}  # random window-encoder start: no pretraining stage in these unit tests
 PROMPTS = {"positive": [[f"label {i} is present."] for i in range(18)],
            "negative": [[f"label {i} is absent."] for i in range(18)]}
 
