@@ -42,8 +42,8 @@ def test_every_ablation_row_trained_with_checkpoints_logs_and_dev_metrics(demo_r
 def test_demo_targets_loosely(demo_run):
     """The issue's demo targets that the demo meets: localization <= 0.5 x the middle-bin baseline and clearly
     better than without the localization loss, dev retrieval mean rank <= 25 % of the pool, held-out retrieval
-    better than chance; training times are printed (speed lives in benchmarks). (Zero-shot AUC is not asserted: it stays near
-    0.6 with the demo's random window encoder; see the README's training section.)"""
+    better than chance; training times are printed (speed lives in benchmarks); the issue-17 targets (zero-shot AUC,
+    retrieval, localization ratio) are printed beside their goals and asserted only as better than chance."""
     assert {"full", "no_localization", "no_prompts", "clip_loss"} <= set(RUNS)
     full, no_loc = metrics(demo_run, "full")["hospital"], metrics(demo_run, "no_localization")["hospital"]
     loc = full["localization"]
@@ -61,6 +61,39 @@ def test_demo_targets_loosely(demo_run):
     for run in set(RUNS) - {"lora_text"}:
         seconds = pd.read_csv(demo_run / "logs" / "benchmarks" / f"train_{run}.tsv", sep="\t").s.iloc[0]
         print(run, "trained in", seconds, "s")
+    # Evaluation sets large enough to mean something, and the issue-17 targets printed beside their goals.
+    m = metrics(demo_run, "full")
+    assert m["ct_rate"]["n_scans"] >= 40 and m["rad_chestct"]["n_scans"] >= 40
+    ps = "ensemble"
+    zs = {ds: m[ds]["zero_shot"][ps]["macro_auc"]["value"] for ds in ("hospital", "ct_rate", "rad_chestct")}
+    t2i = m["hospital"]["retrieval"]["t2i_scans"]
+    print("TARGETS zero-shot macro AUC", zs, "(goal >= 0.80 hospital, >= 0.75 CT-RATE);",
+          "hospital t2i mean rank / pool", t2i["mean_rank"]["value"] / t2i["pool"], "(goal <= 0.20);",
+          "loc MAE / middle-bin", loc["model"]["mae_mm"]["value"] / loc["middle_bin"]["mae_mm"]["value"], "(goal <= 0.5)")
+    assert zs["hospital"] > 0.5 and t2i["mean_rank"]["value"] < 0.5 * (t2i["pool"] + 1)  # loose: better than chance
+
+
+def test_pretraining_stage_and_the_claims_summary(demo_run):
+    """The self-supervised stage ran (loss fell, weights written and used by the features), the random-encoder
+    run read its own feature set, the linear probe of both is printed, and the claims summary judges every claim."""
+    from ctvlp.evaluate.probe import probe_results
+
+    res = demo_run / "results"
+    assert (res / "pretrain" / "window_encoder.safetensors").is_file()
+    loss = pd.read_csv(res / "pretrain" / "loss.tsv", sep="\t")
+    assert list(loss.step) == list(range(1, len(loss) + 1))
+    assert loss.loss.tail(20).mean() < loss.loss.head(20).mean()
+    assert "pretrain/window_encoder.safetensors" in (demo_run / "logs" / "window_features" / "features_0.log").read_text()
+    assert "random init" in (demo_run / "logs" / "window_features" / "features_random_0.log").read_text()
+    seconds = pd.read_csv(demo_run / "logs" / "benchmarks" / "pretrain_window_encoder.tsv", sep="\t").s.iloc[0]
+    probes = {fs: probe_results(res, features=fs).probe_auc.mean() for fs in ("features", "features_random")}
+    print("PRETRAIN", seconds, "s (goal <= 240 s on 2 cores); linear-probe macro AUC, hospital test:", probes,
+          "(goal >= 0.85 pretrained)")
+    assert probes["features"] > 0.5
+    claims = (res / "tables" / "claims.md").read_text()
+    print(claims)
+    assert claims.count("| reproduced |") + claims.count("| not reproduced |") + claims.count("| not testable here |") == 4
+    assert "random_encoder - full" in claims and "83.8" in claims
 
 
 def test_tables_and_figures_exist_and_agree_with_the_metric_files(demo_run):

@@ -32,7 +32,9 @@ def fault_run(tmp_path_factory) -> Path:
     cfg = write_config(work / "override.yaml", {
         "results": str(work / "results"), "logs": str(work / "logs"), "train": {"ablations": str(work / "ablations.tsv")},
         "demo": {"root": str(work / "demo_data"), "faults": True, "n_patients": 10,
-                 "minis": {"ctrate_train_patients": 3, "ctrate_valid_patients": 3, "radchest_scans": 3}}})
+                 "minis": {"ctrate_train_patients": 3, "ctrate_valid_patients": 3, "radchest_scans": 3}},
+        # a few pretraining steps: the end-to-end run and the CLI start from the pretrained encoder file
+        "pretrain": {"enabled": True, "steps": 4, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2}})
     proc = run_snakemake(work, "--cores", "2", "--configfile", str(REPO / "config/config.yaml"), str(cfg))
     if proc.returncode != 0:
         pytest.fail(f"workflow on the fault corpus failed:\n{proc.stderr[-6000:]}")
@@ -114,8 +116,8 @@ def test_end_to_end_run_carries_its_encoder_into_embed_and_the_cli(fault_run, tm
     the workflow's embedding of a held-out scan equals the CLI's, so both encoded it with the run's encoder."""
     run = fault_run / "results" / "runs" / "end_to_end"
     weights = load_file(str(run / "best.safetensors"))
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    start = build_window_encoder(WindowEncoderSpec.from_config(config), config["seed"]).state_dict()
+    config = {**yaml.safe_load((REPO / "config/config.yaml").read_text()), "results": str(fault_run / "results")}
+    start = build_window_encoder(WindowEncoderSpec.from_config(config), config["seed"]).state_dict()  # pretrained
     window = {k.removeprefix("window."): v for k, v in weights.items() if k.startswith("window.")}
     assert window.keys() == start.keys()
     assert any(not np.array_equal(v, start[k].numpy()) for k, v in window.items())

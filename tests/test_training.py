@@ -33,7 +33,8 @@ TINY = {"model.window_encoder.dim": 24, "model.scan_encoder.dim": 24, "model.sca
         "model.heads.bottleneck_dim": 8, "model.text_encoder.max_tokens": 32,
         "train.epochs": 2, "train.batch_size": 4, "train.micro_batch": 2, "train.checkpoint_every": 1, "train.lr": 1e-3,
         "train.loader_workers": 0,
-        "model.text_encoder.finetune": "lora"}
+        "model.text_encoder.finetune": "lora",
+        "pretrain.enabled": False}  # random window-encoder start: no pretraining stage in these unit tests
 PROMPTS = {"positive": [[f"label {i} is present."] for i in range(18)],
            "negative": [[f"label {i} is absent."] for i in range(18)]}
 # The prompt loss trains on two CT-RATE labels with two paired variants each (a step encodes 8 prompts).

@@ -44,8 +44,8 @@ SKIP = ("pip==", "setuptools==")
 KINDS = {
     "data": ["demo_cohort", "dicom_index", "dicom_index_merge", "manifest", "preprocess_shard", "qc_summary",
              "report_text", "mine_snippets", "rate_labels"],
-    "gpu": ["window_features", "preprocess_shard", "train", "embed"],
-    "report": ["evaluate", "compare", "tables", "figures"],
+    "gpu": ["pretrain_window_encoder", "window_features", "preprocess_shard", "train", "embed"],
+    "report": ["evaluate", "compare", "tables", "figures", "claims"],
 }
 # pydicom finds its decoder plugins through entry points, never an import a script makes: every kind that
 # reads pixels (data: preprocessing; gpu: preprocessing + features in one job, keep_volumes: false) lists them.

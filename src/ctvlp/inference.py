@@ -10,7 +10,7 @@ best weights: the answers equal the evaluation's.
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -23,7 +23,7 @@ from ctvlp.io.dicom import SeriesVolume, read_series
 from ctvlp.io.volume import Volume, check_values
 from ctvlp.models.features import collate, volume_tokens
 from ctvlp.models.loading import CheckpointError, load_trained_model
-from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder, encode_volume
+from ctvlp.models.window_encoder import PRETRAINED_FILE, WindowEncoderSpec, build_window_encoder, encode_volume
 from ctvlp.preprocess.transform import PreprocessSpec, preprocess
 from ctvlp.text.labels import load_label_set
 
@@ -88,7 +88,10 @@ class ScanModel:
         self.spec = PreprocessSpec.from_config(self.config["preprocess"])
         self.window = self.model.window  # trained end to end: the run's own encoder
         if self.window is None:
-            self.window = build_window_encoder(WindowEncoderSpec.from_config(self.config), self.config["seed"]).to(device)
+            spec = WindowEncoderSpec.from_config(self.config)
+            if spec.pretrained:  # the run's own results folder (results/runs/<run>), wherever the command runs
+                spec = replace(spec, pretrained=str(Path(run_dir).resolve().parents[1] / PRETRAINED_FILE))
+            self.window = build_window_encoder(spec, self.config["seed"]).to(device)
         self.bin_voxels = int(self.config["model"]["window_encoder"]["patch_voxels"][2])
         self.max_tokens = int(self.config["model"]["text_encoder"]["max_tokens"])
 

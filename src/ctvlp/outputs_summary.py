@@ -18,6 +18,9 @@ def summarize(results: Path) -> list[str]:
             lines.append(f"  {title:12s} {results / pattern.split('/')[0]}  ({len(found)}: {shown})")
     if len(lines) == 1:
         lines.append("  (nothing yet: run `make demo`)")
+    claims = results / "tables" / "claims.md"
+    if claims.is_file():  # the paper's claims in miniature, the run's headline
+        lines += ["", claims.read_text().rstrip()]
     return lines
 
 

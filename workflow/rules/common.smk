@@ -1,5 +1,7 @@
 # Paths and helpers shared by all rule files.
 from ctvlp.config import bind_paths, data_sources, rate_config_dir
+from ctvlp.models.window_encoder import PRETRAINED_FILE
+from ctvlp.train.ablations import apply_overrides
 
 RESULTS = config["results"]
 LOGS = config["logs"]
@@ -26,6 +28,7 @@ MANIFEST = f"{RESULTS}/manifest/manifest.parquet"
 VOLUMES = f"{RESULTS}/manifest/volumes.parquet"
 QC = f"{RESULTS}/qc/qc.parquet"
 QC_SUMMARY = f"{RESULTS}/qc/summary.md"
+CLAIMS = f"{RESULTS}/tables/claims.md"  # the paper's claims in miniature (rule claims)
 
 
 def workflow_file(path):
@@ -55,7 +58,8 @@ def all_targets():
     evaluation = [f"{RESULTS}/tables/{name}.md" for name in TABLE_NAMES] + [
         f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES
     ]
-    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation
+    claims = [CLAIMS] if "hospital" in SOURCES and RUNS else []
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation + claims
 
 
 def run_files(pattern):
@@ -71,3 +75,28 @@ def figure_caption(name):
         if name.startswith(k)
     )
     return f"../report/figures/{kind}.rst"
+
+
+# Window-encoder pretraining and the feature set each run reads (RUNS comes from train.smk).
+PRETRAIN = bool((config.get("pretrain") or {}).get("enabled", False))
+PRETRAINED = f"{RESULTS}/{PRETRAINED_FILE}"
+# A run whose `pretrain.enabled` differs from the config's reads features of the other encoder.
+OTHER_FEATURES = "features_random" if PRETRAIN else "features_pretrained"
+
+
+def feature_set(run):
+    """features (the configured encoder) or the other encoder's set, for one ablation run."""
+    flag = bool(apply_overrides(config, RUNS[run])["pretrain"]["enabled"]) if run in RUNS else PRETRAIN
+    return "features" if flag == PRETRAIN else OTHER_FEATURES
+
+
+def feature_shards(wc):
+    return expand(f"{RESULTS}/{feature_set(wc.run)}/shard_{{shard}}.parquet", shard=SHARDS)
+
+
+def feature_dir(wc):
+    return f"{RESULTS}/{feature_set(wc.run)}/volumes"
+
+
+def uses_pretrained(fset):
+    return fset == "features_pretrained" or (fset == "features" and PRETRAIN)

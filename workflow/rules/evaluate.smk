@@ -7,7 +7,7 @@ rule embed:
     input:
         done=f"{RESULTS}/runs/{{run}}/final.json",
         volumes=VOLUMES,
-        feature_shards=expand(f"{FEATURES}/shard_{{shard}}.parquet", shard=SHARDS),
+        feature_shards=feature_shards,
         reports=f"{RESULTS}/text/reports.parquet",
         labels=f"{RESULTS}/text/labels.parquet",
         snippets=f"{RESULTS}/text/snippets.parquet",
@@ -16,7 +16,7 @@ rule embed:
         npz=f"{RESULTS}/runs/{{run}}/embeddings.npz",
         meta=f"{RESULTS}/runs/{{run}}/embeddings.parquet",
     params:
-        feature_dir=f"{FEATURES}/volumes",
+        feature_dir=feature_dir,
         cache_dir=f"{RESULTS}/cache/volumes",  # end-to-end runs re-encode the cache with their own encoder
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     wildcard_constraints:
@@ -105,6 +105,25 @@ rule tables:
         CONTAINERS["report"]
     script:
         "../scripts/tables.py"
+
+
+rule claims:
+    input:
+        metrics=run_files(f"{RESULTS}/runs/{{run}}/metrics.json"),
+        comparisons=f"{RESULTS}/eval/comparisons.json",
+    output:
+        report(CLAIMS, category="Tables"),
+    params:
+        runs=list(RUNS),
+        reference=REFERENCE,
+    log:
+        f"{LOGS}/claims.log",
+    conda:
+        ENVS["report"]
+    container:
+        CONTAINERS["report"]
+    script:
+        "../scripts/claims.py"
 
 
 rule figures:

@@ -47,7 +47,7 @@ rule qc_summary:
     output:
         volumes=VOLUMES,
         qc=QC,
-        summary=QC_SUMMARY,
+        summary=report(QC_SUMMARY, category="QC"),
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,

@@ -1,4 +1,5 @@
-# Window features (frozen encoder, once) and one training run per row of the ablation table.
+# Window-encoder pretraining (optional), window features (frozen encoder, once per encoder) and one
+# training run per row of the ablation table.
 from ctvlp.config import ConfigError
 from ctvlp.train.ablations import apply_overrides, load_ablations
 from ctvlp.train.plan import BatchPlan
@@ -16,24 +17,52 @@ print(f"ctvlp: train: {BatchPlan.check(config, max(int(config['compute']['train_
       file=sys.stderr)
 
 
-# With keep_volumes: false the preprocess rule writes these feature shards itself (preprocess.smk).
+rule pretrain_window_encoder:
+    input:
+        volumes=VOLUMES,
+    output:
+        weights=PRETRAINED,
+    params:
+        cache_dir=f"{RESULTS}/cache/volumes",
+        run_dir=lambda wc, output: str(Path(output.weights).parent),  # checkpoints/, loss.tsv: a killed job resumes
+    threads: 2
+    resources:
+        gpu=config["compute"]["features_gpus"],
+    log:
+        f"{LOGS}/pretrain_window_encoder.log",
+    benchmark:
+        f"{LOGS}/benchmarks/pretrain_window_encoder.tsv"
+    conda:
+        ENVS["gpu"]
+    container:
+        CONTAINERS["gpu"]
+    script:
+        "../scripts/pretrain_window_encoder.py"
+
+
+# With keep_volumes: false the preprocess_features rule writes the feature shards itself (preprocess.smk).
 if KEEP_VOLUMES:
 
     rule window_features:
         input:
             cache=f"{RESULTS}/cache/shard_{{shard}}.parquet",
+            pretrained=lambda wc: [PRETRAINED] if uses_pretrained(wc.fset) else [],
             weights=WEIGHTS,
         output:
-            f"{FEATURES}/shard_{{shard}}.parquet",
+            f"{RESULTS}/{{fset}}/shard_{{shard}}.parquet",
         params:
             cache_dir=f"{RESULTS}/cache/volumes",
-            feature_dir=f"{FEATURES}/volumes",
+            feature_dir=lambda wc: f"{RESULTS}/{wc.fset}/volumes",
+            pretrained=lambda wc: PRETRAINED if uses_pretrained(wc.fset) else None,
+        wildcard_constraints:
+            fset=f"features|{OTHER_FEATURES}",
+            shard=r"\d+",
         resources:
             gpu=config["compute"]["features_gpus"],
         log:
-            f"{LOGS}/window_features/shard_{{shard}}.log",
+            f"{LOGS}/window_features/{{fset}}_{{shard}}.log",
         benchmark:
-            f"{LOGS}/benchmarks/window_features_{{shard}}.tsv"
+            f"{LOGS}/benchmarks/window_features_{{fset}}_{{shard}}.tsv"
         conda:
             ENVS["gpu"]
         container:
@@ -45,7 +74,7 @@ if KEEP_VOLUMES:
 rule train:
     input:
         volumes=VOLUMES,
-        feature_shards=expand(f"{FEATURES}/shard_{{shard}}.parquet", shard=SHARDS),
+        feature_shards=feature_shards,
         reports=f"{RESULTS}/text/reports.parquet",
         labels=f"{RESULTS}/text/labels.parquet",
         snippets=f"{RESULTS}/text/snippets.parquet",
@@ -55,7 +84,7 @@ rule train:
         f"{RESULTS}/runs/{{run}}/final.json",
     params:
         overrides=lambda wc: RUNS[wc.run],
-        feature_dir=f"{FEATURES}/volumes",
+        feature_dir=feature_dir,
         cache_dir=f"{RESULTS}/cache/volumes",  # read instead of the features when the window encoder trains
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     wildcard_constraints:

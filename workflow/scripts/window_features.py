@@ -1,4 +1,7 @@
-"""Rule window_features: the frozen window encoder over one shard of the cache, once."""
+"""Rule window_features: the frozen window encoder over one shard of the cache, once per encoder
+(the pretrained one when params.pretrained names its weights, else random init or model.weights_dir)."""
+from dataclasses import replace
+
 import pandas as pd
 import torch
 
@@ -11,7 +14,9 @@ from ctvlp.preprocess.cache import cache_file
 with logged(snakemake.log[0]) as log:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     (log.info if snakemake.config["model"].get("weights_dir") else log.warning)(weights_provenance(snakemake.config))
-    model = build_window_encoder(WindowEncoderSpec.from_config(snakemake.config), snakemake.config["seed"]).to(device)
+    spec = replace(WindowEncoderSpec.from_config(snakemake.config), pretrained=snakemake.params.pretrained)
+    model = build_window_encoder(spec, snakemake.config["seed"]).to(device)
+    log.info("window encoder: %s", spec.pretrained or spec.weights_dir or "random init")
     shard = pd.read_parquet(snakemake.input.cache)
     rows = []
     for v in shard.itertuples():

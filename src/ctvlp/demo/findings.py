@@ -1,7 +1,8 @@
 """Random but reproducible patients: body shape and findings placed where anatomy allows them.
 
-Twelve of the eighteen CT-RATE abnormalities are simulated; the other six never occur in the
-demo (their ground truth is 0), which keeps every label either learnable or honestly absent.
+Fourteen of the eighteen CT-RATE abnormalities are simulated (more than twelve, as CT-RATE's own
+label spread); the other four never occur in the demo (their ground truth is 0), which keeps every
+label either learnable or honestly absent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ SIMULATED_LABELS: tuple[str, ...] = (
     "Medical material",
     "Lymphadenopathy",
     "Hiatal hernia",
+    "Lung opacity",
+    "Pulmonary fibrotic sequela",
 )
 
 
@@ -133,6 +136,13 @@ def _hiatal_hernia(rng: np.random.Generator, a: Anatomy) -> Lesion:
     return Lesion("Hiatal hernia", center, 15.0 * s, "", "oesophageal hiatus")
 
 
+def _fibrotic_bands(rng: np.random.Generator, a: Anatomy) -> Lesion:
+    side = str(rng.choice(["right", "left"]))
+    r = float(rng.uniform(16, 22)) * a.scale
+    center = _lobe_position(rng, a, side, "upper", margin=10.0)
+    return Lesion("Pulmonary fibrotic sequela", center, r, side, _lobe_name(side, "upper"), focal=False)
+
+
 _PLACERS = {
     "Lung nodule": _lung_lesion("Lung nodule", (5.5, 8.0), ("upper", "middle", "lower")),
     "Consolidation": _lung_lesion("Consolidation", (17.0, 22.0), ("upper", "lower")),
@@ -146,4 +156,6 @@ _PLACERS = {
     "Medical material": _port,
     "Lymphadenopathy": _lymph_node,
     "Hiatal hernia": _hiatal_hernia,
+    "Lung opacity": _lung_lesion("Lung opacity", (12.0, 18.0), ("upper", "lower")),
+    "Pulmonary fibrotic sequela": _fibrotic_bands,
 }

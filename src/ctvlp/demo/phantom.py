@@ -14,6 +14,7 @@ import numpy as np
 
 AIR, FAT, SOFT, MUSCLE, BLOOD, LIVER, BONE = -1000.0, -90.0, 35.0, 45.0, 40.0, 60.0, 320.0
 LUNG, EMPHYSEMA_LUNG = -860.0, -950.0
+UNDERLAYS = frozenset({"Lung opacity", "Pulmonary fibrotic sequela"})  # painted before the other findings
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class Phantom:
         hu[lung] = EMPHYSEMA_LUNG if "Emphysema" in self.labels else LUNG
         self._heart(hu, x, y, z)
         self._vessels_spine_airway(hu, x, y, z, inner)
-        for lesion in self.lesions:
+        # faint findings first: a nodule inside a ground-glass patch keeps its solid HU
+        for lesion in sorted(self.lesions, key=lambda lesion: lesion.label not in UNDERLAYS):
             _apply_lesion(hu, lesion, x, y, z, lung, a)
         return hu
 
@@ -177,3 +179,9 @@ def _apply_lesion(hu, lesion: Lesion, x, y, z, lung, a: Anatomy) -> None:
         hu[sac & (dz > 0)] = AIR
     elif label == "Emphysema":
         hu[_ellipsoid(dx, dy, dz, r, r, r) & lung] = AIR  # a bulla; the whole lung is darker too
+    elif label == "Lung opacity":
+        hu[_ellipsoid(dx, dy, dz, r, r, r * 0.8) & lung] = -550.0  # ground glass: denser than lung, not solid
+    elif label == "Pulmonary fibrotic sequela":
+        # two thin dense bands (scars) in the apex, a few millimetres thick
+        for shift in (-0.3 * r, 0.3 * r):
+            hu[_ellipsoid(dx, dy - shift, dz, r, 2.5, r * 0.5) & lung] = -150.0

@@ -37,6 +37,8 @@ RADCHEST_SOURCE = {
     "Medical material": ("catheter_or_port", "mediastinum"),
     "Lymphadenopathy": ("lymphadenopathy", "mediastinum"),
     "Hiatal hernia": ("hernia", "stomach"),
+    "Lung opacity": ("opacity", "right_lung"),
+    "Pulmonary fibrotic sequela": ("scarring", "lung"),
 }
 RADCHEST_ABNORMALITIES = ("nodule", "nodulegr1cm", "opacity", "scarring", "bronchial_wall_thickening",
                           "septal_thickening", "hernia", "calcification", "emphysema", "atelectasis",

@@ -26,6 +26,8 @@ EN_POSITIVE = {
     "Medical material": "Port catheter system in the right anterior chest wall",
     "Lymphadenopathy": "Enlarged lymph node in the right paratracheal region, short axis {size} mm",
     "Hiatal hernia": "Small hiatal hernia",
+    "Lung opacity": "Ground-glass opacity in the {region}",
+    "Pulmonary fibrotic sequela": "Fibrotic bands in the {region}",
 }
 DE_POSITIVE = {
     "Lung nodule": "Solider Rundherd {region} mit {size} mm",
@@ -40,6 +42,8 @@ DE_POSITIVE = {
     "Medical material": "Portkatheter-System in der rechten vorderen Thoraxwand",
     "Lymphadenopathy": "Vergrößerter Lymphknoten rechts paratracheal, Kurzachse {size} mm",
     "Hiatal hernia": "Kleine Hiatushernie",
+    "Lung opacity": "Milchglasverschattung {region}",
+    "Pulmonary fibrotic sequela": "Fibrotische Narbenzüge {region}",
 }
 EN_NEGATIVE = {
     "Lung nodule": "No pulmonary nodules.",
@@ -54,6 +58,8 @@ EN_NEGATIVE = {
     "Medical material": "No medical material or foreign body.",
     "Lymphadenopathy": "No lymphadenopathy.",
     "Hiatal hernia": "No hiatal hernia.",
+    "Lung opacity": "No ground-glass opacity.",
+    "Pulmonary fibrotic sequela": "No fibrotic changes.",
 }
 DE_NEGATIVE = {
     "Lung nodule": "Keine pulmonalen Rundherde.",
@@ -68,6 +74,8 @@ DE_NEGATIVE = {
     "Medical material": "Kein Fremdmaterial.",
     "Lymphadenopathy": "Keine Lymphadenopathie.",
     "Hiatal hernia": "Keine Hiatushernie.",
+    "Lung opacity": "Keine Milchglasverschattung.",
+    "Pulmonary fibrotic sequela": "Keine fibrotischen Veränderungen.",
 }
 DE_LOBES = {
     "upper lobe": "Oberlappen", "middle lobe": "Mittellappen", "lower lobe": "Unterlappen",

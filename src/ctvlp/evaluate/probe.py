@@ -5,7 +5,11 @@ regression on the *labels* (train + dev split) over the flattened window tokens 
 split gives that ceiling per label, so a site can check a new encoder (``model.weights_dir``)
 before training anything:
 
-    python -m ctvlp.evaluate.probe results [--dataset hospital] [--C 0.05]
+    python -m ctvlp.evaluate.probe results [--dataset hospital] [--C 0.05] [--features features_random]
+
+``--features`` names the feature set: ``features`` (the configured encoder: the self-supervised one when
+``pretrain.enabled``), ``features_random`` (the random encoder of a ``random_encoder`` run) or
+``features_pretrained``.
 """
 
 from __future__ import annotations
@@ -54,12 +58,13 @@ def probe_labels(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     return pd.DataFrame(rows)
 
 
-def probe_results(results: Path, dataset: str = "hospital", c: float = 0.05) -> pd.DataFrame:
+def probe_results(results: Path, dataset: str = "hospital", c: float = 0.05,
+                  features: str = "features") -> pd.DataFrame:
     volumes = pd.read_parquet(results / "manifest/volumes.parquet")
     labels = pd.read_parquet(results / "text/labels.parquet")
     table = labels.merge(volumes[["volume_id", "split"]], on="volume_id")
     table = table[table.dataset == dataset].sort_values("volume_id")
-    x, kept = flat_features(results / "features/volumes", list(table.volume_id))
+    x, kept = flat_features(results / features / "volumes", list(table.volume_id))
     table = table.set_index("volume_id").loc[kept]
     y = table[list(CTRATE_LABELS)].to_numpy(dtype=int)
     train = table.split.isin(["train", "dev"]).to_numpy()
@@ -72,8 +77,9 @@ def main() -> None:
     parser.add_argument("results", type=Path, help="the workflow's results folder")
     parser.add_argument("--dataset", default="hospital")
     parser.add_argument("--C", type=float, default=0.05, help="inverse L2 strength of the logistic regression")
+    parser.add_argument("--features", default="features", help="feature set folder under results/")
     args = parser.parse_args()
-    table = probe_results(args.results, args.dataset, args.C)
+    table = probe_results(args.results, args.dataset, args.C, args.features)
     print(table.dropna().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"macro probe AUC over {int(table.probe_auc.notna().sum())} labels: {table.probe_auc.mean():.3f}")
 

@@ -67,7 +67,7 @@ class CTVLPModel(nn.Module):
         weights_dir = config["model"].get("weights_dir")
         window = None
         if spec.trainable:  # same seeded start as the frozen features; built first so the rest stays seeded alike
-            start = spec if load_window_weights else replace(spec, weights_dir=None)
+            start = spec if load_window_weights else replace(spec, weights_dir=None, pretrained=None)
             window = build_window_encoder(start, config["seed"]).requires_grad_(True)
         model = cls(CombinerSpec.from_config(config), TextEncoderSpec.from_config(config), HeadSpec.from_config(config),
                     config["model"]["separate_depth_heads"], tuple(config["train"].get("logit_init", (2.302585, -10.0))),

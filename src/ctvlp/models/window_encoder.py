@@ -11,6 +11,7 @@ once (rule ``window_features``); with ``model.window_encoder.trainable`` it trai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from ctvlp.models.rope import grid_index, normalized_coords
 from ctvlp.models.vit_blocks import ClsTransformer
 
 ROPE_BASE = 1000.0  # SPECTRE backbone
+PRETRAINED_FILE = "pretrain/window_encoder.safetensors"  # under results/, written by rule pretrain_window_encoder
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class WindowEncoderSpec:
     weights_dir: str | None = None
     trainable: bool = False
     mlp_ratio: float = 4.0
+    pretrained: str | None = None  # the workflow's own self-supervised weights (pretrain.enabled)
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -39,8 +42,11 @@ class WindowEncoderSpec:
     @classmethod
     def from_config(cls, config: dict) -> "WindowEncoderSpec":
         w = config["model"]["window_encoder"]
+        pretrained = (str(Path(config["results"]) / PRETRAINED_FILE)
+                      if (config.get("pretrain") or {}).get("enabled") else None)
         return cls(tuple(config["preprocess"]["window_voxels"]), tuple(w["patch_voxels"]), w["dim"], w["depth"],
-                   w["heads"], config["model"].get("weights_dir"), bool(w.get("trainable", False)))
+                   w["heads"], config["model"].get("weights_dir"), bool(w.get("trainable", False)),
+                   pretrained=pretrained)
 
 
 class PatchEmbed3D(nn.Module):
@@ -90,10 +96,15 @@ def fold_patch_kernel(weight: torch.Tensor) -> torch.Tensor:
 
 
 def build_window_encoder(spec: WindowEncoderSpec, seed: int = 0) -> WindowEncoder:
-    """Weights from ``spec.weights_dir`` (safetensors written by ``ctvlp import-weights``) or a seeded random init."""
+    """Weights from ``spec.pretrained`` (the workflow's self-supervised stage), else ``spec.weights_dir``
+    (safetensors written by ``ctvlp import-weights``), else a seeded random init."""
     torch.manual_seed(seed)
     model = WindowEncoder(spec)
-    if spec.weights_dir:
+    if spec.pretrained:
+        from ctvlp.models.spectre import load_strict, read_state
+
+        load_strict(model, read_state(spec.pretrained), spec.pretrained)
+    elif spec.weights_dir:
         from ctvlp.models.weights import load_part
 
         load_part(model, spec.weights_dir, "window_encoder")
