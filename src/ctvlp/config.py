@@ -99,6 +99,9 @@ def check_inputs(config: dict) -> None:
             config.get("model", {}).get("window_encoder", {}).get("trainable")):
         raise ConfigError("config key 'preprocess.keep_volumes': false needs a frozen window encoder "
                           "(model.window_encoder.trainable is true: training reads the cached volumes)")
+    if not config.get("preprocess", {}).get("keep_volumes", True) and (config.get("pretrain") or {}).get("enabled"):
+        raise ConfigError("config key 'preprocess.keep_volumes': false writes no volume cache, but pretrain.enabled is "
+                          "true and window-encoder pretraining reads the cached volumes")
     file_list = config.get("ingest", {}).get("file_list")
     if file_list and not Path(file_list).is_file():
         raise ConfigError(f"config key 'ingest.file_list': file '{file_list}' does not exist")
