@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {"model.window_encoder.dim": 24, "model.scan_encoder.dim": 24, "model.scan_encoder.depth": 1,
         "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.heads.hidden_dim": 32,
         "model.heads.bottleneck_dim": 8, "model.text_encoder.max_tokens": 32,
+        # RoPE rescaling draws one factor per sample in call order, so its draws depend on how the batch is cut
+        # into micro-batches (same distribution, other values): off where gradients are compared exactly
+        "model.scan_encoder.rescale_coords": None,
         "train.epochs": 2, "train.batch_size": 4, "train.micro_batch": 2, "train.checkpoint_every": 1, "train.lr": 1e-3,
         "train.loader_workers": 0,
         "model.text_encoder.finetune": "lora",
