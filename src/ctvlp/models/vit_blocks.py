@@ -78,6 +78,18 @@ class Block(nn.Module):
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
+def init_like_spectre(module: nn.Module) -> None:
+    """Random init as SPECTRE's (truncated normal 0.02 for linear weights, zero bias, a CLS token ~ N(0, 1e-6)),
+    for every SPECTRE-style module (encoders, the MAE decoder)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    if isinstance(getattr(module, "cls_token", None), nn.Parameter):
+        nn.init.normal_(module.cls_token, std=1e-6)
+
+
 class ClsTransformer(nn.Module):
     """The body both SPECTRE encoders share, under SPECTRE's key names: ``cls_token``, ``rope.periods``,
     ``blocks.i.*`` and the final ``norm``. Subclasses add their token embedding and call ``encode``."""
@@ -90,14 +102,8 @@ class ClsTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
 
     def init_like_spectre(self) -> None:
-        """Random init as SPECTRE's (truncated normal 0.02 for linear weights, zero bias, CLS ~ N(0, 1e-6)):
-        the demo's start."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        nn.init.normal_(self.cls_token, std=1e-6)
+        """Random init as SPECTRE's: the demo's start (see ``init_like_spectre``)."""
+        init_like_spectre(self)
 
     def encode(self, tokens: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                mask: torch.Tensor | None = None) -> torch.Tensor:
