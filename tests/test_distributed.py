@@ -32,9 +32,7 @@ SETTINGS = {"model.window_encoder.dim": 12, "model.scan_encoder.dim": 24, "model
             "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.text_encoder.max_tokens": 24,
             "model.text_encoder.finetune": "lora", "train.epochs": 2, "train.batch_size": 12,
             "train.micro_batch": 2, "train.prompt_batch": 3, "train.checkpoint_every": 100, "train.lr": 1e-3,
-            "train.loader_workers": 0, "train.grad_clip": 1.0,
-            # RoPE rescaling draws per sample in each process's call order: off where processes are compared exactly
-            "model.scan_encoder.rescale_coords": None}
+            "train.loader_workers": 0, "train.grad_clip": 1.0}
 PROMPTS_TABLE = pd.DataFrame([
     {"label": label, "polarity": pol, "rank": r, "prompt": f"{'' if pol == 'positive' else 'No '}{label} {r}"}
     for label in ("Cardiomegaly", "Emphysema") for pol in ("positive", "negative") for r in range(2)])

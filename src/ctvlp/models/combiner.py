@@ -72,37 +72,45 @@ class FeatureCombiner(ClsTransformer):
             getattr(self, f"{name}_mu").copy_(mean)
             getattr(self, f"{name}_sd").copy_(std.clamp(min=1e-4))
 
-    def _rope(self, index: torch.Tensor, divisor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """index (B, N, 3), divisor (B, 3) -> per-sample (sin, cos); one rescale factor per sample in training."""
+    def _rope(self, index: torch.Tensor, divisor: torch.Tensor,
+              log_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """index (B, N, 3), divisor (B, 3) -> per-sample (sin, cos); one rescale factor per sample in training.
+
+        ``log_scale`` (B,): the trainer's per-sample draws of ln s in [-ln r, ln r], keyed by (seed, step, sample)
+        so that cutting the batch into other micro-batches or processes draws the same factors; without it the
+        factors come from the global RNG."""
         coords = normalized_coords(index, divisor[:, None, :])
         if self.training and self.spec.rescale_coords:
             r = math.log(self.spec.rescale_coords)
-            coords = coords * torch.empty(len(coords), 1, 1, device=coords.device).uniform_(-r, r).exp()
+            if log_scale is None:
+                log_scale = torch.empty(len(coords), device=coords.device).uniform_(-r, r)
+            coords = coords * log_scale.to(coords.device, coords.dtype).exp()[:, None, None]
         return self.rope(coords)
 
     def forward_projected(self, x: torch.Tensor, index: torch.Tensor, divisor: torch.Tensor,
-                          mask: torch.Tensor | None = None) -> torch.Tensor:
+                          mask: torch.Tensor | None = None, log_scale: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, N, dim) already projected -> final-norm tokens (B, 1 + N, dim); padded tokens never attended."""
-        return self.encode(x, self._rope(index, divisor), mask)
+        return self.encode(x, self._rope(index, divisor, log_scale), mask)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor, divisor: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, log_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Window features (B, N, 2D) -> tokens (B, 1 + N, dim) (SPECTRE's ``forward_features``)."""
-        return self.forward_projected(self.patch_proj(x), index, divisor, mask)
+        return self.forward_projected(self.patch_proj(x), index, divisor, mask, log_scale)
 
-    def scan(self, tokens: torch.Tensor, index: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def scan(self, tokens: torch.Tensor, index: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor,
+             log_scale: torch.Tensor | None = None) -> torch.Tensor:
         """[CLS; masked mean] (B, 2 dim) of the window tokens (B, N, 2D) at grid indices (B, N, 3)."""
-        out = self((tokens - self.scan_mu) / self.scan_sd, index, grid, mask)
+        out = self((tokens - self.scan_mu) / self.scan_sd, index, grid, mask, log_scale)
         w = mask[..., None].to(out.dtype)
         mean = (out[:, 1:] * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)
         return torch.cat([out[:, 0], mean], dim=-1)
 
     def depth(self, tokens: torch.Tensor, index: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor,
-              n_bins: int) -> torch.Tensor:
+              n_bins: int, log_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Depth tokens (B, M, D) at (x, y, global depth) indices -> per bin [CLS; in-plane mean] (B, n_bins, 2 dim).
         The depth coordinate is divided by the window-grid depth (``grid`` holds the window grid)."""
         x = self.axis_patch_proj((tokens - self.depth_mu) / self.depth_sd)
-        out = self.forward_projected(x, index, grid, mask)
+        out = self.forward_projected(x, index, grid, mask, log_scale)
         onehot = F.one_hot(index[..., 2].clamp(max=n_bins - 1), n_bins).to(out.dtype) * mask[..., None].to(out.dtype)
         per_bin = torch.einsum("bmk,bmd->bkd", onehot, out[:, 1:]) / onehot.sum(dim=1).clamp(min=1)[..., None]
         return torch.cat([out[:, :1].expand(-1, n_bins, -1), per_bin], dim=-1)

@@ -101,12 +101,15 @@ class CTVLPModel(nn.Module):
 
     def scan_features(self, batch: dict) -> torch.Tensor:
         """[CLS; mean] of the combiner over the window grid (B, 2 dim)."""
-        return self.combiner.scan(batch["scan_tokens"], batch["scan_coords"], batch["grid"], batch["scan_mask"])
+        scale = batch.get("rope_log_scale")  # (B, 2): the trainer's per-sample draws (scan path, depth path)
+        return self.combiner.scan(batch["scan_tokens"], batch["scan_coords"], batch["grid"], batch["scan_mask"],
+                                  None if scale is None else scale[:, 0])
 
     def depth_features(self, batch: dict) -> torch.Tensor:
         """Per depth bin [CLS; in-plane mean] of the depth path (B, max_bins, 2 dim)."""
+        scale = batch.get("rope_log_scale")
         return self.combiner.depth(batch["depth_tokens"], batch["depth_coords"], batch["grid"], batch["depth_mask"],
-                                   int(batch["n_bins"].max()))
+                                   int(batch["n_bins"].max()), None if scale is None else scale[:, 1])
 
     def encode_scan_views(self, batch: dict) -> dict[str, torch.Tensor]:
         """scan (main head: retrieval), scan_prompt (image copy head: prompt loss, zero-shot) and depth

@@ -145,6 +145,8 @@ class EncoderCalls(nn.Module):
         if tensors is None:  # a trainable window encoder: tokens computed here, with gradients
             tensors = {k: v.to(payload["device"]) for k, v in
                        collate([self.features.tokens(v) for v in payload["volumes"]]).items()}
+        if payload.get("rope_log_scale") is not None:
+            tensors = {**tensors, "rope_log_scale": payload["rope_log_scale"]}
         views = self.model.encode_scan_views(tensors)  # main head, image copy head, depth bins (copy head)
         out = {"scan": views["scan"].float(), "scan_prompt": views["scan_prompt"].float(),
                "depth": views["depth"].float(), "n_bins": tensors["n_bins"],
@@ -236,14 +238,26 @@ class Trainer:
         epoch, pos = divmod(step, self.steps_per_epoch)
         return epoch_samples(self.entries, self.cfg.seed, epoch)[pos * self.plan.batch:(pos + 1) * self.plan.batch]
 
-    def _micro_job(self, item: dict):
+    def _rope_log_scales(self, step: int, index: list[int]) -> torch.Tensor | None:
+        """ln s per sample (scan path, depth path) for the combiner's RoPE rescaling, drawn from (seed, step,
+        sample): the same factors however the global batch is cut into micro-batches and processes, so the GPU
+        count never changes the objective (and phase 2 re-runs with phase 1's factors)."""
+        factor = self.model.combiner.spec.rescale_coords
+        if not factor:
+            return None
+        r = math.log(factor)
+        draws = [np.random.default_rng([self.cfg.seed, step, i]).uniform(-r, r, 2) for i in index]
+        return torch.tensor(np.array(draws), dtype=torch.float32, device=self.device)
+
+    def _micro_job(self, item: dict, step: int):
         index = item["index"].tolist()
         batch = [self.train[i] for i in index]
         owners = [(k, text, b) for k, s in enumerate(batch) for text, b in s.snippets]
         tensors = item.get("tensors")
         payload = {"tensors": None if tensors is None else {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()},
                    "volumes": [s.volume_id for s in batch], "device": self.device,
-                   "texts": [s.text for s in batch], "snippets": [t for _, t, _ in owners]}
+                   "texts": [s.text for s in batch], "snippets": [t for _, t, _ in owners],
+                   "rope_log_scale": self._rope_log_scales(step, index)}
         meta = {"owner": torch.tensor([k for k, _, _ in owners], dtype=torch.long, device=self.device),
                 "bin": torch.tensor([b for _, _, b in owners], dtype=torch.long, device=self.device)}
         return self._call("micro", payload), meta
@@ -274,7 +288,7 @@ class Trainer:
                 metas.append(None)
                 kinds.append("prompts")
         for item in micro:
-            job, meta = self._micro_job(item)
+            job, meta = self._micro_job(item, step)
             jobs.append(job)
             metas.append(meta)
             kinds.append("micro")
