@@ -17,7 +17,8 @@ YAML
 APPTAINER_TARGETS=(results/qc/summary.md results/text/labels.parquet results/text/snippets.parquet)
 log "snakemake --profile slurm --sdm apptainer (data rules in $IMAGE)"
 (cd "$REPO" && timeout 2400 snakemake "${APPTAINER_TARGETS[@]/#/$WORK/apptainer/}" --profile slurm --sdm apptainer \
-   -s "$REPO/Snakefile" -d "$WORK/apptainer" --configfile "$REPO/config/config.yaml" "$WORK/apptainer.yaml" \
+   --slurm-keep-successful-logs -s "$REPO/Snakefile" -d "$WORK/apptainer" --configfile "$REPO/config/config.yaml" \
+   "$WORK/apptainer.yaml" \
    >"$WORK/apptainer.log" 2>&1) || { tail -80 "$WORK/apptainer.log"; exit 1; }
 "$PY" - "$WORK" "$IMAGE" <<'PY'
 import re, sys
