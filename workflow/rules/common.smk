@@ -88,8 +88,10 @@ def feature_set(run):
     """features (the configured encoder) or the other encoder's set, for one ablation run."""
     flag = bool(apply_overrides(config, RUNS[run])["pretrain"]["enabled"]) if run in RUNS else PRETRAIN
     if flag != PRETRAIN and not config["preprocess"]["keep_volumes"]:
-        sys.exit(f"ctvlp: ablation run '{run}' sets pretrain.enabled: {flag}, which needs the other encoder's "
-                 "features from the volume cache, but preprocess.keep_volumes is false")
+        sys.exit(
+            f"ctvlp: ablation run '{run}' sets pretrain.enabled: {flag}, which needs the other encoder's "
+            "features from the volume cache, but preprocess.keep_volumes is false"
+        )
     return "features" if flag == PRETRAIN else OTHER_FEATURES
 
 

@@ -4,10 +4,6 @@ if DEMO["enabled"]:
     rule demo_cohort:
         output:
             DEMO_DONE,
-        params:
-            root=lambda wildcards, output: str(Path(output[0]).parents[1]),  # <root>/ground_truth/cohort.json
-            settings=DEMO,
-        threads: 2
         log:
             f"{LOGS}/demo_cohort.log",
         benchmark:
@@ -16,5 +12,9 @@ if DEMO["enabled"]:
             ENVS["data"]
         container:
             CONTAINERS["data"]
+        threads: 2
+        params:
+            root=lambda wildcards, output: str(Path(output[0]).parents[1]),  # <root>/ground_truth/cohort.json
+            settings=DEMO,
         script:
             "../scripts/demo_cohort.py"

@@ -15,20 +15,20 @@ rule embed:
     output:
         npz=f"{RESULTS}/runs/{{run}}/embeddings.npz",
         meta=f"{RESULTS}/runs/{{run}}/embeddings.parquet",
-    params:
-        feature_dir=feature_dir,
-        cache_dir=f"{RESULTS}/cache/volumes",  # end-to-end runs re-encode the cache with their own encoder
-        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
-    wildcard_constraints:
-        run="|".join(RUNS) or "none",
-    resources:
-        gpu=config["compute"]["embed_gpus"],
     log:
         f"{LOGS}/embed/{{run}}.log",
+    wildcard_constraints:
+        run="|".join(RUNS) or "none",
     conda:
         ENVS["gpu"]
     container:
         CONTAINERS["gpu"]
+    resources:
+        gpu=config["compute"]["embed_gpus"],
+    params:
+        feature_dir=feature_dir,
+        cache_dir=f"{RESULTS}/cache/volumes",  # end-to-end runs re-encode the cache with their own encoder
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     script:
         "../scripts/embed.py"
 
@@ -40,16 +40,16 @@ rule evaluate:
         volumes=VOLUMES,  # CT-RATE's sorted-path order (first_all) needs the public file names
     output:
         f"{RESULTS}/runs/{{run}}/metrics.json",
-    params:
-        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
-    wildcard_constraints:
-        run="|".join(RUNS) or "none",
     log:
         f"{LOGS}/evaluate/{{run}}.log",
+    wildcard_constraints:
+        run="|".join(RUNS) or "none",
     conda:
         ENVS["report"]
     container:
         CONTAINERS["report"]
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     script:
         "../scripts/evaluate.py"
 
@@ -60,16 +60,16 @@ rule compare:
         meta=run_files(f"{RESULTS}/runs/{{run}}/embeddings.parquet"),
     output:
         f"{RESULTS}/eval/comparisons.json",
-    params:
-        runs=list(RUNS),
-        reference=REFERENCE,
-        run_dirs=run_files(f"{RESULTS}/runs/{{run}}"),
     log:
         f"{LOGS}/evaluate/compare.log",
     conda:
         ENVS["report"]
     container:
         CONTAINERS["report"]
+    params:
+        runs=list(RUNS),
+        reference=REFERENCE,
+        run_dirs=run_files(f"{RESULTS}/runs/{{run}}"),
     script:
         "../scripts/compare.py"
 
@@ -77,13 +77,26 @@ rule compare:
 EVAL_SETS = [name for name in ("hospital", "ct_rate", "rad_chestct") if name in SOURCES]
 HAS_HOSPITAL = "hospital" in SOURCES
 # paper_* tables: the paper's protocol (RadFinder's definitions), written whatever evaluate.protocol says
-PAPER_TABLES = ["paper_results", "paper_retrieval", "paper_zero_shot", "paper_v2v", "paper_merlin",
-                "paper_localization"]
-TABLE_NAMES = (["main_results", "ablations"] + (["localization"] if HAS_HOSPITAL else [])
-               + [f"per_label_auc_{name}" for name in EVAL_SETS] + PAPER_TABLES)
-FIGURE_NAMES = ([f"per_label_auc_{name}" for name in EVAL_SETS]
-                + [f"recall_at_k_{name}_t2i_scans" for name in EVAL_SETS if name != "rad_chestct"]
-                + ["training_curves"] + (["localization_errors", "qualitative"] if HAS_HOSPITAL else []))
+PAPER_TABLES = [
+    "paper_results",
+    "paper_retrieval",
+    "paper_zero_shot",
+    "paper_v2v",
+    "paper_merlin",
+    "paper_localization",
+]
+TABLE_NAMES = (
+    ["main_results", "ablations"]
+    + (["localization"] if HAS_HOSPITAL else [])
+    + [f"per_label_auc_{name}" for name in EVAL_SETS]
+    + PAPER_TABLES
+)
+FIGURE_NAMES = (
+    [f"per_label_auc_{name}" for name in EVAL_SETS]
+    + [f"recall_at_k_{name}_t2i_scans" for name in EVAL_SETS if name != "rad_chestct"]
+    + ["training_curves"]
+    + (["localization_errors", "qualitative"] if HAS_HOSPITAL else [])
+)
 
 
 rule tables:
@@ -93,16 +106,16 @@ rule tables:
     output:
         md=[report(f"{RESULTS}/tables/{name}.md", category="Tables") for name in TABLE_NAMES],
         tex=[f"{RESULTS}/tables/{name}.tex" for name in TABLE_NAMES],
-    params:
-        runs=list(RUNS),
-        reference=REFERENCE,
-        names=TABLE_NAMES,
     log:
         f"{LOGS}/tables.log",
     conda:
         ENVS["report"]
     container:
         CONTAINERS["report"]
+    params:
+        runs=list(RUNS),
+        reference=REFERENCE,
+        names=TABLE_NAMES,
     script:
         "../scripts/tables.py"
 
@@ -113,15 +126,15 @@ rule claims:
         comparisons=f"{RESULTS}/eval/comparisons.json",
     output:
         report(CLAIMS, category="Tables"),
-    params:
-        runs=list(RUNS),
-        reference=REFERENCE,
     log:
         f"{LOGS}/claims.log",
     conda:
         ENVS["report"]
     container:
         CONTAINERS["report"]
+    params:
+        runs=list(RUNS),
+        reference=REFERENCE,
     script:
         "../scripts/claims.py"
 
@@ -134,19 +147,21 @@ rule figures:
         meta=f"{RESULTS}/runs/{REFERENCE}/embeddings.parquet",
         snippets=f"{RESULTS}/text/snippets.parquet",
     output:
-        png=[report(f"{RESULTS}/figures/{name}.png", category="Figures",
-                    caption=figure_caption(name)) for name in FIGURE_NAMES],
+        png=[
+            report(f"{RESULTS}/figures/{name}.png", category="Figures", caption=figure_caption(name))
+            for name in FIGURE_NAMES
+        ],
         pdf=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURE_NAMES],
-    params:
-        runs=list(RUNS),
-        reference=REFERENCE,
-        names=FIGURE_NAMES,
-        cache_dir=f"{RESULTS}/cache/volumes",
     log:
         f"{LOGS}/figures.log",
     conda:
         ENVS["report"]
     container:
         CONTAINERS["report"]
+    params:
+        runs=list(RUNS),
+        reference=REFERENCE,
+        names=FIGURE_NAMES,
+        cache_dir=f"{RESULTS}/cache/volumes",
     script:
         "../scripts/figures.py"

@@ -15,17 +15,8 @@ rule preprocess:
         manifest=MANIFEST,
         index=hospital_index(),
     output:
-        shard=f"{RESULTS}/cache/shard_{{shard}}.parquet",
         **({} if KEEP_VOLUMES else {"features": f"{RESULTS}/features/shard_{{shard}}.parquet"}),
-    params:
-        sources=SOURCES,
-        cache_dir=f"{RESULTS}/cache/volumes",
-        feature_dir=f"{RESULTS}/features/volumes",
-    resources:
-        # one volume at a time: the paper's 512 x 512 x ~600 slices in float32 and its resampled copy
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-        runtime=lambda wc, attempt: (240 if KEEP_VOLUMES else 720) * attempt,
-        gpu=0 if KEEP_VOLUMES else config["compute"]["features_gpus"],
+        shard=f"{RESULTS}/cache/shard_{{shard}}.parquet",
     log:
         f"{LOGS}/preprocess/shard_{{shard}}.log",
     benchmark:
@@ -34,6 +25,15 @@ rule preprocess:
         ENVS["data"] if KEEP_VOLUMES else ENVS["gpu"]
     container:
         CONTAINERS["data"] if KEEP_VOLUMES else CONTAINERS["gpu"]
+    resources:
+        # one volume at a time: the paper's 512 x 512 x ~600 slices in float32 and its resampled copy
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: (240 if KEEP_VOLUMES else 720) * attempt,
+        gpu=0 if KEEP_VOLUMES else config["compute"]["features_gpus"],
+    params:
+        sources=SOURCES,
+        cache_dir=f"{RESULTS}/cache/volumes",
+        feature_dir=f"{RESULTS}/features/volumes",
     script:
         "../scripts/preprocess_shard.py"
 
@@ -48,14 +48,14 @@ rule qc_summary:
         volumes=VOLUMES,
         qc=QC,
         summary=report(QC_SUMMARY, category="QC"),
-    resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
     log:
         f"{LOGS}/qc_summary.log",
     conda:
         ENVS["data"]
     container:
         CONTAINERS["data"]
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
     script:
         "../scripts/qc_summary.py"

@@ -12,14 +12,14 @@ rule report_text:
         labels=f"{TEXT}/labels.parquet",
         prompts=f"{TEXT}/prompts.parquet",
         qc=f"{RESULTS}/qc/text_qc.parquet",
-    params:
-        sources=SOURCES,
     log:
         f"{LOGS}/report_text.log",
     conda:
         ENVS["data"]
     container:
         CONTAINERS["data"]
+    params:
+        sources=SOURCES,
     script:
         "../scripts/report_text.py"
 
@@ -34,15 +34,15 @@ rule mine_snippets:
         snippets=f"{TEXT}/snippets.parquet",
         qc=f"{RESULTS}/qc/mining_qc.parquet",
         stats=f"{TEXT}/mining_stats.md",
-    params:
-        bin_voxels=config["model"]["window_encoder"]["patch_voxels"][2],
-        patterns=config["text"]["mining_patterns"],
     log:
         f"{LOGS}/mine_snippets.log",
     conda:
         ENVS["data"]
     container:
         CONTAINERS["data"]
+    params:
+        bin_voxels=config["model"]["window_encoder"]["patch_voxels"][2],
+        patterns=config["text"]["mining_patterns"],
     script:
         "../scripts/mine_snippets.py"
 
@@ -51,8 +51,9 @@ rule mine_snippets:
 RATE = config["text"].get("rate") or {}
 RATE_DIR = rate_config_dir(config)
 RATE_SOURCES = {name: entry["rate_labels"] for name, entry in SOURCES.items() if (entry or {}).get("rate_labels")}
-RATE_OUTPUTS = ([f"{TEXT}/rate_labels.parquet", f"{TEXT}/rate_prompts.parquet", f"{TEXT}/label_groups.json"]
-                if RATE_DIR else [])
+RATE_OUTPUTS = (
+    [f"{TEXT}/rate_labels.parquet", f"{TEXT}/rate_prompts.parquet", f"{TEXT}/label_groups.json"] if RATE_DIR else []
+)
 
 
 rule rate_labels:
@@ -64,15 +65,15 @@ rule rate_labels:
         prompts=f"{TEXT}/rate_prompts.parquet",
         groups=f"{TEXT}/label_groups.json",
         qc=f"{RESULTS}/qc/rate_qc.parquet",
-    params:
-        folders=RATE_SOURCES,
-        config_dir=RATE_DIR,
-        weights=RATE.get("group_weights") or {},
     log:
         f"{LOGS}/rate_labels.log",
     conda:
         ENVS["data"]
     container:
         CONTAINERS["data"]
+    params:
+        folders=RATE_SOURCES,
+        config_dir=RATE_DIR,
+        weights=RATE.get("group_weights") or {},
     script:
         "../scripts/rate_labels.py"

@@ -13,8 +13,9 @@ try:  # each run's global batch must split over its processes: stop before any j
         BatchPlan.check(apply_overrides(config, _overrides), max(int(config["compute"]["train_gpus"]), 1))
 except (ConfigError, KeyError) as err:
     sys.exit(f"ctvlp: {err} (run {_run})")
-print(f"ctvlp: train: {BatchPlan.check(config, max(int(config['compute']['train_gpus']), 1)).describe()}",
-      file=sys.stderr)
+print(
+    f"ctvlp: train: {BatchPlan.check(config, max(int(config['compute']['train_gpus']), 1)).describe()}", file=sys.stderr
+)
 
 
 rule pretrain_window_encoder:
@@ -22,12 +23,6 @@ rule pretrain_window_encoder:
         volumes=VOLUMES,
     output:
         weights=PRETRAINED,
-    params:
-        cache_dir=f"{RESULTS}/cache/volumes",
-        run_dir=lambda wc, output: str(Path(output.weights).parent),  # checkpoints/, loss.tsv: a killed job resumes
-    threads: 2
-    resources:
-        gpu=config["compute"]["features_gpus"],
     log:
         f"{LOGS}/pretrain_window_encoder.log",
     benchmark:
@@ -36,6 +31,12 @@ rule pretrain_window_encoder:
         ENVS["gpu"]
     container:
         CONTAINERS["gpu"]
+    threads: 2
+    resources:
+        gpu=config["compute"]["features_gpus"],
+    params:
+        cache_dir=f"{RESULTS}/cache/volumes",
+        run_dir=lambda wc, output: str(Path(output.weights).parent),  # checkpoints/, loss.tsv: a killed job resumes
     script:
         "../scripts/pretrain_window_encoder.py"
 
@@ -50,23 +51,23 @@ if KEEP_VOLUMES:
             weights=WEIGHTS,
         output:
             f"{RESULTS}/{{fset}}/shard_{{shard}}.parquet",
-        params:
-            cache_dir=f"{RESULTS}/cache/volumes",
-            feature_dir=lambda wc: f"{RESULTS}/{wc.fset}/volumes",
-            pretrained=lambda wc: PRETRAINED if uses_pretrained(wc.fset) else None,
-        wildcard_constraints:
-            fset=f"features|{OTHER_FEATURES}",
-            shard=r"\d+",
-        resources:
-            gpu=config["compute"]["features_gpus"],
         log:
             f"{LOGS}/window_features/{{fset}}_{{shard}}.log",
         benchmark:
             f"{LOGS}/benchmarks/window_features_{{fset}}_{{shard}}.tsv"
+        wildcard_constraints:
+            fset=f"features|{OTHER_FEATURES}",
+            shard=r"\d+",
         conda:
             ENVS["gpu"]
         container:
             CONTAINERS["gpu"]
+        resources:
+            gpu=config["compute"]["features_gpus"],
+        params:
+            cache_dir=f"{RESULTS}/cache/volumes",
+            feature_dir=lambda wc: f"{RESULTS}/{wc.fset}/volumes",
+            pretrained=lambda wc: PRETRAINED if uses_pretrained(wc.fset) else None,
         script:
             "../scripts/window_features.py"
 
@@ -82,23 +83,23 @@ rule train:
         weights=WEIGHTS,
     output:
         f"{RESULTS}/runs/{{run}}/final.json",
+    log:
+        f"{LOGS}/train/{{run}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train_{{run}}.tsv"
+    wildcard_constraints:
+        run="|".join(RUNS) or "none",
+    conda:
+        ENVS["gpu"]
+    container:
+        CONTAINERS["gpu"]
+    threads: 2
+    resources:
+        gpu=config["compute"]["train_gpus"],
     params:
         overrides=lambda wc: RUNS[wc.run],
         feature_dir=feature_dir,
         cache_dir=f"{RESULTS}/cache/volumes",  # read instead of the features when the window encoder trains
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
-    wildcard_constraints:
-        run="|".join(RUNS) or "none",
-    threads: 2
-    resources:
-        gpu=config["compute"]["train_gpus"],
-    log:
-        f"{LOGS}/train/{{run}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/train_{{run}}.tsv"
-    conda:
-        ENVS["gpu"]
-    container:
-        CONTAINERS["gpu"]
     script:
         "../scripts/train.py"
