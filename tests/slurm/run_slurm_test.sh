@@ -42,6 +42,7 @@ results: $1/results
 logs: $1/logs
 demo: {root: $1-data, n_patients: 12, minis: {ctrate_train_patients: 3, ctrate_valid_patients: 3, radchest_scans: 3}}
 train: {ablations: $WORK/ablations.tsv, epochs: 2, checkpoint_every: 2}
+pretrain: {steps: 4, batch_size: 8, warmup_steps: 1, checkpoint_every: 2}
 evaluate: {bootstrap_resamples: 50}
 compute: {features_gpus: 1, train_gpus: 1, embed_gpus: 1, allow_cpu: true}
 YAML
