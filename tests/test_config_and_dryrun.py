@@ -161,3 +161,14 @@ def test_rule_files_are_snakefmt_formatted():
     proc = subprocess.run([str(REPO / ".venv" / "bin" / "snakefmt"), "--check", "Snakefile", "workflow/rules"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:] + "\nrun: snakefmt Snakefile workflow/rules"
+
+
+def test_a_report_column_the_export_lacks_stops_before_any_job(tmp_path):
+    roots = fake_paper_roots(tmp_path)
+    (tmp_path / "reports.csv").write_text("Accession;Befundtext\n")
+    cfg = write_config(tmp_path / "roots.yaml", roots)
+    proc = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(REPO / "config/config.yaml"),
+                         str(REPO / "config/paper.yaml"), str(cfg))
+    assert proc.returncode != 0 and "rule " not in proc.stdout
+    assert ("config key 'text.report_columns'" in proc.stderr and "no column 'AccessionNumber'" in proc.stderr
+            and "'Accession', 'Befundtext'" in proc.stderr), proc.stderr[-2000:]

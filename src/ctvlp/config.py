@@ -128,6 +128,14 @@ def check_inputs(config: dict) -> None:
             raise ConfigError(f"config key '{name}': file '{value}' does not exist")
         if not os.access(path, os.R_OK):
             raise ConfigError(f"config key '{name}': '{value}' is not readable")
+    hospital = data_sources(config).get("hospital")
+    if hospital and hospital.get("reports_csv"):  # a wrong column name is a configuration error: header only
+        from ctvlp.text.report_io import ReportFileError, check_report_columns
+
+        try:
+            check_report_columns(hospital["reports_csv"], (config.get("text") or {}).get("report_columns"))
+        except ReportFileError as err:
+            raise ConfigError(f"config key 'text.report_columns': {err}") from err
     ctrate_cfg = data_sources(config).get("ct_rate")
     if ctrate_cfg:  # the other release on disk would give 0 volumes (or misread ones): stop before any job
         from ctvlp.io.ctrate import ReleaseMismatchError, check_release
