@@ -92,12 +92,17 @@ def _resolve_columns(found: list[str], columns: dict, path: Path) -> dict[str, s
     return out
 
 
-def read_report_table(path: str | Path, columns: dict | None = None) -> tuple[list[dict], dict]:
-    """Rows as {key: cell text} for the configured keys, and file facts (encoding, delimiter, columns)."""
+def _export(path: str | Path, columns: dict | None) -> tuple[Path, dict]:
+    """The export's path (it must exist) and the configured columns over the defaults."""
     path = Path(path)
-    columns = {**DEFAULT_COLUMNS, **(columns or {})}
     if not path.is_file():
         raise ReportFileError(f"{path}: report export not found")
+    return path, {**DEFAULT_COLUMNS, **(columns or {})}
+
+
+def read_report_table(path: str | Path, columns: dict | None = None) -> tuple[list[dict], dict]:
+    """Rows as {key: cell text} for the configured keys, and file facts (encoding, delimiter, columns)."""
+    path, columns = _export(path, columns)
     if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
         try:
             frame = pd.read_excel(path, dtype=str, keep_default_na=False)
@@ -121,10 +126,7 @@ def read_report_table(path: str | Path, columns: dict | None = None) -> tuple[li
 def check_report_columns(path: str | Path, columns: dict | None = None) -> None:
     """The configured columns against the export's header only, cheap enough for the configuration check that
     runs before any job starts; raises ``ReportFileError`` (one line) like ``read_report_table``."""
-    path = Path(path)
-    columns = {**DEFAULT_COLUMNS, **(columns or {})}
-    if not path.is_file():
-        raise ReportFileError(f"{path}: report export not found")
+    path, columns = _export(path, columns)
     if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
         try:
             found = [str(c) for c in pd.read_excel(path, nrows=0).columns]
