@@ -91,6 +91,7 @@ def test_the_workflow_model_built_from_the_folder_gives_the_oracle_outputs(impor
     _, config_file, out = imported
     config = yaml.safe_load(config_file.read_text())
     config["model"]["weights_dir"] = str(out)
+    config["pretrain"]["enabled"] = False  # as the paper preset: SPECTRE's weights, no own pretraining
     assert model_config_problems(config) == []
     window = build_window_encoder(WindowEncoderSpec.from_config(config), config["seed"])
     assert float((window.forward_features(EXPECTED["folded_input"]) - EXPECTED["folded_tokens"]).abs().max()) < TOL
@@ -113,6 +114,7 @@ def test_a_config_whose_dims_do_not_fit_the_folder_is_named(imported):
     _, config_file, out = imported
     config = yaml.safe_load(config_file.read_text())
     config["model"]["weights_dir"] = str(out)
+    config["pretrain"]["enabled"] = False  # as the paper preset: SPECTRE's weights, no own pretraining
     config["model"]["scan_encoder"]["depth"] = 3
     problems = model_config_problems(config)
     assert len(problems) == 1 and "combiner.depth = 3 does not fit the weights" in problems[0]
@@ -191,6 +193,7 @@ def test_radfinder_trained_model_imports_with_its_copy_heads_depth_projection_an
     assert main(["import-weights", "--config", str(config_file), "--out", str(out), "--radfinder", str(source)]) == 0
     config = yaml.safe_load(config_file.read_text())
     config["model"]["weights_dir"] = str(out)
+    config["pretrain"]["enabled"] = False  # as the paper preset: SPECTRE's weights, no own pretraining
     model = CTVLPModel.from_config(config).eval()
     assert torch.equal(model.combiner.axis_patch_proj.weight, axis)
     assert torch.equal(model.image_copy_head.last_layer.weight_v, copy_head["last_layer.weight_v"])

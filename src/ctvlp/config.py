@@ -99,6 +99,9 @@ def check_inputs(config: dict) -> None:
             config.get("model", {}).get("window_encoder", {}).get("trainable")):
         raise ConfigError("config key 'preprocess.keep_volumes': false needs a frozen window encoder "
                           "(model.window_encoder.trainable is true: training reads the cached volumes)")
+    if (config.get("pretrain") or {}).get("enabled") and (config.get("model") or {}).get("weights_dir"):
+        raise ConfigError("config key 'pretrain.enabled': true would replace the window encoder imported into "
+                          "model.weights_dir with this workflow's own pretraining; set one of the two")
     if not config.get("preprocess", {}).get("keep_volumes", True) and (config.get("pretrain") or {}).get("enabled"):
         raise ConfigError("config key 'preprocess.keep_volumes': false writes no volume cache, but pretrain.enabled is "
                           "true and window-encoder pretraining reads the cached volumes")
