@@ -77,6 +77,7 @@ def test_inline_features_equal_the_cache_then_features_path(tmp_path):
     from ctvlp.preprocess.inline_features import InlineFeatures
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["pretrain"]["enabled"] = False  # a seeded random encoder: no pretraining stage in this unit test
     model = build_window_encoder(WindowEncoderSpec.from_config(config), 0).eval()
     data = np.random.default_rng(1).random((64, 64, 16)).astype(np.float32)
     write_cached(cache_file(tmp_path / "cache", "Vab12"), data)
