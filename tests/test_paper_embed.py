@@ -21,7 +21,8 @@ from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.data import Sample
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"model.window_encoder.dim": 16, "model.scan_encoder.dim": 32, "model.scan_encoder.depth": 1,
+TINY = {  # head dims divisible by 6 (3D RoPE)
+       "model.window_encoder.dim": 16, "model.scan_encoder.dim": 24, "model.scan_encoder.depth": 1,
         "model.scan_encoder.heads": 2, "model.embed_dim": 16, "model.text_encoder.max_tokens": 32}
 
 

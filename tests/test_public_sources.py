@@ -148,7 +148,7 @@ def test_merlin_and_inspect_join_the_manifest_qc_and_reports(minis):
     cfg = {"ingest": {"axial_tolerance_deg": 10, "tilt_tolerance_deg": 0.5, "gap_factor": 1.5,
                       "spacing_tolerance": 0.1, "min_slices": 20, "prefer_kernels": [], "prefer_thickness_mm": 5},
            "splits": {"hospital": [0.7, 0.1, 0.2], "ctrate_dev_fraction": 0.1}, "preprocess": {"shards": 2}}
-    manifest, _, qc = ingest(sources, None, b"salt", IngestSettings.from_config(cfg))
+    manifest, _, qc, _ = ingest(sources, None, b"salt", IngestSettings.from_config(cfg))
     assert manifest.groupby("dataset").size().to_dict() == {"inspect": 5, "merlin": 8}
     assert set(manifest.source_kind) == {"merlin_nifti", "inspect_nifti"}
     assert (qc.groupby("dataset").size() == pd.Series({"inspect": 6, "merlin": 9})).all()  # every input once
@@ -297,7 +297,7 @@ def test_demo_minis_carry_rate_files_the_reader_turns_into_labels(tmp_path):
     settings = {"ingest": {"axial_tolerance_deg": 10, "tilt_tolerance_deg": 0.5, "gap_factor": 1.5,
                            "spacing_tolerance": 0.1, "min_slices": 20, "prefer_kernels": [], "prefer_thickness_mm": 5},
                 "splits": {"hospital": [0.7, 0.1, 0.2], "ctrate_dev_fraction": 0.3}, "preprocess": {"shards": 1}}
-    manifest, _, _ = ingest(sources, None, b"salt", IngestSettings.from_config(settings))
+    manifest, _, _, _ = ingest(sources, None, b"salt", IngestSettings.from_config(settings))
     folders = {name: tmp_path / name / "report_structuring" / "p0rate_en" for name in ("ct_rate", "merlin", "inspect")}
     labels, prompts, qc = rate_labels(folders, manifest.assign(status="ok"), b"salt",
                                       tmp_path / "rate" / "modalities_en")

@@ -92,8 +92,8 @@ def test_two_clean_runs_give_byte_identical_data_products(demo_run, tmp_path):
     cfg = write_config(work / "override.yaml", {"results": str(work / "results"), "logs": str(work / "logs"),
                                                 "demo": {"root": str(work / "demo_data")}})
     targets = [str(work / "results" / t) for t in ("manifest/volumes.parquet", "qc/summary.md",
-                                                   "text/snippets.parquet", "features/shard_0.parquet",
-                                                   "features/shard_1.parquet")]
+                                                   "text/snippets.parquet", "text/rate_labels.parquet",
+                                                   "features/shard_0.parquet", "features/shard_1.parquet")]
     proc = run_snakemake(work, *targets, "--cores", "2", "--configfile", str(REPO / "config/config.yaml"), str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     first, second = _digests(demo_run / "results"), _digests(work / "results")

@@ -28,7 +28,8 @@ from safetensors.torch import load_file
 
 TABLES = ("manifest/volumes.parquet", "manifest/manifest.parquet", "qc/qc.parquet", "text/labels.parquet",
           "text/snippets.parquet", "text/prompts.parquet", "features/shard_0.parquet")
-GPU_RULES = {"window_features": "features_gpus", "train": "train_gpus", "embed": "embed_gpus"}
+GPU_RULES = {"window_features": "features_gpus", "preprocess_features": "features_gpus",
+             "pretrain_window_encoder": "features_gpus", "train": "train_gpus", "embed": "embed_gpus"}
 LOCAL_RULES = {"qc_summary", "tables", "figures", "all"}
 SALT = "ctvlp-demo-salt"
 
