@@ -48,6 +48,15 @@ def test_scanner_finds_leaks_hidden_by_compression_and_embedding(tmp_path):
     assert hits == {"leak.txt", "leak.parquet", "leak.pdf", "leak.html"}
 
 
+def test_a_numeric_identifier_counts_as_a_whole_number_only(tmp_path):
+    """A birth date inside a longer number (a loss value in a training log) is not that date; beside letters,
+    punctuation or at a line's start it is."""
+    (tmp_path / "train_log.csv").write_text("step,loss\n1,4.119780209311\n")
+    for name, text in {"a.txt": "P19780209", "b.txt": "born 1978-02-09 19780209.", "c.csv": "19780209,x"}.items():
+        (tmp_path / name).write_text(text)
+    assert sorted(Path(f).name for f, _ in find_identifiers([tmp_path], ["19780209"])) == ["a.txt", "b.txt", "c.csv"]
+
+
 def test_scanner_finds_the_seven_kinds_of_hidden_leak(tmp_path):
     """File names, string arrays in .npz (UTF-32 inside), PNG text chunks (compressed), gzip members, PDF
     text, a case-changed name, and a Slurm job log: each planted once, each found."""
@@ -112,3 +121,21 @@ def test_container_definitions_install_their_kind_from_a_public_base():
         assert f"requirements-{kind}.txt" in text and f"install.sh {kind}" in text
         assert f"selftest.py {kind}" in text.split("%test", 1)[1]
     assert not (REPO / "containers" / "ctvlp.def").exists()
+
+
+def test_safetensors_outputs_get_the_mode_the_umask_allows(tmp_path):
+    """safetensors writes 0600 whatever the umask; every writer of the project goes through save_tensors."""
+    import os
+    import stat
+
+    import torch
+
+    from ctvlp.permissions import save_tensors
+
+    old = os.umask(0o027)
+    try:
+        save_tensors({"w": torch.ones(2, requires_grad=True)}, tmp_path / "w.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary file left

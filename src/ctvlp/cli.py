@@ -73,9 +73,10 @@ def cmd_embed(args) -> None:
         print(f"wrote {args.out} (scan embedding, {scan.shape[0]}-d)")
     elif args.out.suffix == ".safetensors":
         import torch
-        from safetensors.torch import save_file
 
-        save_file({"scan": torch.from_numpy(scan), "depth": torch.from_numpy(depth)}, str(args.out))
+        from ctvlp.permissions import save_tensors
+
+        save_tensors({"scan": torch.from_numpy(scan), "depth": torch.from_numpy(depth)}, args.out)
         print(f"wrote {args.out} (scan {scan.shape[0]}-d, {len(depth)} depth bins)")
     else:
         raise ValueError(f"{args.out}: use a .npy or .safetensors file name")

@@ -148,6 +148,16 @@ def _folded(text: bytes) -> bytes:
     return text.decode("utf-8", errors="ignore").casefold().encode("utf-8")
 
 
+def _contains(haystack: bytes, needle: bytes) -> bool:
+    """Substring match; an all-digit identifier (a birth date, a numeric id) only as a whole number, so a
+    loss value 4.119780209 does not count as the birth date 19780209, while "P19780209" or "19780209.dcm" do."""
+    if needle not in haystack:
+        return False
+    if not needle.isdigit():
+        return True
+    return re.search(rb"(?<![0-9])" + re.escape(needle) + rb"(?![0-9])", haystack) is not None
+
+
 def find_identifiers(folders: Iterable[Path], identifiers: Iterable[str], min_length: int = 5) -> list[tuple[str, str]]:
     """(file, identifier) for every identifier found in any file under the folders, or in a file's or a
     folder's name below them (case-insensitive)."""
@@ -158,10 +168,10 @@ def find_identifiers(folders: Iterable[Path], identifiers: Iterable[str], min_le
         for path in sorted(folder.rglob("*")):
             if not path.is_file():
                 continue
-            found = {s for s, b in needles if b in _folded(str(path.relative_to(folder)).encode())}
+            found = {s for s, b in needles if _contains(_folded(str(path.relative_to(folder)).encode()), b)}
             for text in _texts_of(path.read_bytes(), path.suffix.lower()):
                 folded = _folded(text) if len(text) < 64_000_000 else text.lower()
-                found |= {s for s, b in needles if b in folded}
+                found |= {s for s, b in needles if _contains(folded, b)}
             hits += [(str(path), s) for s in sorted(found)]
     return hits
 

@@ -93,7 +93,7 @@ rule train:
         ENVS["gpu"]
     container:
         CONTAINERS["gpu"]
-    threads: 2
+    threads: config["compute"].get("train_threads", 2)
     resources:
         gpu=config["compute"]["train_gpus"],
     params:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from ctvlp.logs import logged
 from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.run import run_training
@@ -25,6 +27,9 @@ with logged(snakemake.log[0]) as log:
     if nodes > 1 or int(snakemake.resources.get("nodes", 1) or 1) > 1:
         raise RuntimeError(f"rule train: this job has {nodes} nodes, but training starts torchrun --standalone on one "
                          "node; request the GPUs of one node (compute.train_gpus) and no `nodes` resource")
+    # torch would start one intra-op thread per core whatever the job was given: two jobs side by side would
+    # then fight over the same cores (the demo trains its ablation rows two at a time on 2 cores)
+    torch.set_num_threads(max(1, snakemake.threads // max(gpus, 1)))
     if gpus > 1:
         (run_dir / "inputs.json").write_text(json.dumps(inputs))
         (run_dir / "run_config.json").write_text(json.dumps(config))
@@ -34,7 +39,8 @@ with logged(snakemake.log[0]) as log:
         log.info("starting %s", " ".join(cmd))
         sys.stdout.flush()
         # The rule log receives torchrun's and every worker's output (sys.stdout is the log file here).
-        subprocess.run(cmd, check=True, stdout=sys.stdout, stderr=subprocess.STDOUT)
+        env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+        subprocess.run(cmd, check=True, stdout=sys.stdout, stderr=subprocess.STDOUT, env=env)
         result = json.loads((run_dir / "final.json").read_text())
     else:
         result = run_training(config, run_dir, inputs, gpus=gpus)

@@ -28,8 +28,8 @@ def generate_demo(root: Path, settings: dict, workers: int = 1) -> dict:
     hospital = generate_hospital(root, DemoConfig.from_mapping(settings), workers)
     mini = MiniConfig(**{k: v for k, v in settings.get("minis", {}).items()},
                       seed=int(settings.get("seed", 42)))
-    ctrate = generate_ctrate(root / "ct_rate", mini)
-    radchest = generate_radchestct(root / "rad_chestct", mini)
+    ctrate = generate_ctrate(root / "ct_rate", mini, workers)
+    radchest = generate_radchestct(root / "rad_chestct", mini, workers)
     merlin = generate_merlin(root / "merlin", mini) if mini.merlin_scans else []
     inspect = generate_inspect(root / "inspect", mini) if mini.inspect_scans else []
     if mini.rate_labels:

@@ -7,6 +7,7 @@ Voxel layouts are documented where the adapters read them (``ctvlp.io.ctrate``/`
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,35 +121,42 @@ def _metadata_row(name: str, origin, dz: float, shape, cfg: MiniConfig, sex: str
     }
 
 
-def generate_ctrate(root: Path, cfg: MiniConfig) -> pd.DataFrame:
-    """CT-RATE v2 (``*_fixed``) volumes plus v1 raw copies of two validation volumes."""
+def generate_ctrate(root: Path, cfg: MiniConfig, workers: int = 1) -> pd.DataFrame:
+    """CT-RATE v2 (``*_fixed``) volumes plus v1 raw copies of two validation volumes; patients in parallel
+    (each has its own seeded generator, so the bytes do not depend on ``workers``)."""
     ds = Path(root) / "dataset"
-    rows = []
-    for split, n_patients, offset in (("train", cfg.ctrate_train_patients, 0),
-                                      ("valid", cfg.ctrate_valid_patients, 1000)):
-        for p in range(1, n_patients + 1):
-            rng = np.random.default_rng([cfg.seed, 7, offset + p])
-            pid = 1267 if (split == "train" and p == n_patients) else p
-            sex, age = str(rng.choice(["F", "M"])), int(rng.integers(30, 85))
-            for scan in "ab"[: 1 + int(rng.random() < 0.3)]:
-                phantom, origin = _ctrate_scan(cfg, rng)
-                text = _ctrate_text(phantom, rng)
-                labels = {label: int(label in phantom.labels) for label in CTRATE_LABELS}
-                recons = (1, 4) if pid == 1267 else (1, 2)
-                for recon in recons:
-                    name = f"{split}_{pid}_{scan}_{recon}"
-                    hu, affine, dz = _ctrate_recon(cfg, phantom, origin, recon, rng)
-                    folder = ds / f"{split}_fixed" / f"{split}_{pid}" / f"{split}_{pid}_{scan}"
-                    folder.mkdir(parents=True, exist_ok=True)
-                    nib.save(nib.Nifti1Image(hu, affine), folder / f"{name}.nii.gz")
-                    if split == "valid" and p <= 2 and recon == 1:
-                        _write_v1(ds, split, pid, scan, name, hu)
-                    rows.append({"split": split, "name": name, **text, **labels,
-                                 **{"_meta_" + k: v for k, v in
-                                    _metadata_row(name, origin, dz, hu.shape, cfg, sex, age).items()}})
-    table = pd.DataFrame(rows)
+    jobs = [(split, n_patients, offset, p) for split, n_patients, offset in
+            (("train", cfg.ctrate_train_patients, 0), ("valid", cfg.ctrate_valid_patients, 1000))
+            for p in range(1, n_patients + 1)]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        parts = list(pool.map(_ctrate_patient, [ds] * len(jobs), [cfg] * len(jobs), *zip(*jobs)))
+    table = pd.DataFrame([row for part in parts for row in part])
     _write_ctrate_tables(ds, table)
     return table
+
+
+def _ctrate_patient(ds: Path, cfg: MiniConfig, split: str, n_patients: int, offset: int, p: int) -> list[dict]:
+    rng = np.random.default_rng([cfg.seed, 7, offset + p])
+    pid = 1267 if (split == "train" and p == n_patients) else p
+    sex, age = str(rng.choice(["F", "M"])), int(rng.integers(30, 85))
+    rows = []
+    for scan in "ab"[: 1 + int(rng.random() < 0.3)]:
+        phantom, origin = _ctrate_scan(cfg, rng)
+        text = _ctrate_text(phantom, rng)
+        labels = {label: int(label in phantom.labels) for label in CTRATE_LABELS}
+        recons = (1, 4) if pid == 1267 else (1, 2)
+        for recon in recons:
+            name = f"{split}_{pid}_{scan}_{recon}"
+            hu, affine, dz = _ctrate_recon(cfg, phantom, origin, recon, rng)
+            folder = ds / f"{split}_fixed" / f"{split}_{pid}" / f"{split}_{pid}_{scan}"
+            folder.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(hu, affine), folder / f"{name}.nii.gz")
+            if split == "valid" and p <= 2 and recon == 1:
+                _write_v1(ds, split, pid, scan, name, hu)
+            rows.append({"split": split, "name": name, **text, **labels,
+                         **{"_meta_" + k: v for k, v in
+                            _metadata_row(name, origin, dz, hu.shape, cfg, sex, age).items()}})
+    return rows
 
 
 def _write_v1(ds: Path, split: str, pid: int, scan: str, name: str, hu: np.ndarray) -> None:
@@ -177,36 +185,43 @@ def _write_ctrate_tables(ds: Path, table: pd.DataFrame) -> None:
     (ds / "metadata" / "no_chest_valid.txt").write_text("")
 
 
-def generate_radchestct(root: Path, cfg: MiniConfig) -> pd.DataFrame:
-    """Rad-ChestCT: int16 HU clipped to [-1000, 1000], 0.8 mm isotropic, array[z, y, x]."""
+RADCHEST_SETS = ("imgtrain", "imgvalid", "imgtest")
+
+
+def generate_radchestct(root: Path, cfg: MiniConfig, workers: int = 1) -> pd.DataFrame:
+    """Rad-ChestCT: int16 HU clipped to [-1000, 1000], 0.8 mm isotropic, array[z, y, x]; scans in parallel."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    rows, label_rows = [], []
-    sets = ("imgtrain", "imgvalid", "imgtest")
-    for n in range(cfg.radchest_scans):
-        rng = np.random.default_rng([cfg.seed, 11, n])
-        subset = sets[n % 3]
-        acc = f"{RADCHEST_PREFIX[subset]}{10000 + n}"
-        anatomy = sample_anatomy(rng, scale=0.5)
-        phantom = Phantom(anatomy, sample_lesions(rng, anatomy, cfg.prevalence))
-        shape_zyx = (120, 160, 224)
-        origin = (anatomy.shift[0] + 0.8 * (shape_zyx[2] - 1) / -2, anatomy.shift[1] - 0.8 * 80,
-                  anatomy.z_apex + 6)
-        steps = ((0, 0, -0.8), (0, 0.8, 0), (0.8, 0, 0))  # axis 0 runs head to feet
-        hu = sample_volume(phantom, origin, steps, shape_zyx, rng, cfg.noise_hu)
-        np.savez_compressed(root / f"{acc}.npz", ct=np.clip(np.rint(hu), -1000, 1000).astype(np.int16))
-        rows.append({"MRN_DEID": f"MRN{20000 + n}", "NoteAcc_DEID": acc, "Set_Assigned": subset,
-                     "Subset_Assigned": f"{subset}_1"})
-        present = {RADCHEST_SOURCE[label] for label in phantom.labels}
-        label_rows.append({"NoteAcc_DEID": acc, "_set": subset,
-                           **{f"{a}*{loc}": int((a, loc) in present)
-                              for a in RADCHEST_ABNORMALITIES for loc in RADCHEST_LOCATIONS}})
+    n = cfg.radchest_scans
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        pairs = list(pool.map(_radchest_scan, [root] * n, [cfg] * n, range(n)))
+    rows, label_rows = [row for row, _ in pairs], [labels for _, labels in pairs]
     pd.DataFrame(rows).to_csv(root / "Summary_3630.csv", index=False)
     labels = pd.DataFrame(label_rows)
-    for subset in sets:
+    for subset in RADCHEST_SETS:
         part = labels[labels["_set"] == subset].drop(columns="_set")
         part.to_csv(root / f"{subset}_Abnormality_and_Location_Labels.csv", index=False)
     return labels
+
+
+def _radchest_scan(root: Path, cfg: MiniConfig, n: int) -> tuple[dict, dict]:
+    rng = np.random.default_rng([cfg.seed, 11, n])
+    subset = RADCHEST_SETS[n % 3]
+    acc = f"{RADCHEST_PREFIX[subset]}{10000 + n}"
+    anatomy = sample_anatomy(rng, scale=0.5)
+    phantom = Phantom(anatomy, sample_lesions(rng, anatomy, cfg.prevalence))
+    shape_zyx = (120, 160, 224)
+    origin = (anatomy.shift[0] + 0.8 * (shape_zyx[2] - 1) / -2, anatomy.shift[1] - 0.8 * 80,
+              anatomy.z_apex + 6)
+    steps = ((0, 0, -0.8), (0, 0.8, 0), (0.8, 0, 0))  # axis 0 runs head to feet
+    hu = sample_volume(phantom, origin, steps, shape_zyx, rng, cfg.noise_hu)
+    np.savez_compressed(root / f"{acc}.npz", ct=np.clip(np.rint(hu), -1000, 1000).astype(np.int16))
+    row = {"MRN_DEID": f"MRN{20000 + n}", "NoteAcc_DEID": acc, "Set_Assigned": subset,
+           "Subset_Assigned": f"{subset}_1"}
+    present = {RADCHEST_SOURCE[label] for label in phantom.labels}
+    labels = {"NoteAcc_DEID": acc, "_set": subset,
+              **{f"{a}*{loc}": int((a, loc) in present) for a in RADCHEST_ABNORMALITIES for loc in RADCHEST_LOCATIONS}}
+    return row, labels
 
 
 # ---- Merlin and INSPECT --------------------------------------------------------------------------------------

@@ -10,15 +10,14 @@ never changes a scan's angles.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ctvlp.models.window_encoder import WindowEncoder, encode_volume, window_grid_features
-from ctvlp.permissions import as_umask_allows
+from ctvlp.permissions import save_tensors
 from ctvlp.preprocess.cache import cache_file, read_cached
 
 
@@ -37,10 +36,7 @@ def extract_features(model: WindowEncoder, cache_path: Path, out_path: Path, dty
     volume = torch.from_numpy(np.asarray(read_cached(cache_path), dtype=np.float32)).to(device)
     feats = {k: v.cpu() for k, v in encode_volume(model, volume).items()}
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
-    save_file({k: v.to(dtype).contiguous() for k, v in feats.items()}, str(tmp))
-    as_umask_allows(tmp)
-    os.replace(tmp, out_path)
+    save_tensors({k: v.to(dtype) for k, v in feats.items()}, out_path)
     return {"grid": list(feats["cls"].shape[:3]), "n_bins": int(feats["depth"].shape[2] * feats["depth"].shape[3])}
 
 

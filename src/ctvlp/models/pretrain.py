@@ -31,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from ctvlp.models.rope import AxialRope3D, grid_index, normalized_coords
 from ctvlp.models.vit_blocks import LN_EPS, Block, init_like_spectre
 from ctvlp.models.window_encoder import ROPE_BASE, WindowEncoder
+from ctvlp.permissions import save_tensors
 
 LOSS_LOG = "loss.tsv"
 
@@ -173,12 +174,6 @@ def _schedule(spec: PretrainSpec) -> Callable[[int], float]:
     return factor
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
                      keep: int, fingerprint: dict) -> None:
     """Parameters and AdamW moments in safetensors, step and param groups in JSON; ``latest.json`` last."""
@@ -189,7 +184,7 @@ def _save_checkpoint(directory: Path, step: int, model: nn.Module, optimizer: to
         for key, value in state.items():
             tensors[f"optim/{idx}/{key}"] = torch.as_tensor(value)
     name = f"ckpt-{step:07d}"
-    _atomic_save(tensors, directory / f"{name}.safetensors")
+    save_tensors(tensors, directory / f"{name}.safetensors")
     (directory / f"{name}.json").write_text(json.dumps({"step": step, "param_groups": opt["param_groups"],
                                                          "fingerprint": fingerprint}))
     tmp = directory / f"latest.json.tmp{os.getpid()}"
@@ -304,7 +299,7 @@ def save_encoder(encoder: WindowEncoder, path: str | Path) -> None:
     """The encoder's tensors under SPECTRE's backbone names (what ``build_window_encoder`` loads strictly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(dict(encoder.state_dict()), path)
+    save_tensors(dict(encoder.state_dict()), path)
 
 
 def training_volumes(volumes, datasets: list[str]) -> list[str]:

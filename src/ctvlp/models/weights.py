@@ -19,11 +19,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from ctvlp.models.spectre import WeightFileError, convert_backbone, load_strict, read_state
 from ctvlp.models.weights_manifest import FORMAT, MANIFEST, architecture
+from ctvlp.permissions import as_umask_allows, save_tensors
 
 PARTS = ("window_encoder", "combiner", "image_head", "text_head", "text", "image_copy_head", "text_copy_head", "scale")
 RELEASED = {  # the names SPECTRE publishes its weights under
@@ -162,9 +162,10 @@ def import_weights(config: dict, sources: dict[str, Path], out_dir: Path, preset
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    as_umask_allows(tmp)  # mkdtemp's 0700 would hide the imported folder from the lab's group
     try:
         for part, state in parts.items():
-            save_file(state, str(part_file(tmp, part)))
+            save_tensors(state, part_file(tmp, part))
         manifest = {"format": FORMAT, "preset": preset, "architecture": architecture(config),
                     "sources": {f.name: sha256(f) for f in sorted(files)},
                     "parts": {part: {"file": part_file(tmp, part).name, "from": path.name}

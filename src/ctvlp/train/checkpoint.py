@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ctvlp.permissions import as_umask_allows
+from ctvlp.permissions import save_tensors
 
 
 def _atomic_json(path: Path, obj: dict) -> None:
@@ -60,10 +60,7 @@ def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Ten
     for rank, states in enumerate(rng if rng is not None else [rng_states()]):
         tensors.update({f"rng/{rank}/{k}": v.cpu() for k, v in states.items()})
     name = f"ckpt-{step:07d}"
-    tmp = directory / f"{name}.safetensors.tmp{os.getpid()}"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    as_umask_allows(tmp)
-    os.replace(tmp, directory / f"{name}.safetensors")
+    save_tensors(tensors, directory / f"{name}.safetensors")
     meta = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), **extra}
     _atomic_json(directory / f"{name}.json", meta)
     _atomic_json(directory / "latest.json", {"name": name, "step": step})

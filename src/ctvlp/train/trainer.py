@@ -8,15 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -25,7 +23,7 @@ from ctvlp.labels import CTRATE_LABELS
 from ctvlp.losses import clip_loss, draw_variants, localization_terms, prompt_loss, prompt_pos_weight, siglip_loss
 from ctvlp.models.ctvlp_model import CTVLPModel
 from ctvlp.models.features import collate
-from ctvlp.permissions import as_umask_allows
+from ctvlp.permissions import save_tensors
 from ctvlp.train.batches import epoch_samples, micro_batch_loader, training_entries
 from ctvlp.train.plan import BatchPlan
 from ctvlp.train.checkpoint import load_checkpoint, restore, rng_states, save_checkpoint
@@ -440,10 +438,7 @@ class Trainer:
         self._append_csv(self.run_dir / "dev_metrics.csv", row)
         if metrics["retrieval"]["mean_rank"] < best["mean_rank"]:
             best = {"mean_rank": metrics["retrieval"]["mean_rank"], "step": step}
-            tmp = self.run_dir / f"best.safetensors.tmp{os.getpid()}"
-            save_file(self.model.trainable_state(), str(tmp))
-            as_umask_allows(tmp)
-            os.replace(tmp, self.run_dir / "best.safetensors")
+            save_tensors(self.model.trainable_state(), self.run_dir / "best.safetensors")
             (self.run_dir / "best.json").write_text(json.dumps(best))
         return best
 
