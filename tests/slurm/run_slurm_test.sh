@@ -63,7 +63,7 @@ rm -rf "$WORK/slurm" "$WORK/slurm-data"
 override "$WORK/slurm"
 log "snakemake --profile slurm (shipped requests, fake GPUs; umask 077: the workflow keeps outputs group-readable)"
 (umask 077 && cd "$REPO" && timeout 2400 snakemake $(targets "$WORK/slurm") --profile slurm -s "$REPO/Snakefile" \
-   -d "$WORK/slurm" --configfile "$REPO/config/config.yaml" "$WORK/slurm.yaml" --verbose \
+   -d "$WORK/slurm" --configfile "$REPO/config/config.yaml" "$WORK/slurm.yaml" --verbose --slurm-keep-successful-logs \
    >"$WORK/slurm.log" 2>&1) \
    || { grep -v "^DEBUG\|^\s*$" "$WORK/slurm.log" | tail -80; exit 1; }
 
