@@ -168,7 +168,8 @@ def find_identifiers(folders: Iterable[Path], identifiers: Iterable[str], min_le
         for path in sorted(folder.rglob("*")):
             if not path.is_file():
                 continue
-            found = {s for s, b in needles if _contains(_folded(str(path.relative_to(folder)).encode()), b)}
+            name = _folded(str(path.relative_to(folder)).encode())
+            found = {s for s, b in needles if _contains(name, b)}
             for text in _texts_of(path.read_bytes(), path.suffix.lower()):
                 folded = _folded(text) if len(text) < 64_000_000 else text.lower()
                 found |= {s for s, b in needles if _contains(folded, b)}
