@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO, run_snakemake, write_config
 from ctvlp.config import ConfigError, check_inputs, validate_config
-from ctvlp.models.weights_manifest import FORMAT, MANIFEST, architecture
+from paper_roots import fake_paper_roots, load, merged
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def load(name: str) -> dict:
-    return yaml.safe_load((REPO / "config" / name).read_text())
-
-
-def merged(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def test_demo_and_paper_configs_validate():
@@ -49,27 +35,6 @@ def test_missing_data_root_is_named(tmp_path):
     cfg = merged(load("config.yaml"), load("paper.yaml"))
     with pytest.raises(ConfigError, match=r"data\.hospital\.dicom_root.*does not exist"):
         check_inputs(cfg)
-
-
-def fake_paper_roots(tmp_path: Path) -> dict:
-    roots = {"dicom": tmp_path / "dicom", "ctrate": tmp_path / "ctrate", "rad": tmp_path / "rad"}
-    for path in roots.values():
-        path.mkdir()
-    (tmp_path / "reports.csv").write_text("AccessionNumber,ReportText\n")
-    weights = tmp_path / "weights"  # what `ctvlp import-weights` writes besides the tensors: the manifest
-    weights.mkdir()
-    paper = merged(load("config.yaml"), load("paper.yaml"))
-    (weights / MANIFEST).write_text(json.dumps({"format": FORMAT, "architecture": architecture(paper)}))
-    (tmp_path / "merlin" / "merlin_data").mkdir(parents=True)  # the public layouts the adapters read
-    (tmp_path / "merlin" / "reports_final.xlsx").write_bytes(b"")
-    (tmp_path / "inspect" / "full" / "CTPA").mkdir(parents=True)
-    for prefix in ("study_mapping", "impressions", "splits"):
-        (tmp_path / "inspect" / "full" / f"{prefix}_20250611.tsv").write_text("impression_id\n")
-    return {"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"), "model": {"weights_dir": str(weights)},
-            "data": {"hospital": {"dicom_root": str(roots["dicom"]), "reports_csv": str(tmp_path / "reports.csv")},
-                     "ct_rate": {"root": str(roots["ctrate"]), "release": "fixed"},
-                     "rad_chestct": {"root": str(roots["rad"])},
-                     "merlin": {"root": str(tmp_path / "merlin")}, "inspect": {"root": str(tmp_path / "inspect")}}}
 
 
 def test_dry_runs_of_demo_and_paper_configs(tmp_path):

@@ -20,6 +20,8 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 _PDF_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.DOTALL)
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]{200,}={0,2}")
 _PDF_TEXT_BLOCK = re.compile(rb"BT(.*?)ET", re.DOTALL)
@@ -148,31 +150,76 @@ def _folded(text: bytes) -> bytes:
     return text.decode("utf-8", errors="ignore").casefold().encode("utf-8")
 
 
-def _contains(haystack: bytes, needle: bytes) -> bool:
-    """Substring match; an all-digit identifier (a birth date, a numeric id) only as a whole number, so a
-    loss value 4.119780209 does not count as the birth date 19780209, while "P19780209" or "19780209.dcm" do."""
-    if needle not in haystack:
-        return False
+class _Needles:
+    """All identifiers searched in one pass per text: a table of the identifiers' first three bytes picks
+    the few positions where one may start (numpy, over the whole text at once), and only those positions are
+    compared. One ``in`` per identifier and file took minutes for a demo run's outputs (about a thousand
+    identifiers, 400 MB of checkpoints); this takes seconds and finds the same matches."""
+
+    _CHUNK = 1 << 24  # bytes per numpy pass (bounds memory for large files)
+
+    def __init__(self, identifiers: Iterable[str], min_length: int) -> None:
+        self.needles = [(s, s.casefold().encode("utf-8")) for s in identifiers if len(s) >= min_length]
+        self.short = [(s, b) for s, b in self.needles if len(b) < 3]
+        self.by_prefix: dict[int, list[tuple[str, bytes]]] = {}
+        for s, b in self.needles:
+            if len(b) >= 3:
+                self.by_prefix.setdefault(int.from_bytes(b[:3], "big"), []).append((s, b))
+        self.table = np.zeros(1 << 24, dtype=bool)
+        self.table[list(self.by_prefix)] = True
+        self.longest = max((len(b) for _, b in self.needles), default=0)
+
+    def found_in(self, text: bytes) -> set[str]:
+        """The identifiers that occur in ``text`` (an all-digit one only as a whole number)."""
+        found = {s for s, b in self.short if _contains(text, b)}
+        if not self.by_prefix or len(text) < 3:
+            return found
+        for start in range(0, len(text), self._CHUNK):
+            piece = np.frombuffer(text, dtype=np.uint8, count=min(self._CHUNK + 2, len(text) - start),
+                                  offset=start).astype(np.uint32)
+            if len(piece) < 3:
+                break
+            codes = (piece[:-2] << 16) | (piece[1:-1] << 8) | piece[2:]
+            for pos in np.flatnonzero(self.table[codes]):
+                at = start + int(pos)
+                for s, b in self.by_prefix[int(codes[pos])]:
+                    if s not in found and text.startswith(b, at) and _whole(text, b, at):
+                        found.add(s)
+        return found
+
+
+def _whole(text: bytes, needle: bytes, at: int) -> bool:
+    """An all-digit identifier counts only as a whole number: a loss value 4.119780209 is not the birth date
+    19780209, while "P19780209" or "19780209.dcm" are."""
     if not needle.isdigit():
         return True
-    return re.search(rb"(?<![0-9])" + re.escape(needle) + rb"(?![0-9])", haystack) is not None
+    end = at + len(needle)
+    return not (at > 0 and text[at - 1:at].isdigit()) and not (end < len(text) and text[end:end + 1].isdigit())
+
+
+def _contains(haystack: bytes, needle: bytes) -> bool:
+    """Substring match with the whole-number rule of ``_whole`` (for identifiers too short for the table)."""
+    at = haystack.find(needle)
+    while at >= 0:
+        if _whole(haystack, needle, at):
+            return True
+        at = haystack.find(needle, at + 1)
+    return False
 
 
 def find_identifiers(folders: Iterable[Path], identifiers: Iterable[str], min_length: int = 5) -> list[tuple[str, str]]:
     """(file, identifier) for every identifier found in any file under the folders, or in a file's or a
     folder's name below them (case-insensitive)."""
-    needles = [(s, s.casefold().encode("utf-8")) for s in identifiers if len(s) >= min_length]
+    needles = _Needles(identifiers, min_length)
     hits: list[tuple[str, str]] = []
     for folder in folders:
         folder = Path(folder)
         for path in sorted(folder.rglob("*")):
             if not path.is_file():
                 continue
-            name = _folded(str(path.relative_to(folder)).encode())
-            found = {s for s, b in needles if _contains(name, b)}
+            found = needles.found_in(_folded(str(path.relative_to(folder)).encode()))
             for text in _texts_of(path.read_bytes(), path.suffix.lower()):
-                folded = _folded(text) if len(text) < 64_000_000 else text.lower()
-                found |= {s for s, b in needles if _contains(folded, b)}
+                found |= needles.found_in(_folded(text) if len(text) < 64_000_000 else text.lower())
             hits += [(str(path), s) for s in sorted(found)]
     return hits
 

@@ -13,14 +13,7 @@ print(block.strip())
 PY
 )
 [[ $(wc -l <<<"$README_LINES") -ge 4 ]] || { echo "README cluster block not found"; exit 1; }
-mkdir -p "$WORK/paper/dicom" "$WORK/paper/ctrate" "$WORK/paper/rad"
-echo "AccessionNumber,ReportText" > "$WORK/paper/reports.csv"
-cat > "$WORK/paper_roots.yaml" <<YAML
-results: $WORK/paper/results
-logs: $WORK/paper/logs
-data: {hospital: {dicom_root: $WORK/paper/dicom, reports_csv: $WORK/paper/reports.csv},
-       ct_rate: {root: $WORK/paper/ctrate, release: fixed}, rad_chestct: {root: $WORK/paper/rad}}
-YAML
+"$PY" "$REPO/tests/paper_roots.py" "$WORK/paper" "$WORK/paper_roots.yaml"  # empty roots, the shipped layouts
 while IFS= read -r line; do
   [[ -z $line ]] && continue
   cmd=${line%%#*}
