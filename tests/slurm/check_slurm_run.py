@@ -143,6 +143,12 @@ def check_outputs(slurm: Path, local: Path, demo_root: Path) -> list[str]:
     for k in ta:
         if k.startswith("model/"):
             torch.testing.assert_close(ta[k], tb[k], rtol=1e-3, atol=1e-4, msg=k)
+    gpus = int(yaml.safe_load((slurm.parent / "slurm.yaml").read_text())["compute"]["train_gpus"])
+    if gpus > 1:  # the train rule's torchrun launch: one process per GPU of the job, locally and through Slurm
+        for run in (slurm, local):
+            train_log = (run / "logs/train/full.log").read_text()
+            assert f"torch.distributed.run --standalone --nproc_per_node={gpus}" in train_log, train_log[-2000:]
+            assert f"= {gpus} process(es)" in train_log, train_log[-2000:]
     ma = json.loads((slurm / "results/runs/full/metrics.json").read_text())
     mb = json.loads((local / "results/runs/full/metrics.json").read_text())
     assert ma.keys() == mb.keys()
@@ -161,7 +167,7 @@ def check_outputs(slurm: Path, local: Path, demo_root: Path) -> list[str]:
     assert any(f.name == "slurm_logs" for f in folders), f"no Slurm job logs under {slurm}/.snakemake"
     hits = find_identifiers(folders, canaries)
     assert hits == [], f"identifiers in the Slurm run's outputs or job logs: {hits[:5]}"
-    return [f"{len(TABLES)} tables, the trained parameters and the metrics equal the local "
+    return [f"{len(TABLES)} tables, the trained parameters ({gpus} torchrun processes) and the metrics equal the local "
             f"run's; no salt in {len(written)} written files; all group-readable"]
 
 

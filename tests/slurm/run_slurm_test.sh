@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The real Slurm test: a single-node cluster with CPU and GPU partitions, accounts and 4 fake GPUs
 # (start_test_cluster.sh), the profile installed as the user's global `slurm` profile, and part of the demo
-# workflow (ingest, preprocess, window features, text, one training run on a "GPU", embedding,
-# evaluation) through the literal `snakemake --profile slurm`. Checks what Slurm was asked for (every
-# sbatch line and Slurm's own job records against the profile's requests) and that the outputs equal a local
-# run's. Root on Debian only, and only with CTVLP_SLURM_TEST=1 (it changes /etc/slurm; everything is restored).
+# workflow (ingest, preprocess, window features, text, one training run on two "GPUs": the train rule's torchrun
+# launch with two gloo processes on CPU, embedding, evaluation) through the literal `snakemake --profile slurm`.
+# Checks what Slurm was asked for (every sbatch line and Slurm's own job records against the profile's requests)
+# and that the outputs equal a local run's. Root on Debian only, and only with CTVLP_SLURM_TEST=1 (it changes
+# /etc/slurm; everything is restored).
 #
 #   CTVLP_SLURM_TEST=1 tests/slurm/run_slurm_test.sh WORKDIR [apptainer]   (exit 0 = passed; prints its reasons)
 #
@@ -41,10 +42,10 @@ override() {  # $1 = folder of this run's results; the demo data lie outside it 
 results: $1/results
 logs: $1/logs
 demo: {root: $1-data, n_patients: 12, minis: {ctrate_train_patients: 3, ctrate_valid_patients: 3, radchest_scans: 3}}
-train: {ablations: $WORK/ablations.tsv, epochs: 2, checkpoint_every: 2}
+train: {ablations: $WORK/ablations.tsv, epochs: 2, checkpoint_every: 2, micro_batch: 8}
 pretrain: {steps: 4, batch_size: 8, warmup_steps: 1, checkpoint_every: 2}
 evaluate: {bootstrap_resamples: 50}
-compute: {features_gpus: 1, train_gpus: 1, embed_gpus: 1, allow_cpu: true}
+compute: {features_gpus: 1, train_gpus: 2, embed_gpus: 1, allow_cpu: true}
 YAML
 }
 TARGETS=(results/runs/full/final.json results/qc/summary.md results/runs/full/metrics.json)
