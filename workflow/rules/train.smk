@@ -1,7 +1,7 @@
 # Window-encoder pretraining (optional), window features (frozen encoder, once per encoder) and one
 # training run per row of the ablation table.
 from ctvlp.config import ConfigError
-from ctvlp.train.ablations import apply_overrides, load_ablations
+from ctvlp.train.ablations import apply_overrides, load_ablations, schedule_priority
 from ctvlp.train.plan import BatchPlan
 
 FEATURES = f"{RESULTS}/features"
@@ -94,6 +94,7 @@ rule train:
     container:
         CONTAINERS["gpu"]
     threads: config["compute"].get("train_threads", 2)
+    priority: lambda wc: schedule_priority(config, RUNS[wc.run])
     resources:
         gpu=config["compute"]["train_gpus"],
     params:
