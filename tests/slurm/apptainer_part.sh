@@ -1,15 +1,12 @@
-# Sourced by run_slurm_test.sh (mode `apptainer`) while its test cluster runs: the data image (built here unless
-# CTVLP_DATA_IMAGE names one), then the ingest, preprocessing and text rules through Slurm with --sdm apptainer,
-# their outputs compared with the local run's. The demo data lie outside the working directory, so the run only
-# works if the workflow binds them into the container.
-IMAGE=${CTVLP_DATA_IMAGE:-$WORK/ctvlp-data.sif}
-if [[ ! -s $IMAGE ]]; then
-  log "building the data image (tools/build_image.sh data, what make container-data runs)"
-  START_BUILD=$(date +%s)
-  APPTAINER_BUILD_ARGS=${APPTAINER_BUILD_ARGS:---fakeroot} PYTHON=$PY "$REPO/tools/build_image.sh" data "$IMAGE" \
-    >"$WORK/build_data.log" 2>&1 || { tail -40 "$WORK/build_data.log"; exit 1; }
-  log "data image: $(du -h "$IMAGE" | cut -f1), built in $(( $(date +%s) - START_BUILD )) s"
+# Sourced by run_slurm_test.sh (mode `apptainer`) while its test cluster runs: the data image (which that script
+# builds in the background unless CTVLP_DATA_IMAGE names one), then the ingest, preprocessing and text rules
+# through Slurm with --sdm apptainer, their outputs compared with the local run's. The demo data lie outside the
+# working directory, so the run only works if the workflow binds them into the container.
+if [[ -n ${BUILD_PID:-} ]]; then  # started by run_slurm_test.sh before the runs
+  wait "$BUILD_PID" || { tail -40 "$WORK/build_data.log"; exit 1; }
+  log "data image: $(du -h "$IMAGE" | cut -f1), built in $(( $(date +%s) - START_BUILD )) s (in the background)"
 fi
+[[ -s $IMAGE ]] || { echo "no data image at $IMAGE"; exit 1; }
 override "$WORK/apptainer"
 cat >> "$WORK/apptainer.yaml" <<YAML
 software: {container: {data: $IMAGE, gpu: null, report: null}}

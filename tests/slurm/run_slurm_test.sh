@@ -32,6 +32,20 @@ export HOME=$WORK/home
   --gpu-account lab-gpu --gpu-model fake --status-command sacct --init-seconds 2 --jobs 4 2>"$WORK/reinstall.err"
 grep -q "kept the previous profile" "$WORK/reinstall.err" || { echo "installer kept no backup"; exit 1; }
 
+# ---- the data image, built in the background while the runs below take the CPUs (its debootstrap and pip
+# downloads mostly wait on the network); apptainer_part.sh waits for it -------------------------------------
+IMAGE=${CTVLP_DATA_IMAGE:-$WORK/ctvlp-data.sif}
+if [[ $MODE == apptainer && ! -s $IMAGE ]]; then
+  log "building the data image in the background (tools/build_image.sh data, what make container-data runs)"
+  START_BUILD=$(date +%s)
+  # its own session, so that a failing test stops the whole build (trap below), and its own output file, so that
+  # the caller's pipe closes when this script ends
+  APPTAINER_BUILD_ARGS=${APPTAINER_BUILD_ARGS:---fakeroot} PYTHON=$PY \
+    setsid "$REPO/tools/build_image.sh" data "$IMAGE" >"$WORK/build_data.log" 2>&1 </dev/null &
+  BUILD_PID=$!
+  trap 'kill -- -$BUILD_PID 2>/dev/null || true; stop_test_cluster' EXIT
+fi
+
 # ---- the same targets through Slurm and locally -----------------------------------------------------------
 cat > "$WORK/ablations.tsv" <<TSV
 run	train.weights.localization	description
