@@ -89,12 +89,12 @@ rule train:
         f"{LOGS}/benchmarks/train_{{run}}.tsv"
     wildcard_constraints:
         run="|".join(RUNS) or "none",
+    priority: lambda wc: schedule_priority(config, RUNS[wc.run])
     conda:
         ENVS["gpu"]
     container:
         CONTAINERS["gpu"]
     threads: config["compute"].get("train_threads", 2)
-    priority: lambda wc: schedule_priority(config, RUNS[wc.run])
     resources:
         gpu=config["compute"]["train_gpus"],
     params:
