@@ -167,7 +167,6 @@ class _Needles:
                 self.by_prefix.setdefault(int.from_bytes(b[:3], "big"), []).append((s, b))
         self.table = np.zeros(1 << 24, dtype=bool)
         self.table[list(self.by_prefix)] = True
-        self.longest = max((len(b) for _, b in self.needles), default=0)
 
     def found_in(self, text: bytes) -> set[str]:
         """The identifiers that occur in ``text`` (an all-digit one only as a whole number)."""
