@@ -21,7 +21,7 @@ from ctvlp.models.loading import CheckpointError, load_trained_model
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
 from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 from ctvlp.preprocess.cache import cache_file, write_cached
-from ctvlp.train.ablations import apply_overrides
+from ctvlp.train.ablations import apply_overrides, load_ablations, schedule_priority
 from ctvlp.train.checkpoint import load_checkpoint
 from ctvlp.train.data import FeatureSet, Sample
 from ctvlp.train.prompt_set import PromptSet
@@ -301,3 +301,11 @@ def test_loader_workers_read_the_same_micro_batches(tiny_data, tmp_path):
     flat = [i for item in plain for i in item["index"].tolist()]
     want = [int(i) for step in range(trainer.steps_per_epoch) for i in trainer.global_batch(trainer.steps_per_epoch + step)]
     assert flat == want
+
+
+def test_text_tower_runs_are_scheduled_first_and_every_run_before_what_waits_on_training():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    runs = load_ablations(REPO / "config" / "ablations.tsv")
+    priorities = {run: schedule_priority(config, overrides) for run, overrides in runs.items()}
+    assert priorities["lora_text"] == 2
+    assert {p for run, p in priorities.items() if run != "lora_text"} == {1}
