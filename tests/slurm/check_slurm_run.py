@@ -130,7 +130,7 @@ def check_requests(log: str, prof: dict, config: dict) -> list[str]:
             f"Slurm recorded partitions, accounts, GPUs and CPUs alike; local: {sorted(ran_local)}"]
 
 
-def check_outputs(slurm: Path, local: Path, demo_root: Path) -> list[str]:
+def check_outputs(slurm: Path, local: Path, config: dict) -> list[str]:
     for name in TABLES:
         a, b = pd.read_parquet(slurm / "results" / name), pd.read_parquet(local / "results" / name)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6, obj=name)
@@ -143,7 +143,7 @@ def check_outputs(slurm: Path, local: Path, demo_root: Path) -> list[str]:
     for k in ta:
         if k.startswith("model/"):
             torch.testing.assert_close(ta[k], tb[k], rtol=1e-3, atol=1e-4, msg=k)
-    gpus = int(yaml.safe_load((slurm.parent / "slurm.yaml").read_text())["compute"]["train_gpus"])
+    gpus = int(config["compute"]["train_gpus"])
     if gpus > 1:  # the train rule's torchrun launch: one process per GPU of the job, locally and through Slurm
         for run in (slurm, local):
             train_log = (run / "logs/train/full.log").read_text()
@@ -162,7 +162,7 @@ def check_outputs(slurm: Path, local: Path, demo_root: Path) -> list[str]:
     # the Slurm job logs (.snakemake/slurm_logs) hold each job's stdout/stderr: no planted identifier in them either
     from ctvlp.privacy import find_identifiers, output_folders
 
-    canaries = json.loads((demo_root / "ground_truth/phi_canaries.json").read_text())["strings"]
+    canaries = json.loads((Path(config["demo"]["root"]) / "ground_truth/phi_canaries.json").read_text())["strings"]
     folders = output_folders(slurm)
     assert any(f.name == "slurm_logs" for f in folders), f"no Slurm job logs under {slurm}/.snakemake"
     hits = find_identifiers(folders, canaries)
@@ -174,7 +174,7 @@ def check_outputs(slurm: Path, local: Path, demo_root: Path) -> list[str]:
 def main(slurm: Path, local: Path, log_path: Path, profile: Path) -> None:
     log = log_path.read_text()
     config = yaml.safe_load((slurm.parent / "slurm.yaml").read_text())
-    lines = check_requests(log, profile_requests(profile), config) + check_outputs(slurm, local, Path(config["demo"]["root"]))
+    lines = check_requests(log, profile_requests(profile), config) + check_outputs(slurm, local, config)
     print("\n".join(lines))
     print("all through sbatch")
 
