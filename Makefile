@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: install
 	$(SNAKEMAKE) --cores $(CORES) --configfile config/config.yaml --printshellcmds
 	$(SNAKEMAKE) --configfile config/config.yaml --report results/report.html
-	@$(BIN)/python -m ctvlp.outputs_summary results
+	@$(BIN)/python -m ctvlp.evaluate.outputs_summary results
 
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -rs $(PYTEST_ARGS)

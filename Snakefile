@@ -13,8 +13,9 @@ WORKFLOW_DIR = Path(str(workflow.current_basedir))
 # The workflow's own library is importable without installing it: here, and in every rule script (Snakemake
 # appends this process's search path to each script's, inside conda environments and containers alike).
 sys.path.insert(0, str(WORKFLOW_DIR / "src"))
-from ctvlp.config import ConfigError, check_inputs, validate_config
-from ctvlp.models.weights_manifest import model_config_problems
+from ctvlp.core.config import ConfigError, validate_config
+from ctvlp.ingest.inputs import check_inputs
+from ctvlp.models.release import model_config_problems
 
 min_version("9.0")
 # Nothing may be fetched from a model hub at run time: every model is a local path.

@@ -26,7 +26,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.text.labels import default_label_set_file, load_label_set
 from ctvlp.text.pipeline import prompts_table
 from ctvlp.train.ablations import apply_overrides

@@ -31,7 +31,7 @@ from ctvlp.demo.findings import sample_anatomy, sample_lesions
 from ctvlp.demo.phantom import Phantom
 from ctvlp.demo.public_minis import LPS_TO_RAS
 from ctvlp.io.volume import Volume
-from ctvlp.preprocess.cache import read_cached, write_cached
+from ctvlp.features.cache import read_cached, write_cached
 from ctvlp.preprocess.transform import PreprocessSpec, preprocess
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO, run_snakemake, write_config
-from ctvlp.config import ConfigError, check_inputs, validate_config
+from ctvlp.core.config import ConfigError, validate_config
+from ctvlp.ingest.inputs import check_inputs
 from paper_roots import fake_paper_roots, load, merged
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

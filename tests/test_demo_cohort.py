@@ -14,7 +14,7 @@ import yaml
 from ctvlp.demo import generate_demo
 from ctvlp.demo.cohort import DemoConfig
 from ctvlp.demo.findings import SIMULATED_LABELS
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 from conftest import REPO
 
 TINY = {"seed": 7, "n_patients": 3, "second_study_fraction": 0.5, "extent_mm": 80.0, "matrix": 48,

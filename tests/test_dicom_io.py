@@ -15,7 +15,7 @@ from ctvlp.demo.dicom_writer import SeriesSpec, StudyInfo, write_series
 from ctvlp.demo.findings import sample_anatomy, sample_lesions
 from ctvlp.demo.phantom import Phantom
 from ctvlp.demo.dicom_writer import to_enhanced
-from ctvlp.ids import Pseudonymizer
+from ctvlp.core.ids import Pseudonymizer
 from ctvlp.io.dicom import (GeometryRules, SeriesError, check_series_headers, decodable, index_dicom, read_header,
                             read_series)
 from ctvlp.io.volume import LPS_TO_RAS

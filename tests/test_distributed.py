@@ -18,8 +18,8 @@ import torch.multiprocessing as mp
 import yaml
 from safetensors.torch import load_file, save_file
 
-from ctvlp.compute import DeviceError, resolve_device
-from ctvlp.config import ConfigError
+from ctvlp.core.compute import DeviceError, resolve_device
+from ctvlp.core.config import ConfigError
 from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.data import FeatureSet, Sample
 from ctvlp.train.plan import BatchPlan

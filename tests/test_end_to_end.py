@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from safetensors.numpy import load_file
 
-from ctvlp.evaluate.metrics import zero_shot_probabilities
+from ctvlp.core.metrics import zero_shot_probabilities
 from ctvlp.evaluate.tables import fmt
 from ctvlp.train.ablations import load_ablations
 from conftest import REPO, run_snakemake

@@ -10,11 +10,11 @@ import yaml
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from ctvlp.evaluate.bootstrap import bootstrap_ci, paired_difference, patient_weights, weighted_mean
-from ctvlp.evaluate.metrics import retrieval_ranks, retrieval_summary, weighted_auc, youden_metrics
+from ctvlp.core.metrics import retrieval_ranks, retrieval_summary, weighted_auc, youden_metrics
 from ctvlp.evaluate.probe import probe_labels
 from ctvlp.evaluate.protocol import ItemTable, _merge_radchest, summarize
 from ctvlp.evaluate.tables import fmt, fmt_diff, localization_table, to_latex, to_markdown
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 
 
 def test_retrieval_ranks_count_ties_against_the_model():

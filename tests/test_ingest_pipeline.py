@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ctvlp.io.volume import LPS_TO_RAS
-from ctvlp.manifest import SplitLeakError, check_split_leaks
-from ctvlp.preprocess.cache import cache_file, read_cached
+from ctvlp.ingest.manifest import SplitLeakError, check_split_leaks
+from ctvlp.features.cache import cache_file, read_cached
 from ctvlp.preprocess.transform import PreprocessSpec, crop_or_pad
 
 
@@ -60,7 +60,7 @@ def test_cache_is_scaled_windowed_and_lesions_land_where_planted(demo_run):
     studies = pd.read_csv(demo_run / "demo_data" / "ground_truth" / "hospital_studies.csv")
     window = (32, 32, 8)
     # map accession (ground truth) to the volume via the pseudonymized series table
-    from ctvlp.ids import Pseudonymizer
+    from ctvlp.core.ids import Pseudonymizer
     pseudo = Pseudonymizer(b"ctvlp-demo-salt")
     checked = 0
     for _, lesion in lesions[lesions.label.isin(["Lung nodule", "Medical material", "Lymphadenopathy"])].iterrows():
@@ -139,12 +139,12 @@ def _export(tmp_path):
 
 
 def test_derived_series_stay_references_and_a_failed_first_choice_falls_back(tmp_path):
-    from ctvlp.ingest import IngestSettings, ingest
+    from ctvlp.ingest.sources import IngestSettings, ingest
     from ctvlp.io.dicom import GeometryRules, index_dicom
     from ctvlp.io.selection import SelectionRules
-    from ctvlp.manifest import SplitSpec
+    from ctvlp.ingest.manifest import SplitSpec
     from ctvlp.preprocess.shard import process_shard
-    from ctvlp.qc import apply_preprocess_results, merge_results, summary_markdown
+    from ctvlp.ingest.qc import apply_preprocess_results, merge_results, summary_markdown
 
     root = _export(tmp_path)
     index = index_dicom(root, b"salt")
@@ -177,11 +177,11 @@ def test_derived_series_stay_references_and_a_failed_first_choice_falls_back(tmp
 
 
 def test_a_source_without_accepted_volumes_stops_with_reason_counts(tmp_path):
-    from ctvlp.ingest import IngestSettings, ingest
+    from ctvlp.ingest.sources import IngestSettings, ingest
     from ctvlp.io.dicom import GeometryRules, index_dicom
     from ctvlp.io.selection import SelectionRules
-    from ctvlp.manifest import SplitSpec
-    from ctvlp.qc import EmptySourceError
+    from ctvlp.ingest.manifest import SplitSpec
+    from ctvlp.ingest.qc import EmptySourceError
 
     root = _export(tmp_path)
     index = index_dicom(root, b"salt")
@@ -252,7 +252,8 @@ def test_partitioned_index_equals_the_in_memory_one_and_incremental_rereads_only
 
 
 def test_ingest_config_errors_stop_before_any_job(tmp_path):
-    from ctvlp.config import ConfigError, check_inputs
+    from ctvlp.core.config import ConfigError
+    from ctvlp.ingest.inputs import check_inputs
 
     with pytest.raises(ConfigError, match=r"ingest.file_list': file '/nonexistent/list.txt' does not exist"):
         check_inputs({"ingest": {"file_list": "/nonexistent/list.txt"}, "demo": {"enabled": True}})

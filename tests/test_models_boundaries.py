@@ -1,5 +1,5 @@
 """The trainer and the evaluation do not import each other; what both need (embedding samples through a
-model, the quick dev metrics) lives in ``ctvlp.models.embedding``."""
+model, the quick dev metrics) lives in ``ctvlp.inference.embedding``."""
 
 from __future__ import annotations
 
@@ -27,5 +27,5 @@ def test_train_and_evaluate_do_not_import_each_other():
         offenders = {f: sorted(n for n in names if n == other or n.startswith(other + "."))
                      for f, names in imported_modules(package).items()}
         assert not {f: n for f, n in offenders.items() if n}, offenders
-    assert any("ctvlp.models.embedding" in names for names in imported_modules("train").values())
-    assert any("ctvlp.models.embedding" in names for names in imported_modules("evaluate").values())
+    assert any("ctvlp.inference.embedding" in names for names in imported_modules("train").values())
+    assert any("ctvlp.inference.embedding" in names for names in imported_modules("evaluate").values())

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from ctvlp.models.combiner import FeatureCombiner
 from ctvlp.models.rope import grid_index
-from ctvlp.models.spectre import WeightFileError, load_component
+from ctvlp.core.state_dict import WeightFileError
+from ctvlp.models.spectre import load_component
 
 DATA = Path(__file__).parent / "data" / "spectre"
 ARCH = json.loads((DATA / "README.json").read_text())

@@ -10,12 +10,12 @@ import torch
 import yaml
 
 from ctvlp.evaluate.arrays import load_embeddings
-from ctvlp.evaluate.metrics import mean7_prompt_embedding
+from ctvlp.core.metrics import mean7_prompt_embedding
 from ctvlp.evaluate.paper import PaperSettings
 from ctvlp.evaluate.paper_embed import paper_arrays
-from ctvlp.evaluate.prompts import mean7_prompts, pool_text_variants
+from ctvlp.evaluate.zero_shot import mean7_prompts, pool_text_variants
 from ctvlp.evaluate.protocol import evaluate_sets
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.models.ctvlp_model import CTVLPModel
 from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.data import Sample

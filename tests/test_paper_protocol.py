@@ -7,13 +7,13 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, roc_auc_score
 
 from ctvlp.evaluate.bootstrap import bootstrap_ci, sample_weights, weighted_mean
-from ctvlp.evaluate.metrics import (average_precision_at_k, chexzero_metrics, grouped_ranks, mean7_prompt_embedding,
+from ctvlp.core.metrics import (average_precision_at_k, chexzero_metrics, grouped_ranks, mean7_prompt_embedding,
                                     middle_bins, paper_recall_summary, pool_recall_repeats, random_bin_draws,
                                     random_bin_expectation, retrieval_ranks, spectre_average_precision_at_k,
                                     zero_shot_probabilities)
 from ctvlp.evaluate.paper import PaperSettings, ctrate_pools, localization, zero_shot
-from ctvlp.evaluate.prompts import mean7_embeddings, mean7_prompts, mean7_templates, pool_text_variants
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.evaluate.zero_shot import mean7_embeddings, mean7_prompts, mean7_templates, pool_text_variants
+from ctvlp.core.label_set import CTRATE_LABELS
 
 
 def _angles(*degrees):
@@ -174,7 +174,7 @@ def test_sample_bootstrap_uses_radfinders_draws_and_na_when_a_resample_loses_a_c
                     PaperSettings(resamples=200, seed=42))
     assert out["per_class"]["rare"]["auc"] == pytest.approx(0.5)
     assert all(np.isnan(v) for v in out["per_class"]["rare"]["auc_ci"])
-    from ctvlp.evaluate.metrics import weighted_auc
+    from ctvlp.core.metrics import weighted_auc
     ci = bootstrap_ci(lambda w: weighted_auc(y, s, w), sample_weights(10, 200, 42))
     assert ci["value"] == 1.0 and np.isnan(ci["ci_low"]) and np.isnan(ci["ci_high"]) and "ci_na" in ci
     mean = bootstrap_ci(weighted_mean(s), sample_weights(10, 200, 42))

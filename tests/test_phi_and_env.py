@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from conftest import REPO  # noqa: E402
-from ctvlp.privacy import find_identifiers, output_folders  # noqa: E402
+from ctvlp.privacy.phi_scan import find_identifiers, output_folders  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tools"))
 from lock_to_env import KINDS, kind_pins, lock_pins, render  # noqa: E402
@@ -130,7 +130,7 @@ def test_safetensors_outputs_get_the_mode_the_umask_allows(tmp_path):
 
     import torch
 
-    from ctvlp.permissions import save_tensors
+    from ctvlp.core.state_dict import save_tensors
 
     old = os.umask(0o027)
     try:

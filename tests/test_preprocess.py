@@ -71,10 +71,10 @@ def test_inline_features_equal_the_cache_then_features_path(tmp_path):
     from safetensors.numpy import load_file
 
     from conftest import REPO
-    from ctvlp.models.features import extract_features, feature_file
+    from ctvlp.features.window import extract_features, feature_file
     from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
-    from ctvlp.preprocess.cache import cache_file, write_cached
-    from ctvlp.preprocess.inline_features import InlineFeatures
+    from ctvlp.features.cache import cache_file, write_cached
+    from ctvlp.features.inline import InlineFeatures
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["pretrain"]["enabled"] = False  # a seeded random encoder: no pretraining stage in this unit test

@@ -11,7 +11,7 @@ import torch
 
 from ctvlp.models.pretrain import (LOSS_LOG, PretrainSpec, WindowSampler, patchify, pretrain_window_encoder,
                                    save_encoder)
-from ctvlp.models.spectre import WeightFileError
+from ctvlp.core.state_dict import WeightFileError
 from ctvlp.models.window_encoder import PRETRAINED_FILE, WindowEncoderSpec, build_window_encoder, encode_volume
 
 SPEC = WindowEncoderSpec((16, 16, 4), (4, 4, 2), 24, 1, 2)

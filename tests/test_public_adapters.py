@@ -115,7 +115,7 @@ def test_truncated_or_malformed_public_files_are_quarantined_per_file(tmp_path):
 
 
 def test_a_truncated_cache_file_is_refused_with_its_name(tmp_path):
-    from ctvlp.preprocess.cache import CacheError, read_cached, write_cached
+    from ctvlp.features.cache import CacheError, read_cached, write_cached
 
     path = tmp_path / "V1.npy"
     write_cached(path, np.ones((8, 8, 8)))
@@ -127,8 +127,8 @@ def test_a_truncated_cache_file_is_refused_with_its_name(tmp_path):
 def test_radchestct_keeps_its_official_split(tmp_path):
     import pandas as pd
 
-    from ctvlp.ids import Pseudonymizer
-    from ctvlp.manifest import SplitSpec, radchest_rows
+    from ctvlp.core.ids import Pseudonymizer
+    from ctvlp.ingest.manifest import SplitSpec, radchest_rows
 
     rows = [("trn1", "M1", "imgtrain"), ("val1", "M2", "imgvalid"), ("tst1", "M3", "imgtest")]
     pd.DataFrame(rows, columns=["NoteAcc_DEID", "MRN_DEID", "Set_Assigned"]).to_csv(tmp_path / "Summary_3630.csv",

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-z])_(\d+)\.nii\.gz$")
 REPORT_COLUMNS = ["VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN", "Impressions_EN"]

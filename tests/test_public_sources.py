@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ctvlp.ids import Pseudonymizer
+from ctvlp.core.ids import Pseudonymizer
 from ctvlp.io import ctrate
-from ctvlp.manifest import SplitSpec, ctrate_rows
+from ctvlp.ingest.manifest import SplitSpec, ctrate_rows
 
 
 def test_ctrate_dev_list_is_the_papers_1301_patients():
@@ -25,9 +25,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ctvlp.config import ConfigError, check_inputs
+from ctvlp.core.config import ConfigError
+from ctvlp.ingest.inputs import check_inputs
 from ctvlp.demo.public_minis import INSPECT_BROKEN_DEMO_ID, MiniConfig, generate_inspect, generate_merlin
-from ctvlp.ingest import IngestSettings, ingest
+from ctvlp.ingest.sources import IngestSettings, ingest
 from ctvlp.io import inspect_ct, merlin
 from ctvlp.text.public_reports import inspect_reports, merlin_reports
 

@@ -19,7 +19,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
-from ctvlp.preprocess.cache import cache_file
+from ctvlp.features.cache import cache_file
 
 SHORT = "train.epochs\ttrain.checkpoint_every\tdescription\n"
 

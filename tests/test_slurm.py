@@ -61,7 +61,7 @@ def test_installer_keeps_a_backup_and_refuses_a_profile_it_did_not_write(tmp_pat
 
 
 def test_binds_cover_configured_folders_outside_the_working_directory(tmp_path):
-    from ctvlp.config import bind_paths
+    from ctvlp.ingest.inputs import bind_paths
 
     work, data, models = tmp_path / "work", tmp_path / "data", tmp_path / "models"
     for folder in (work, data / "dicom", data / "rad", models / "qwen"):

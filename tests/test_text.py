@@ -10,8 +10,8 @@ import yaml
 from conftest import REPO
 
 from ctvlp.demo.findings import SIMULATED_LABELS
-from ctvlp.ids import Pseudonymizer
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.ids import Pseudonymizer
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.text.labels import extract_labels, load_label_set
 from ctvlp.text.sections import ctrate_sections, decode_report, split_sections, training_text
 

@@ -129,5 +129,5 @@ def test_answer_mapping_follows_the_paper():
 
 
 def test_shipped_question_set_covers_the_18_labels():
-    from ctvlp.labels import CTRATE_LABELS
+    from ctvlp.core.label_set import CTRATE_LABELS
     assert tuple(load_question_set(None).questions) == CTRATE_LABELS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ctvlp.ids import Pseudonymizer
+from ctvlp.core.ids import Pseudonymizer
 from ctvlp.text.deidentify import identifiers_of, scrub
 from ctvlp.text.pipeline import hospital_reports
 from ctvlp.text.report_io import ReportFileError, read_report_table

@@ -16,11 +16,11 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from ctvlp.models.features import LiveFeatures
+from ctvlp.features.window import LiveFeatures
 from ctvlp.models.loading import CheckpointError, load_trained_model
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
 from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
-from ctvlp.preprocess.cache import cache_file, write_cached
+from ctvlp.features.cache import cache_file, write_cached
 from ctvlp.train.ablations import apply_overrides, load_ablations, schedule_priority
 from ctvlp.train.checkpoint import load_checkpoint
 from ctvlp.train.data import FeatureSet, Sample

@@ -1,7 +1,7 @@
 """``ctvlp``: a trained model on one scan (embed, classify, localize), the reference miner on one report,
 and the one-time import of SPECTRE's released weights (import-weights).
 
-Every answer comes from the workflow's own reading, preprocessing and model code (``ctvlp.inference``).
+Every answer comes from the workflow's own reading, preprocessing and model code (``ctvlp.inference.scan``).
 Errors print one line naming the input and the reason, and exit with status 2.
 """
 
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_embed(args) -> None:
-    from ctvlp.inference import ScanModel
+    from ctvlp.inference.scan import ScanModel
 
     sm = ScanModel(args.checkpoint)
     scan, depth = sm.embed(sm.prepare(args.scan))
@@ -74,7 +74,7 @@ def cmd_embed(args) -> None:
     elif args.out.suffix == ".safetensors":
         import torch
 
-        from ctvlp.permissions import save_tensors
+        from ctvlp.core.state_dict import save_tensors
 
         save_tensors({"scan": torch.from_numpy(scan), "depth": torch.from_numpy(depth)}, args.out)
         print(f"wrote {args.out} (scan {scan.shape[0]}-d, {len(depth)} depth bins)")
@@ -83,7 +83,7 @@ def cmd_embed(args) -> None:
 
 
 def cmd_classify(args) -> None:
-    from ctvlp.inference import ScanModel
+    from ctvlp.inference.scan import ScanModel
 
     sm = ScanModel(args.checkpoint)
     probs = sm.classify(sm.prepare(args.scan), args.labels)
@@ -96,7 +96,7 @@ def cmd_classify(args) -> None:
 
 
 def cmd_localize(args) -> None:
-    from ctvlp.inference import ScanModel
+    from ctvlp.inference.scan import ScanModel
 
     sm = ScanModel(args.checkpoint)
     prepared = sm.prepare(args.scan)
@@ -141,7 +141,7 @@ def cmd_mine(args) -> None:
 
 def merged_config(files: list[Path]) -> dict:
     """Config files merged in order, nested sections key by key (as snakemake merges --configfile)."""
-    from ctvlp.config import load_yaml
+    from ctvlp.core.config import load_yaml
 
     def merge(base: dict, over: dict) -> dict:
         out = dict(base)
@@ -158,7 +158,7 @@ def merged_config(files: list[Path]) -> dict:
 
 
 def cmd_import_weights(args) -> None:
-    from ctvlp.config import resolve_model_path
+    from ctvlp.core.config import resolve_model_path
     from ctvlp.models.weights import RELEASED, import_weights
 
     config = merged_config(args.config)

@@ -160,7 +160,7 @@ def check_outputs(slurm: Path, local: Path, config: dict) -> list[str]:
     private = [str(p) for p in written + [slurm / "results"] if not p.stat().st_mode & stat.S_IRGRP]
     assert not private, f"not readable by the group: {private[:5]}"
     # the Slurm job logs (.snakemake/slurm_logs) hold each job's stdout/stderr: no planted identifier in them either
-    from ctvlp.privacy import find_identifiers, output_folders
+    from ctvlp.privacy.phi_scan import find_identifiers, output_folders
 
     canaries = json.loads((Path(config["demo"]["root"]) / "ground_truth/phi_canaries.json").read_text())["strings"]
     folders = output_folders(slurm)

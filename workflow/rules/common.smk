@@ -1,5 +1,6 @@
 # Paths and helpers shared by all rule files.
-from ctvlp.config import bind_paths, data_sources, rate_config_dir
+from ctvlp.core.config import data_sources
+from ctvlp.ingest.inputs import bind_paths, rate_config_dir
 from ctvlp.models.window_encoder import PRETRAINED_FILE
 from ctvlp.train.ablations import apply_overrides
 

@@ -1,6 +1,6 @@
 # Window-encoder pretraining (optional), window features (frozen encoder, once per encoder) and one
 # training run per row of the ablation table.
-from ctvlp.config import ConfigError
+from ctvlp.core.config import ConfigError
 from ctvlp.train.ablations import apply_overrides, load_ablations, schedule_priority
 from ctvlp.train.plan import BatchPlan
 

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from ctvlp.evaluate.claims import claims_markdown
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 
 with logged(snakemake.log[0]) as log:
     ref = snakemake.params.reference

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from ctvlp.evaluate.arrays import load_embeddings
 from ctvlp.evaluate.protocol import bin_mm_of, compare, item_table
-from ctvlp.logs import logged
-from ctvlp.runs import load_run_config
+from ctvlp.core.logs import logged
+from ctvlp.core.runs import load_run_config
 
 with logged(snakemake.log[0]) as log:
     cfg = snakemake.config["evaluate"]

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from ctvlp.demo import generate_demo
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 
 with logged(snakemake.log[0]) as log:
     summary = generate_demo(Path(snakemake.params.root), dict(snakemake.params.settings),

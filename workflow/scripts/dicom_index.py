@@ -1,8 +1,8 @@
 """Rule dicom_index_part: header-only index of one part of the hospital DICOM tree (pseudonymized),
 written in chunks into the partitioned dataset (one parquet file per bucket)."""
-from ctvlp.ids import resolve_salt
+from ctvlp.core.ids import resolve_salt
 from ctvlp.io.index_store import write_counts, write_part
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 
 with logged(snakemake.log[0]) as log:
     p = snakemake.params

@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from ctvlp.io.index_store import summarize, write_counts
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 
 with logged(snakemake.log[0]) as log:
     counts = [json.loads(Path(p).read_text()) for p in snakemake.input.counts]

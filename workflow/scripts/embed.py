@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from ctvlp.evaluate.embed import embed_run, report_sections
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 from ctvlp.models.loading import device_for, load_trained_model
 from ctvlp.train.run import load_inputs
 

@@ -7,8 +7,8 @@ import pandas as pd
 from ctvlp.evaluate import figures
 from ctvlp.evaluate.arrays import load_embeddings
 from ctvlp.evaluate.qualitative import qualitative_examples
-from ctvlp.logs import logged
-from ctvlp.runs import load_run_config
+from ctvlp.core.logs import logged
+from ctvlp.core.runs import load_run_config
 
 with logged(snakemake.log[0]) as log:
     cfg = snakemake.config["evaluate"]

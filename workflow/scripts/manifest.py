@@ -1,10 +1,10 @@
 """Rule manifest: series selection, public adapters, splits by patient, QC of every input."""
 import json
 
-from ctvlp.ids import resolve_salt
-from ctvlp.ingest import IngestSettings, ingest
+from ctvlp.core.ids import resolve_salt
+from ctvlp.ingest.sources import IngestSettings, ingest
 from ctvlp.io import index_store
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 
 with logged(snakemake.log[0]) as log:
     summary = snakemake.input.index[0] if snakemake.input.index else None

@@ -3,7 +3,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 
 from ctvlp.io import index_store
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 from ctvlp.text.mining import default_pattern_files
 from ctvlp.text.pipeline import mine_snippets, mining_stats
 

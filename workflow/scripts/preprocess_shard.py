@@ -2,10 +2,10 @@
 window features directly, caching only the held-out hospital volumes the qualitative figures draw."""
 import pandas as pd
 
-from ctvlp.ingest import IngestSettings
+from ctvlp.ingest.sources import IngestSettings
 from ctvlp.io import index_store
-from ctvlp.logs import logged
-from ctvlp.preprocess.inline_features import InlineFeatures
+from ctvlp.core.logs import logged
+from ctvlp.features.inline import InlineFeatures
 from ctvlp.preprocess.shard import keeps_for_figures, process_shard, shard_index
 from ctvlp.preprocess.transform import PreprocessSpec
 

@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 from ctvlp.models.pretrain import pretrain_from_cache, training_volumes
 
 with logged(snakemake.log[0]) as log:

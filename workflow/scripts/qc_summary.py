@@ -3,8 +3,8 @@ import json
 
 import pandas as pd
 
-from ctvlp.logs import logged
-from ctvlp.qc import apply_preprocess_results, check_sources_yield, merge_results, summary_markdown
+from ctvlp.core.logs import logged
+from ctvlp.ingest.qc import apply_preprocess_results, check_sources_yield, merge_results, summary_markdown
 
 with logged(snakemake.log[0]) as log:
     manifest = pd.read_parquet(snakemake.input.manifest)

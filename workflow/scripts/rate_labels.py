@@ -3,9 +3,9 @@ import json
 
 import pandas as pd
 
-from ctvlp.ids import resolve_salt
-from ctvlp.labels import CTRATE_LABELS
-from ctvlp.logs import logged
+from ctvlp.core.ids import resolve_salt
+from ctvlp.core.label_set import CTRATE_LABELS
+from ctvlp.core.logs import logged
 from ctvlp.text.rate_labels import label_groups, rate_labels
 
 with logged(snakemake.log[0]) as log:

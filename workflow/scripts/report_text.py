@@ -1,9 +1,9 @@
 """Rule report_text: reports (header PHI dropped), labels of every volume, prompts, text QC."""
 import pandas as pd
 
-from ctvlp.ids import resolve_salt
+from ctvlp.core.ids import resolve_salt
 from ctvlp.io import index_store
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 from ctvlp.text.labels import RuleLabeler, load_label_set
 from ctvlp.text.public_reports import inspect_reports, merlin_reports
 from ctvlp.text.llm import ChatClient, LLMLabeler, LLMSettings, Translator, load_glossary, load_question_set

@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from ctvlp.evaluate.tables import write_all_tables
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 
 with logged(snakemake.log[0]) as log:
     cfg = snakemake.config["evaluate"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ctvlp.logs import logged
+from ctvlp.core.logs import logged
 from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.run import run_training
 

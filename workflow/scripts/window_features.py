@@ -5,11 +5,11 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from ctvlp.logs import logged
-from ctvlp.models.features import extract_features, feature_file
-from ctvlp.models.weights_manifest import weights_provenance
+from ctvlp.core.logs import logged
+from ctvlp.features.window import extract_features, feature_file
+from ctvlp.models.release import weights_provenance
 from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
-from ctvlp.preprocess.cache import cache_file
+from ctvlp.features.cache import cache_file
 
 with logged(snakemake.log[0]) as log:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

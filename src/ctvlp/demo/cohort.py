@@ -21,7 +21,7 @@ from ctvlp.demo.dicom_writer import SeriesSpec, StudyInfo, to_enhanced, write_sc
 from ctvlp.demo.findings import SIMULATED_LABELS, sample_anatomy, sample_lesions
 from ctvlp.demo.phantom import Phantom
 from ctvlp.demo.reports import ReportHeader, SeriesGeometry, compose_report
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 
 FIRST_NAMES = ("Hildegard", "Ottokar", "Wilhelmine", "Leopold", "Gertraud", "Casimir", "Eleonore",
                "Balduin", "Mechthild", "Theobald", "Roswitha", "Florian", "Adelheid", "Kunibert")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 
 PROMPT_SETS = ("ensemble", "ctclip_pair")
 

@@ -12,8 +12,8 @@ import torch
 from ctvlp.evaluate.arrays import PROMPT_SETS, load_embeddings  # noqa: F401 (re-exported)
 from ctvlp.evaluate.paper_embed import paper_arrays
 from ctvlp.evaluate.protocol import EVAL_SETS
-from ctvlp.labels import CTRATE_LABELS
-from ctvlp.models.embedding import embed_samples
+from ctvlp.core.label_set import CTRATE_LABELS
+from ctvlp.inference.embedding import embed_samples
 
 
 def ctclip_pair_prompts() -> dict[str, list[list[str]]]:

@@ -9,9 +9,9 @@ Embedding keys read from a run's ``embeddings.npz`` (written by the embed step),
 - ``scan_copy`` (optional): the image copy head, used for zero-shot as in RadFinder; when the run has no
   copy head the main head is used and the metrics say so (``image_head``).
 - ``pos_mean7`` / ``neg_mean7`` (optional, (18, E)): mean7 prompt embeddings through the main text head,
-  made with ``ctvlp.evaluate.prompts.mean7_embeddings``; absent -> the zero-shot cells are NA with a reason.
+  made with ``ctvlp.evaluate.zero_shot.mean7_embeddings``; absent -> the zero-shot cells are NA with a reason.
 - ``report_findings`` / ``report_impressions`` / ``report_full`` (optional, Merlin): the three text
-  variants of ``ctvlp.evaluate.prompts.pool_text_variants``; without them only ``full`` is computed, from
+  variants of ``ctvlp.evaluate.zero_shot.pool_text_variants``; without them only ``full`` is computed, from
   ``report``.
 """
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.evaluate.bootstrap import percentile_ci, sample_weights, weighted_mean
-from ctvlp.evaluate.metrics import (average_precision_at_k, chexzero_metrics, localization_summary, middle_bins,
+from ctvlp.core.metrics import (average_precision_at_k, chexzero_metrics, localization_summary, middle_bins,
                                     paper_recall_summary, pool_recall_repeats, random_bin_draws,
                                     random_bin_expectation, retrieval_ranks, spectre_average_precision_at_k,
                                     unit_rows, weighted_auc, zero_shot_probabilities)
@@ -66,7 +66,7 @@ PAPER_DIFFERENCES = [
     "when k >= the number of abnormal volumes: only in tiny pools such as the demo's)",
     "report text: our text stage's (findings, then impression, no headers), in training and evaluation alike; "
     "RadFinder trains and evaluates on 'Findings: {F}\\nImpressions: {I}\\n' (Merlin pool retrieval uses RadFinder's "
-    "format through ctvlp.evaluate.prompts.pool_text_variants)",
+    "format through ctvlp.evaluate.zero_shot.pool_text_variants)",
     "training (not evaluation) reads every CT-RATE reconstruction as its own pair; RadFinder trains on first_all with "
     "a random reconstruction of the report drawn per fetch",
     "localization: the first snippet of each scan in report order (RadFinder: the lexicographically first slice "

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from ctvlp.evaluate.prompts import mean7_embeddings, pool_text_variants
+from ctvlp.evaluate.zero_shot import mean7_embeddings, pool_text_variants
 
 VARIANT_KEYS = {"findings": "report_findings", "impressions": "report_impressions", "full": "report_full"}
 

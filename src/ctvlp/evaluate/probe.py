@@ -25,8 +25,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from ctvlp.labels import CTRATE_LABELS
-from ctvlp.models.features import feature_file, load_features
+from ctvlp.core.label_set import CTRATE_LABELS
+from ctvlp.features.window import feature_file, load_features
 
 
 def flat_features(feature_dir: Path, volume_ids: list[str]) -> tuple[np.ndarray, list[str]]:

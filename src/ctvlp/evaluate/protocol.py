@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctvlp.evaluate.bootstrap import Metric, bootstrap_ci, paired_difference, patient_weights, weighted_mean
-from ctvlp.evaluate.metrics import (grouped_ranks, middle_bins, random_bin_draws, random_bin_expectation,
+from ctvlp.core.metrics import (grouped_ranks, middle_bins, random_bin_draws, random_bin_expectation,
                                     retrieval_ranks, weighted_auc, youden_metrics, zero_shot_probabilities)
 from ctvlp.evaluate.paper import PaperSettings, evaluate_paper
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 
 EVAL_SETS = ("hospital", "ct_rate", "rad_chestct", "merlin")
 PROTOCOLS = ("paper", "ctvlp")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ctvlp.evaluate.protocol import bin_profile
-from ctvlp.preprocess.cache import cache_file, read_cached
+from ctvlp.features.cache import cache_file, read_cached
 
 
 def qualitative_examples(hospital: tuple[dict, list[dict]] | None, snippets: pd.DataFrame, cache_dir: Path,

@@ -3,7 +3,7 @@
 Slices are ordered by their position along the slice normal (from ImagePositionPatient and
 ImageOrientationPatient), never by file name or InstanceNumber: exports shuffle file names and
 scanners number slices head-to-feet or feet-to-head. Identifiers never leave this module raw:
-the index carries salted HMACs of UIDs, ids and accession numbers (``ctvlp.ids``).
+the index carries salted HMACs of UIDs, ids and accession numbers (``ctvlp.core.ids``).
 
 Enhanced (multi-frame) CT is read frame by frame from its functional groups, so one multi-frame
 file and a classic one-file-per-slice series of the same scan give the same ``SeriesVolume``; in
@@ -28,7 +28,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
 from tqdm import tqdm
 
-from ctvlp.ids import Pseudonymizer
+from ctvlp.core.ids import Pseudonymizer
 from ctvlp.io.volume import Volume, lps_affine
 
 

@@ -98,7 +98,7 @@ def write_part(root: str | Path, salt: bytes, part: int, parts: int, out_dir: st
                state: str | Path | None = None) -> dict:
     """Index one part of the export into ``out_dir`` (one parquet file per bucket, appended chunk by
     chunk); returns its counts. With ``state``, unchanged files are taken from the previous run."""
-    from ctvlp.ids import Pseudonymizer
+    from ctvlp.core.ids import Pseudonymizer
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,7 @@ class CTVLPModel(nn.Module):
                     config["model"]["separate_depth_heads"], tuple(config["train"].get("logit_init", (2.302585, -10.0))),
                     window, standardize_features=not weights_dir)
         if load_window_weights:  # building to train: say which start (a checkpoint's loader stays quiet)
-            from ctvlp.models.weights_manifest import weights_provenance
+            from ctvlp.models.release import weights_provenance
 
             (log.info if weights_dir else log.warning)(weights_provenance(config))
             if weights_dir:

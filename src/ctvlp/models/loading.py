@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from ctvlp.models.ctvlp_model import CTVLPModel
-from ctvlp.runs import CheckpointError, load_run_config  # noqa: F401 (re-exported for callers)
+from ctvlp.core.runs import CheckpointError, load_run_config  # noqa: F401 (re-exported for callers)
 
 WEIGHT_FILES = ("best.safetensors",)
 

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from ctvlp.models.rope import AxialRope3D, grid_index, normalized_coords
 from ctvlp.models.vit_blocks import LN_EPS, Block, init_like_spectre
 from ctvlp.models.window_encoder import ROPE_BASE, WindowEncoder
-from ctvlp.permissions import save_tensors
+from ctvlp.core.state_dict import save_tensors
 
 LOSS_LOG = "loss.tsv"
 
@@ -314,7 +314,7 @@ def pretrain_from_cache(config: dict, volume_ids: list[str], cache_dir: str | Pa
     """The rule's work: a seeded random-init window encoder of the configured architecture, pretrained on
     crops of the cached volumes (memory-mapped: only the crops are read), written to ``out_path``."""
     from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
-    from ctvlp.preprocess.cache import cache_file, read_cached
+    from ctvlp.features.cache import cache_file, read_cached
 
     if not volume_ids:
         raise ValueError("pretrain: no accepted training volume to pretrain the window encoder on")

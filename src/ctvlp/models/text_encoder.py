@@ -18,7 +18,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from ctvlp.config import resolve_model_path
+from ctvlp.core.config import resolve_model_path
 
 TEXT_WEIGHTS = "text.safetensors"  # in model.weights_dir: the tower in peft names (base + LoRA)
 
@@ -124,7 +124,7 @@ def text_tower_from_loralib(state: dict[str, torch.Tensor], arch: dict, source: 
     """A ``Qwen3Model`` of ``arch['config']`` with peft LoRA (``arch['lora']``) holding a loralib state dict."""
     from transformers import Qwen3Config, Qwen3Model
 
-    from ctvlp.models.spectre import load_strict
+    from ctvlp.core.state_dict import load_strict
 
     lora = arch["lora"]
     model = add_lora(Qwen3Model(Qwen3Config(**arch["config"])), int(lora["r"]), float(lora["alpha"]), 0.0,
@@ -156,7 +156,7 @@ class TextEncoder(nn.Module):
 
     def load_pretrained(self, path: Path) -> None:
         """The imported tower (peft names); a frozen or fully fine-tuned tower takes the LoRA-merged weights."""
-        from ctvlp.models.spectre import load_strict, read_state
+        from ctvlp.core.state_dict import load_strict, read_state
 
         state = read_state(path)
         if self.spec.finetune != "lora":

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ctvlp.models.spectre import WeightFileError, convert_backbone, load_strict, read_state
-from ctvlp.models.weights_manifest import FORMAT, MANIFEST, architecture
-from ctvlp.permissions import as_umask_allows, save_tensors
+from ctvlp.core.state_dict import WeightFileError, load_strict, read_state
+from ctvlp.models.spectre import convert_backbone
+from ctvlp.models.release import FORMAT, MANIFEST, architecture
+from ctvlp.core.state_dict import as_umask_allows, save_tensors
 
 PARTS = ("window_encoder", "combiner", "image_head", "text_head", "text", "image_copy_head", "text_copy_head", "scale")
 RELEASED = {  # the names SPECTRE publishes its weights under

@@ -101,7 +101,7 @@ def build_window_encoder(spec: WindowEncoderSpec, seed: int = 0) -> WindowEncode
     torch.manual_seed(seed)
     model = WindowEncoder(spec)
     if spec.pretrained:
-        from ctvlp.models.spectre import load_strict, read_state
+        from ctvlp.core.state_dict import load_strict, read_state
 
         load_strict(model, read_state(spec.pretrained), spec.pretrained)
     elif spec.weights_dir:

@@ -16,9 +16,9 @@ import pandas as pd
 import pydicom
 import yaml
 
-from ctvlp.ids import Pseudonymizer
+from ctvlp.core.ids import Pseudonymizer
 from ctvlp.io import ctrate
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.text.deidentify import Identifier, identifiers_of, scrub
 from ctvlp.text.labels import Labeler
 from ctvlp.text.mining import detect_language, find_references

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctvlp.ids import Pseudonymizer
+from ctvlp.core.ids import Pseudonymizer
 from ctvlp.io import inspect_ct, merlin
 from ctvlp.text.pipeline import REPORT_COLUMNS
 from ctvlp.text.sections import training_text

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ctvlp.ids import Pseudonymizer
+from ctvlp.core.ids import Pseudonymizer
 from ctvlp.io import ctrate
 
 MODALITIES = ("abdomen", "chest")  # RadFinder's "both" order: abdomen [0:226], chest [226:319]

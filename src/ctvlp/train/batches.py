@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ctvlp.models.features import collate
+from ctvlp.features.window import collate
 from ctvlp.train.plan import BatchPlan
 
 

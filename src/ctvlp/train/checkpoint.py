@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ctvlp.permissions import save_tensors
+from ctvlp.core.state_dict import save_tensors
 
 
 def _atomic_json(path: Path, obj: dict) -> None:

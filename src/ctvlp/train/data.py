@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ctvlp.labels import CTRATE_LABELS
-from ctvlp.models.features import feature_file, fits_in_memory, load_features, volume_tokens
+from ctvlp.core.label_set import CTRATE_LABELS
+from ctvlp.features.window import feature_file, fits_in_memory, load_features, volume_tokens
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ctvlp.config import ConfigError
+from ctvlp.core.config import ConfigError
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from ctvlp.compute import resolve_device
-from ctvlp.models.features import LiveFeatures
+from ctvlp.core.compute import resolve_device
+from ctvlp.features.window import LiveFeatures
 from ctvlp.models.window_encoder import WindowEncoderSpec
 from ctvlp.train.data import FeatureSet, build_samples
-from ctvlp.models.embedding import evaluate_samples
+from ctvlp.inference.embedding import evaluate_samples
 from ctvlp.train.prompt_set import PromptSet
 from ctvlp.train.trainer import Trainer, prompt_lists
 

@@ -19,17 +19,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ctvlp.labels import CTRATE_LABELS
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.losses import clip_loss, draw_variants, localization_terms, prompt_loss, prompt_pos_weight, siglip_loss
 from ctvlp.models.ctvlp_model import CTVLPModel
-from ctvlp.models.features import collate
-from ctvlp.permissions import save_tensors
+from ctvlp.features.window import collate
+from ctvlp.core.state_dict import save_tensors
 from ctvlp.train.batches import epoch_samples, micro_batch_loader, training_entries
 from ctvlp.train.plan import BatchPlan
 from ctvlp.train.checkpoint import load_checkpoint, restore, rng_states, save_checkpoint
 from ctvlp.train.data import FeatureSet, Sample
 from ctvlp.train.distributed import all_sum, gather_objects, gather_rows, world
-from ctvlp.models.embedding import embed_samples, evaluate_samples, merge_embeddings
+from ctvlp.inference.embedding import embed_samples, evaluate_samples, merge_embeddings
 from ctvlp.train.gradcache import phase_one, phase_two
 from ctvlp.train.prompt_set import PromptSet
 

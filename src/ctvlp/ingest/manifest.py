@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ctvlp.ids import Pseudonymizer
+from ctvlp.core.ids import Pseudonymizer
 from ctvlp.io import ctrate, radchestct
 
 MANIFEST_COLUMNS = ["volume_id", "scan_id", "patient_id", "dataset", "split", "source_kind", "source",

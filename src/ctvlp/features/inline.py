@@ -2,7 +2,7 @@
 
 With a frozen window encoder the training only ever reads the window features; at the paper's spacing a
 cached volume is 28-50 MB and 100k of them are terabytes. Here each preprocessed volume goes straight to the
-feature extractor of ``ctvlp.models.features`` (the same ``extract_features`` the ``window_features`` rule
+feature extractor of ``ctvlp.features.window`` (the same ``extract_features`` the ``window_features`` rule
 calls, through a scratch ``.npy`` that is deleted at once), and the job writes the same feature shard table
 as ``window_features`` would.
 """
@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctvlp.preprocess.cache import write_cached
+from ctvlp.features.cache import write_cached
 
 
 class InlineFeatures:
     """Callable ``(volume_id, array)`` for ``process_shard(consume=...)``; ``table(results)`` afterwards."""
 
     def __init__(self, model, feature_dir: str | Path, scratch: str | Path | None = None):
-        from ctvlp.models.features import extract_features, feature_file
+        from ctvlp.features.window import extract_features, feature_file
 
         self._extract, self._file = extract_features, feature_file
         self.model, self.feature_dir = model, Path(feature_dir)
