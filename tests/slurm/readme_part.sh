@@ -1,10 +1,10 @@
-# Sourced by run_slurm_test.sh while its test cluster runs: the command block of the README's "On a Slurm cluster"
+# Sourced by run_slurm_test.sh while its test cluster runs: the command block of docs/cluster.md's "On a Slurm cluster"
 # section, line by line, with this cluster's values for the site's (partitions, accounts, GPU model) and the
 # paper preset pointed at empty data roots. The installer line and the image line run for real (images: the data
 # image only, the gpu image needs 3 GB of CUDA wheels: `make -n` checks its target); the snakemake lines run as
 # dry runs (-n) through the installed profile: the paper preset has no data here. --sdm conda stops at
 # `conda info` where no conda is installed (as here: no conda channel is reachable), which is the expected end.
-README_LINES=$("$PY" - "$REPO/README.md" <<'PY'
+README_LINES=$("$PY" - "$REPO/docs/cluster.md" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 section = text.split("## On a Slurm cluster", 1)[1]
