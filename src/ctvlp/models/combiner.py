@@ -21,10 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctvlp.core.state_dict import load_strict
 from ctvlp.models.rope import normalized_coords
 from ctvlp.models.vit_blocks import ClsTransformer
 
 ROPE_BASE = 100.0  # SPECTRE feature combiner
+# Keys a combiner file may lack: RadFinder's depth projection (SPECTRE's file has none: derived on load) and this
+# workflow's feature statistics (identity for pretrained weights).
+OPTIONAL_KEYS = ("axis_patch_proj.", "scan_", "depth_")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,13 @@ class FeatureCombiner(ClsTransformer):
         """RadFinder: depth tokens resemble the mean-token half of the [CLS; mean] input."""
         self.axis_patch_proj.weight.copy_(self.patch_proj.weight[:, self.spec.in_dim:])
         self.axis_patch_proj.bias.copy_(self.patch_proj.bias)
+
+    def load_weights(self, state: dict[str, torch.Tensor], source) -> None:
+        """A SPECTRE or RadFinder combiner file, strictly; SPECTRE's lacks the depth projection, which is then
+        derived from ``patch_proj`` as RadFinder does (a RadFinder file brings its trained one)."""
+        load_strict(self, state, source, optional=OPTIONAL_KEYS)
+        if "axis_patch_proj.weight" not in state:
+            self.init_axis_patch_proj()
 
     def set_feature_stats(self, scan: tuple[torch.Tensor, torch.Tensor], depth: tuple[torch.Tensor, torch.Tensor]) -> None:
         for name, (mean, std) in (("scan", scan), ("depth", depth)):

