@@ -158,8 +158,8 @@ def merged_config(files: list[Path]) -> dict:
 
 
 def cmd_import_weights(args) -> None:
-    from ctvlp.core.config import resolve_model_path
     from ctvlp.convert.importer import RELEASED, import_weights
+    from ctvlp.core.config import resolve_model_path
 
     config = merged_config(args.config)
     out = args.out or config.get("model", {}).get("weights_dir")

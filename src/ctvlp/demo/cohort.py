@@ -17,11 +17,11 @@ import pandas as pd
 from pydicom.uid import generate_uid
 from tqdm import tqdm
 
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.demo.dicom_writer import SeriesSpec, StudyInfo, to_enhanced, write_scout, write_series
 from ctvlp.demo.findings import SIMULATED_LABELS, sample_anatomy, sample_lesions
 from ctvlp.demo.phantom import Phantom
 from ctvlp.demo.reports import ReportHeader, SeriesGeometry, compose_report
-from ctvlp.core.label_set import CTRATE_LABELS
 
 FIRST_NAMES = ("Hildegard", "Ottokar", "Wilhelmine", "Leopold", "Gertraud", "Casimir", "Eleonore",
                "Balduin", "Mechthild", "Theobald", "Roswitha", "Florian", "Adelheid", "Kunibert")

@@ -15,10 +15,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.demo.findings import sample_anatomy, sample_lesions
 from ctvlp.demo.phantom import Phantom
 from ctvlp.demo.reports import EN_NEGATIVE, positive_sentence
-from ctvlp.core.label_set import CTRATE_LABELS
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CTRATE_INTERCEPT = -1024.0

@@ -10,9 +10,9 @@ import pandas as pd
 import torch
 
 from ctvlp.evaluate.arrays import PROMPT_SETS, load_embeddings  # noqa: F401 (re-exported)
+from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.evaluate.paper_embed import paper_arrays
 from ctvlp.evaluate.protocol import EVAL_SETS
-from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.inference.embedding import embed_samples
 
 

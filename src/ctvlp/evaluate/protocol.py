@@ -18,8 +18,8 @@ import numpy as np
 from ctvlp.evaluate.bootstrap import Metric, bootstrap_ci, paired_difference, patient_weights, weighted_mean
 from ctvlp.core.metrics import (grouped_ranks, middle_bins, random_bin_draws, random_bin_expectation,
                                     retrieval_ranks, weighted_auc, youden_metrics, zero_shot_probabilities)
-from ctvlp.evaluate.paper import PaperSettings, evaluate_paper
 from ctvlp.core.label_set import CTRATE_LABELS
+from ctvlp.evaluate.paper import PaperSettings, evaluate_paper
 
 EVAL_SETS = ("hospital", "ct_rate", "rad_chestct", "merlin")
 PROTOCOLS = ("paper", "ctvlp")

@@ -12,8 +12,8 @@ from importlib import resources
 import numpy as np
 import yaml
 
-from ctvlp.core.metrics import mean7_prompt_embedding
 from ctvlp.core.label_set import CTRATE_LABELS
+from ctvlp.core.metrics import mean7_prompt_embedding
 
 
 def mean7_templates() -> list[tuple[str, str]]:

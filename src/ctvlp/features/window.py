@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ctvlp.models.window_encoder import WindowEncoder, encode_volume, window_grid_features
 from ctvlp.core.state_dict import save_tensors
 from ctvlp.features.cache import cache_file, read_cached
+from ctvlp.models.window_encoder import WindowEncoder, encode_volume, window_grid_features
 
 
 def fits_in_memory(folder: Path, pattern: str, limit_bytes: float) -> bool:

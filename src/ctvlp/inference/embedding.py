@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ctvlp.core.metrics import auc_or_na, retrieval_ranks, retrieval_summary, zero_shot_probabilities
 from ctvlp.core.label_set import CTRATE_LABELS
-from ctvlp.losses.localization import localization_logits
+from ctvlp.core.metrics import auc_or_na, retrieval_ranks, retrieval_summary, zero_shot_probabilities
 from ctvlp.features.window import collate
+from ctvlp.losses.localization import localization_logits
 
 
 @torch.no_grad()

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ctvlp.features.window import collate, volume_tokens
 from ctvlp.io import radchestct
 from ctvlp.io.dicom import SeriesVolume, read_series
 from ctvlp.io.volume import Volume, check_values
-from ctvlp.features.window import collate, volume_tokens
 from ctvlp.models.loading import CheckpointError, load_trained_model
 from ctvlp.models.window_encoder import PRETRAINED_FILE, WindowEncoderSpec, build_window_encoder, encode_volume
 from ctvlp.preprocess.transform import PreprocessSpec, preprocess

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ctvlp.ingest import qc as qc_lib
 from ctvlp.core.ids import Pseudonymizer
+from ctvlp.ingest import qc as qc_lib
+from ctvlp.ingest.manifest import SplitSpec, build_manifest, ctrate_rows, hospital_rows, radchest_rows, study_rows
 from ctvlp.io import ctrate, inspect_ct, merlin, radchestct
 from ctvlp.io.dicom import GeometryRules
 from ctvlp.io.selection import SelectionRules, classify_series, select_per_study
-from ctvlp.ingest.manifest import SplitSpec, build_manifest, ctrate_rows, hospital_rows, radchest_rows, study_rows
 
 
 @dataclass(frozen=True)

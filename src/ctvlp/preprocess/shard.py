@@ -22,10 +22,10 @@ import pandas as pd
 from nibabel.filebasedimages import ImageFileError
 from tqdm import tqdm
 
+from ctvlp.features.cache import cache_file, write_cached
 from ctvlp.io import ctrate, inspect_ct, merlin, radchestct
 from ctvlp.io.dicom import GeometryRules, SeriesError, read_series
 from ctvlp.io.volume import Volume, check_values
-from ctvlp.features.cache import cache_file, write_cached
 from ctvlp.preprocess.transform import PreprocessSpec, preprocess
 
 # Errors a damaged file raises while it is decoded, and the words the QC uses for them.

@@ -17,13 +17,13 @@ import pydicom
 import yaml
 
 from ctvlp.core.ids import Pseudonymizer
-from ctvlp.io import ctrate
 from ctvlp.core.label_set import CTRATE_LABELS
+from ctvlp.io import ctrate
 from ctvlp.text.deidentify import Identifier, identifiers_of, scrub
 from ctvlp.text.labels import Labeler
 from ctvlp.text.mining import detect_language, find_references
-from ctvlp.text.resolve import REASONS, StudyResolver
 from ctvlp.text.report_io import read_report_table
+from ctvlp.text.resolve import REASONS, StudyResolver
 from ctvlp.text.sections import ctrate_sections, decode_report, sections_and_flags, training_text
 
 REPORT_COLUMNS = ["volume_id", "dataset", "split", "accession_key", "language", "findings", "impression", "text",
