@@ -120,3 +120,63 @@ def test_localization_loss_matches_the_soft_cross_entropy():
     assert math.isclose(float(got), np.mean(expected), rel_tol=1e-6)
     terms = localization_terms(torch.tensor(snip), torch.tensor(depth), torch.tensor(targets), torch.tensor(n_valid))
     assert np.allclose(terms.numpy(), expected)
+
+
+def test_objective_on_fixed_embeddings_is_the_three_losses_of_the_global_batch():
+    """The trainer's objective (ctvlp.train.objective) without a model: SigLIP over the pairs whose report is
+    long enough, the prompt loss with the (seed, step) variant draw, the localization terms of this process's
+    micro-batches over the global snippet count, the weighted total; the gather joins micro-batches in order."""
+    import dataclasses
+    from pathlib import Path
+
+    import pandas as pd
+    import yaml
+
+    from ctvlp.train.objective import Objective, gather_embeddings
+    from ctvlp.train.prompt_set import PromptSet
+    from ctvlp.train.settings import TrainSettings
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
+    s = dataclasses.replace(TrainSettings.from_config({**config, "seed": 5}), w_contrastive=1.0, w_prompts=0.5,
+                            w_localization=2.0)
+    prompts = PromptSet.from_table(pd.DataFrame([
+        {"label": label, "polarity": pol, "rank": r, "prompt": f"{pol} {label} {r}"}
+        for label in ("Cardiomegaly", "Emphysema") for pol in ("positive", "negative") for r in range(2)]),
+        {"ct_rate": 5.0})
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(-1, 2, (6, 2), generator=g)
+    has_text = torch.tensor([True, True, False, True, True, True])  # sample 2: a report of <= 10 tokens
+    snippets = [1, 0, 2, 1, 0, 3]
+    objective = Objective(s, prompts, labels, has_text, snippets, torch.device("cpu"))
+    batch = torch.tensor([4, 2, 0, 3])  # the step's global batch: 0 + 2 + 1 + 1 = 4 snippets in all
+    micro = [{name: torch.randn(2, 8, generator=g) for name in ("scan", "scan_prompt", "report")} for _ in range(2)]
+    for out, n in zip(micro, (2, 1)):  # this process's micro-batches: 2 and 1 snippets, 4 depth bins per scan
+        out.update(depth=torch.randn(2, 4, 8, generator=g), n_bins=torch.tensor([4, 3]),
+                   snippet=torch.randn(n, 8, generator=g))
+    meta = [{"owner": torch.tensor([0, 1]), "bin": torch.tensor([1, 3])},
+            {"owner": torch.tensor([1]), "bin": torch.tensor([2])}]
+    prompt_out = [{"prompt": torch.randn(8, 8, generator=g)}]  # 2 labels x 2 variants x 2 polarities
+    outs, kinds = prompt_out + micro, ["prompts", "micro", "micro"]
+    emb = gather_embeddings(outs, kinds, {"micro": [4], "prompts": [8]}, direct=False)
+    assert torch.equal(emb["scan"], torch.cat([micro[0]["scan"], micro[1]["scan"]])) and emb["scan"].requires_grad
+    assert torch.equal(emb["prompt"], prompt_out[0]["prompt"])
+    scale = LogitScale(2.0, -3.0)
+    losses = objective.losses(7, batch, emb, list(zip(micro, meta)), scale)
+
+    keep = torch.tensor([True, False, True, True])
+    torch.testing.assert_close(losses["contrastive"], siglip_loss(emb["scan"][keep], emb["report"][keep], scale))
+    draw = draw_variants(5, 7, 4, 2, 2)
+    want = prompt_loss(emb["scan_prompt"], emb["prompt"].reshape(2, 2, 2, -1), labels[batch],
+                       prompt_pos_weight(labels, s.pos_weight_cap), torch.tensor([5.0, 5.0]), scale.t.exp(), draw)
+    torch.testing.assert_close(losses["prompts"], want)
+    terms = [localization_terms(out["snippet"], out["depth"][m["owner"]], m["bin"], out["n_bins"][m["owner"]],
+                                s.loc_temperature, s.loc_sigma_bins).sum() for out, m in zip(micro, meta)]
+    torch.testing.assert_close(losses["localization"], (terms[0] + terms[1]) / 4)  # the global count, not these 3
+    total = objective.total(losses)
+    torch.testing.assert_close(total, losses["contrastive"] + 0.5 * losses["prompts"] + 2.0 * losses["localization"])
+    assert objective.logged(losses) == {k: float(losses[k]) for k in ("contrastive", "prompts", "localization")}
+    total.backward()  # the gradient lands on the gathered rows (phase two back-propagates them)
+    assert emb["scan"].grad is not None and emb["prompt"].grad is not None and emb["report"].grad[1].abs().sum() == 0
+    without = Objective(dataclasses.replace(s, w_localization=0.0), prompts, labels, has_text, snippets,
+                        torch.device("cpu"))
+    assert "localization" not in without.losses(7, batch, emb, list(zip(micro, meta)), scale)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ctvlp.models.pretrain import (LOSS_LOG, PretrainSpec, WindowSampler, patchify, pretrain_window_encoder,
-                                   save_encoder)
+from ctvlp.models.mae import patchify
+from ctvlp.train.pretrain import LOSS_LOG, PretrainSpec, WindowSampler, pretrain_window_encoder, save_encoder
 from ctvlp.core.state_dict import WeightFileError
 from ctvlp.models.window_encoder import PRETRAINED_FILE, WindowEncoderSpec, build_window_encoder, encode_volume
 
@@ -32,8 +32,9 @@ def volumes(n: int = 3) -> list[np.ndarray]:
 
 
 def run(tmp: Path, steps: int, stop_after: int | None = None, fresh: bool = True):
-    spec = PretrainSpec(steps=steps, batch_size=8, lr=1e-2, warmup_steps=2, checkpoint_every=3, decoder_dim=24,
-                        decoder_heads=2, seed=7)
+    spec = PretrainSpec.from_config({"seed": 7, "pretrain": {  # the rest: the schema's defaults
+        "steps": steps, "batch_size": 8, "lr": 1e-2, "warmup_steps": 2, "checkpoint_every": 3, "decoder_dim": 24,
+        "decoder_heads": 2}})
     encoder = build_window_encoder(SPEC, seed=1)
     rows = pretrain_window_encoder(encoder, WindowSampler(volumes(), SPEC.window, 7), spec, tmp,
                                    stop_after=stop_after, progress=False)

@@ -23,6 +23,7 @@ from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 from ctvlp.features.cache import cache_file, write_cached
 from ctvlp.train.ablations import apply_overrides, load_ablations, schedule_priority
 from ctvlp.train.checkpoint import load_checkpoint
+from ctvlp.train.csv_log import append_csv
 from ctvlp.train.data import FeatureSet, Sample
 from ctvlp.train.prompt_set import PromptSet
 from ctvlp.train.trainer import Trainer
@@ -168,9 +169,9 @@ def test_train_log_keeps_its_columns_when_a_step_lacks_a_loss_term(tmp_path):
     """A batch without snippets has no localization loss: its cell stays empty, the row does not shift."""
     log = tmp_path / "train_log.csv"
     full = {"contrastive": 1.0, "localization": 2.0, "grad_norm": 3.0, "lr": 1e-3, "step": 1, "epoch": 0, "seconds": 0.1}
-    Trainer._append_csv(log, full)
-    Trainer._append_csv(log, {k: v for k, v in full.items() if k != "localization"} | {"step": 2})
-    Trainer._append_csv(log, full | {"step": 3})
+    append_csv(log, full)
+    append_csv(log, {k: v for k, v in full.items() if k != "localization"} | {"step": 2})
+    append_csv(log, full | {"step": 3})
     table = pd.read_csv(log)
     assert list(table.step) == [1, 2, 3] and list(table.grad_norm) == [3.0, 3.0, 3.0]
     assert table.localization.isna().tolist() == [False, True, False] and table.prompts.isna().all()
@@ -272,7 +273,8 @@ def test_report_text_and_short_reports():
 
 
 def test_no_weight_decay_on_norms_biases_positions_and_tokens(tiny_data, tmp_path):
-    from ctvlp.train.trainer import no_decay
+    from ctvlp.train.objective import report_token_counts
+    from ctvlp.train.optim import no_decay
 
     samples, feats = tiny_data
     trainer = Trainer(tiny_config(), tmp_path / "run", samples, feats, PROMPTS, prompt_set=SMALL)
@@ -283,8 +285,8 @@ def test_no_weight_decay_on_norms_biases_positions_and_tokens(tiny_data, tmp_pat
     assert names["image_head.layers.0.weight"] and names["combiner.patch_proj.weight"]
     assert no_decay("combiner.cls_token", torch.zeros(1, 1, 4)) and no_decay("x.pos_embed", torch.zeros(4, 4))
     short = [s.text for s in samples[:2]] + ["No findings."]
-    assert [n >= 11 for n in trainer._token_counts(short)] == [True, True, False]
-    assert bool(trainer.has_text.all())  # every tiny report is long enough
+    assert [n >= 11 for n in report_token_counts(trainer.model.text, short)] == [True, True, False]
+    assert bool(trainer.objective.has_text.all())  # every tiny report is long enough
 
 
 def test_loader_workers_read_the_same_micro_batches(tiny_data, tmp_path):
@@ -309,3 +311,24 @@ def test_text_tower_runs_are_scheduled_first_and_every_run_before_what_waits_on_
     priorities = {run: schedule_priority(config, overrides) for run, overrides in runs.items()}
     assert priorities["lora_text"] == 2
     assert {p for run, p in priorities.items() if run != "lora_text"} == {1}
+
+
+def test_settings_take_every_default_from_the_schema():
+    """train/settings.py writes no default: a key left out of the config takes the schema's, and a required key
+    left out is one ConfigError naming it."""
+    from ctvlp.core.config import ConfigError
+    from ctvlp.train.pretrain import PretrainSpec
+    from ctvlp.train.settings import TrainSettings, schema_defaults
+
+    config = tiny_config()
+    defaults = schema_defaults("train")
+    assert {"prompt_batch", "loader_workers", "prefetch", "window_lr", "keep_checkpoints"} <= set(defaults)
+    bare = {**config, "train": {k: v for k, v in config["train"].items() if k not in defaults}}
+    s = TrainSettings.from_config(bare)
+    assert (s.prompt_batch, s.loader_workers, s.prefetch, s.window_lr, s.keep_checkpoints) == (
+        defaults["prompt_batch"], defaults["loader_workers"], defaults["prefetch"], defaults["window_lr"],
+        defaults["keep_checkpoints"])
+    with pytest.raises(ConfigError, match="'train.lr' is missing"):
+        TrainSettings.from_config({**config, "train": {k: v for k, v in config["train"].items() if k != "lr"}})
+    spec = PretrainSpec.from_config({"seed": 3, "pretrain": {"enabled": True}})
+    assert spec.steps == schema_defaults("pretrain")["steps"] and spec.seed == 3

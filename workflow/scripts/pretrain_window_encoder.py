@@ -4,7 +4,7 @@ import json
 import pandas as pd
 
 from ctvlp.core.logs import logged
-from ctvlp.models.pretrain import pretrain_from_cache, training_volumes
+from ctvlp.train.pretrain import pretrain_from_cache, training_volumes
 
 with logged(snakemake.log[0]) as log:
     config = snakemake.config

@@ -61,7 +61,8 @@ def save_checkpoint(directory: Path, step: int, model_state: dict[str, torch.Ten
         tensors.update({f"rng/{rank}/{k}": v.cpu() for k, v in states.items()})
     name = f"ckpt-{step:07d}"
     save_tensors(tensors, directory / f"{name}.safetensors")
-    meta = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), **extra}
+    meta = {"step": step, "param_groups": opt["param_groups"],
+            "scheduler": None if scheduler is None else scheduler.state_dict(), **extra}
     _atomic_json(directory / f"{name}.json", meta)
     _atomic_json(directory / "latest.json", {"name": name, "step": step})
     _prune(directory, keep)
@@ -99,6 +100,7 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict, model: torch.nn.Module
             _, idx, name = key.split("/", 2)
             state.setdefault(int(idx), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    scheduler.load_state_dict(meta["scheduler"])
+    if scheduler is not None:  # None: the caller sets its rates itself (masked pretraining)
+        scheduler.load_state_dict(meta["scheduler"])
     set_rng_states(tensors, rank)
     return int(meta["step"])

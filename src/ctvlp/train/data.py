@@ -100,3 +100,25 @@ class FeatureSet:
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The sample order of an epoch: a pure function of (seed, epoch), so a resumed job sees the same batches."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def feature_stats(features, samples: list[Sample], seed: int, max_volumes: int = 2000) -> dict:
+    """{"scan"|"depth": (mean, std)} per channel of the training tokens, streamed (float64 sums) over at
+    most ``max_volumes`` volumes chosen by the seed: memory stays flat at any dataset size."""
+    order = np.random.default_rng(seed).permutation(len(samples))[:max_volumes]
+    sums: dict[str, list] = {}
+    for i in sorted(order):
+        with torch.no_grad():
+            tokens = features.tokens(samples[i].volume_id)
+        for kind in ("scan", "depth"):
+            t = tokens[f"{kind}_tokens"].double()
+            acc = sums.setdefault(kind, [0, 0.0, 0.0])
+            acc[0] += len(t)
+            acc[1] = acc[1] + t.sum(dim=0)
+            acc[2] = acc[2] + (t * t).sum(dim=0)
+    stats = {}
+    for kind, (n, total, squares) in sums.items():
+        mean = total / n
+        std = ((squares / n - mean * mean).clamp(min=0) * n / max(n - 1, 1)).sqrt()
+        stats[kind] = (mean.float(), std.float())
+    return stats

@@ -71,3 +71,21 @@ class PromptSet:
                 elif name in index:
                     out[i, j] = s.labels[index[name]]
         return out
+
+
+def prompt_set_from_lists(prompts: dict[str, list[list[str]]], groups: dict[str, float]) -> PromptSet:
+    """The prompt set of ``prompt_lists`` (the 18 CT-RATE labels, group ``ct_rate``): tests and callers
+    without a prompts table."""
+    rows = [{"label": label, "polarity": pol, "rank": r, "prompt": p}
+            for pol in ("positive", "negative") for label, group in zip(CTRATE_LABELS, prompts[pol])
+            for r, p in enumerate(group)]
+    return PromptSet.from_table(pd.DataFrame(rows), {g: w for g, w in groups.items() if g == "ct_rate"} or {"ct_rate": 1.0})
+
+
+def prompt_lists(prompts_table) -> dict[str, list[list[str]]]:
+    """{positive|negative: [[prompts of label 1], ...]} in CT-RATE label order (evaluation's zero-shot)."""
+    out = {}
+    for polarity in ("positive", "negative"):
+        part = prompts_table[prompts_table.polarity == polarity]
+        out[polarity] = [list(part[part.label == label].sort_values("rank").prompt) for label in CTRATE_LABELS]
+    return out

@@ -20,13 +20,14 @@ from ctvlp.features.window import LiveFeatures
 from ctvlp.models.window_encoder import WindowEncoderSpec
 from ctvlp.train.data import FeatureSet, build_samples
 from ctvlp.inference.embedding import evaluate_samples
-from ctvlp.train.prompt_set import PromptSet
-from ctvlp.train.trainer import Trainer, prompt_lists
+from ctvlp.train.prompt_set import PromptSet, prompt_lists
+from ctvlp.train.settings import Section, TrainSettings
+from ctvlp.train.trainer import Trainer
 
 
 def load_prompt_set(paths: dict, config: dict) -> PromptSet:
     """The labels and prompts of the prompt loss, from the text stage's prompts table and the group weights."""
-    groups = dict(config["train"].get("prompt_groups") or {"ct_rate": 1.0})
+    groups = TrainSettings.from_config(config).prompt_groups
     return PromptSet.from_table(pd.read_parquet(paths["prompts"]), groups, source=str(paths["prompts"]))
 
 
@@ -48,7 +49,7 @@ def run_training(config: dict, run_dir: Path, paths: dict, stop_after: int | Non
     run_dir.mkdir(parents=True, exist_ok=True)
     gpus = config["compute"]["train_gpus"] if gpus is None else gpus
     # Fails before anything is read when GPUs were requested and CUDA is missing (unless allow_cpu).
-    device = resolve_device(gpus, bool(config["compute"].get("allow_cpu", False)), "rule train")
+    device = resolve_device(gpus, bool(Section(config, "compute")["allow_cpu"]), "rule train")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
