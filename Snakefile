@@ -35,14 +35,16 @@ report: "workflow/report/workflow.rst"
 
 
 SCHEMA = WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"
+# A config that cannot run stops here, before any job, with one line naming the key (the checks raise ConfigError;
+# re-raised without the library's frames, Snakemake prints "ConfigError in file .../Snakefile, line N:" and it).
 try:
     validate_config(config, SCHEMA)  # one line naming the key
     check_inputs(config)  # data roots exist and are readable
     for problem in model_config_problems(config):  # head dims fit RoPE; model.weights_dir fits the dims
         raise ConfigError(problem)
 except ConfigError as err:
-    sys.exit(f"ctvlp: {err}")
-validate(config, str(SCHEMA))
+    raise ConfigError(f"ctvlp: {err}") from None
+validate(config, str(SCHEMA))  # fills in the schema's defaults
 
 
 include: "workflow/rules/common.smk"

@@ -1,8 +1,25 @@
-# Paths and helpers shared by all rule files.
-from ctvlp.core.config import data_sources
+# Imports, paths, shared globals and input functions of every rule file, all defined here before any rule file
+# uses them (the rule files hold rules only).
+# Parsing imports no torch (tests/test_workflow_rerun.py checks it): only torch-free library modules here.
+import hmac
+
+from ctvlp.core.config import ConfigError, data_sources
+from ctvlp.core.ids import SaltError, resolve_salt
+from ctvlp.core.params import canonical, select
 from ctvlp.ingest.inputs import bind_paths, rate_config_dir
-from ctvlp.models.window_encoder import PRETRAINED_FILE
-from ctvlp.train.ablations import apply_overrides
+from ctvlp.text.stage import TEXT_KEYS, needs_llm
+from ctvlp.train.ablations import apply_overrides, load_ablations, schedule_priority
+from ctvlp.train.launch import check_runs, run_config
+
+
+def workflow_file(path):
+    """A config path: absolute as given; relative to the working directory when it exists there (a deployment's
+    own config/), else to the workflow's folder (the shipped config/)."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    return WORKFLOW_DIR / path
+
 
 RESULTS = config["results"]
 LOGS = config["logs"]
@@ -10,6 +27,9 @@ DEMO = config["demo"]
 DEMO_DONE = f"{DEMO['root']}/ground_truth/cohort.json" if DEMO["enabled"] else None
 SOURCES = data_sources(config)
 SHARDS = list(range(config["preprocess"]["shards"]))
+# keep_volumes: false (paper preset, frozen encoder): the preprocessing job extracts the window features and only
+# the held-out hospital volumes (qualitative figures) are cached; rule window_features then does not exist.
+KEEP_VOLUMES = config["preprocess"]["keep_volumes"]
 # One conda environment and one Apptainer image per kind of rule: data (ingest, preprocess, text; CPU lock),
 # gpu (window features, training, embedding; GPU lock), report (evaluation, tables, figures; CPU, no torch).
 # The environments are generated from the locks (tools/lock_to_env.py, `make envs`); the images are built from
@@ -29,18 +49,48 @@ MANIFEST = f"{RESULTS}/manifest/manifest.parquet"
 VOLUMES = f"{RESULTS}/manifest/volumes.parquet"
 QC = f"{RESULTS}/qc/qc.parquet"
 QC_SUMMARY = f"{RESULTS}/qc/summary.md"
+TEXT = f"{RESULTS}/text"
 CLAIMS = f"{RESULTS}/tables/claims.md"  # the paper's claims in miniature (rule claims)
 
+# ---- config as params --------------------------------------------------------------------------------------
+# Every rule passes the config keys its script reads as params (only those keys, ctvlp.core.params.select;
+# mappings with sorted keys), never through snakemake.config: Snakemake then reruns exactly the jobs whose keys
+# changed, and the same config with its keys in another order reruns nothing. The privacy section is never a
+# param (params are written to .snakemake/metadata): scripts read the salt from the config object Snakemake
+# hands them (resolve_salt(snakemake.config["privacy"]): privacy.salt or the variable privacy.salt_env names),
+# and the rules that pseudonymize get SALT_ID instead, a keyed fingerprint of the salt (HMAC-SHA256 of a fixed
+# text, 12 hex digits: no more than any pseudonym in the results reveals), so a new salt reruns them.
+try:
+    SALT_ID = hmac.new(resolve_salt(config["privacy"]), b"ctvlp salt fingerprint", "sha256").hexdigest()[:12]
+except SaltError:
+    SALT_ID = None  # the jobs that need the salt stop with SaltError, naming privacy.salt_env
 
-def workflow_file(path):
-    """A config path: absolute as given; relative to the working directory when it exists there (a deployment's
-    own config/), else to the workflow's folder (the shipped config/)."""
-    path = Path(path)
-    if path.is_absolute() or path.exists():
-        return path
-    return WORKFLOW_DIR / path
+# What ctvlp.ingest.IngestSettings reads: series selection, geometry rules, splits and the shard count.
+INGEST_KEYS = [
+    *(
+        f"ingest.{key}"
+        for key in (
+            "axial_tolerance_deg",
+            "tilt_tolerance_deg",
+            "gap_factor",
+            "spacing_tolerance",
+            "min_slices",
+            "prefer_kernels",
+            "prefer_thickness_mm",
+            "allow_series_kinds",
+        )
+    ),
+    "splits",
+    "preprocess.shards",
+]
 
 
+def config_params(*keys, missing_ok=False):
+    """The config keys (dotted) a rule's script reads, as one canonical param value."""
+    return select(config, keys, missing_ok=missing_ok)
+
+
+# ---- data ----------------------------------------------------------------------------------------------------
 def data_ready():
     """Inputs that must exist before data is read: the demo cohort when the demo is on."""
     return [DEMO_DONE] if DEMO_DONE else []
@@ -50,49 +100,43 @@ def hospital_index():
     return [DICOM_INDEX] if "hospital" in SOURCES else []
 
 
-def all_targets():
-    text = [
-        f"{RESULTS}/text/{name}"
-        for name in ("labels.parquet", "prompts.parquet", "snippets.parquet", "mining_stats.md")
-    ]
-    runs = [f"{RESULTS}/runs/{run}/final.json" for run in RUNS]
-    evaluation = [f"{RESULTS}/tables/{name}.md" for name in TABLE_NAMES] + [
-        f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES
-    ]
-    claims = [CLAIMS] if "hospital" in SOURCES and RUNS else []
-    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation + claims
+# RATE question labels (the paper's disease labels) for the prompt loss: only when text.rate.config_dir is set.
+RATE = config["text"].get("rate") or {}
+RATE_DIR = rate_config_dir(config)
+RATE_SOURCES = {name: entry["rate_labels"] for name, entry in SOURCES.items() if (entry or {}).get("rate_labels")}
+RATE_OUTPUTS = (
+    [f"{TEXT}/rate_labels.parquet", f"{TEXT}/rate_prompts.parquet", f"{TEXT}/label_groups.json"] if RATE_DIR else []
+)
 
-
-def run_files(pattern):
-    """One path per ablation run (RUNS comes from train.smk)."""
-    return [pattern.format(run=run) for run in RUNS]
-
-
-def figure_caption(name):
-    """The caption file of a figure: workflow/report/figures/<kind>.rst."""
-    kind = next(
-        k
-        for k in ("per_label_auc", "recall_at_k", "training_curves", "localization_errors", "qualitative")
-        if name.startswith(k)
-    )
-    return f"../report/figures/{kind}.rst"
-
-
-# Window-encoder pretraining and the feature set each run reads (RUNS comes from train.smk).
+# ---- training runs ---------------------------------------------------------------------------------------------
+# One training run per row of the ablation table. Each row must be able to start (its overrides name config
+# keys, its global batch splits over the configured GPUs, a row flipping pretrain.enabled finds the other
+# encoder's volume cache): checked here, before any job, with a ConfigError naming the key and the row.
+RUNS = load_ablations(workflow_file(config["train"]["ablations"]))
+try:
+    TRAIN_PLAN = check_runs(config, RUNS)
+except ConfigError as err:
+    raise ConfigError(f"ctvlp: {err}") from None  # printed as: ConfigError in file .../common.smk: ctvlp: ...
+print(f"ctvlp: train: {TRAIN_PLAN.describe()}", file=sys.stderr)
+# The imported pretrained weights (ctvlp import-weights): a re-import reruns features and training.
+WEIGHTS = [f"{config['model']['weights_dir']}/manifest.json"] if config["model"].get("weights_dir") else []
+# Window-encoder pretraining writes here (ctvlp.models.window_encoder.PRETRAINED_FILE under results/; written out
+# so that parsing imports no torch, and tested to agree).
 PRETRAIN = bool((config.get("pretrain") or {}).get("enabled", False))
-PRETRAINED = f"{RESULTS}/{PRETRAINED_FILE}"
+PRETRAINED = f"{RESULTS}/pretrain/window_encoder.safetensors"
 # A run whose `pretrain.enabled` differs from the config's reads features of the other encoder.
 OTHER_FEATURES = "features_random" if PRETRAIN else "features_pretrained"
 
 
+def run_files(pattern):
+    """One path per ablation run."""
+    return [pattern.format(run=run) for run in RUNS]
+
+
 def feature_set(run):
-    """features (the configured encoder) or the other encoder's set, for one ablation run."""
+    """features (the configured encoder) or the other encoder's set, for one ablation run (check_runs made sure
+    the other set can be made)."""
     flag = bool(apply_overrides(config, RUNS[run])["pretrain"]["enabled"]) if run in RUNS else PRETRAIN
-    if flag != PRETRAIN and not config["preprocess"]["keep_volumes"]:
-        sys.exit(
-            f"ctvlp: ablation run '{run}' sets pretrain.enabled: {flag}, which needs the other encoder's "
-            "features from the volume cache, but preprocess.keep_volumes is false"
-        )
     return "features" if flag == PRETRAIN else OTHER_FEATURES
 
 
@@ -106,3 +150,57 @@ def feature_dir(wc):
 
 def uses_pretrained(fset):
     return fset == "features_pretrained" or (fset == "features" and PRETRAIN)
+
+
+def train_config(wc):
+    """The run's effective config (its row's overrides applied), only the keys training reads
+    (ctvlp.train.launch.run_config): a changed key reruns the rows it changes, not the others."""
+    return run_config(config, RUNS[wc.run])
+
+
+# ---- evaluation ----------------------------------------------------------------------------------------------
+EVAL = config["evaluate"]
+REFERENCE = EVAL["reference_run"] if EVAL["reference_run"] in RUNS else next(iter(RUNS), "none")
+EVAL_SETS = [name for name in ("hospital", "ct_rate", "rad_chestct") if name in SOURCES]
+HAS_HOSPITAL = "hospital" in SOURCES
+# paper_* tables: the paper's protocol (RadFinder's definitions), written whatever evaluate.protocol says
+PAPER_TABLES = [
+    "paper_results",
+    "paper_retrieval",
+    "paper_zero_shot",
+    "paper_v2v",
+    "paper_merlin",
+    "paper_localization",
+]
+TABLE_NAMES = (
+    ["main_results", "ablations"]
+    + (["localization"] if HAS_HOSPITAL else [])
+    + [f"per_label_auc_{name}" for name in EVAL_SETS]
+    + PAPER_TABLES
+)
+FIGURE_NAMES = (
+    [f"per_label_auc_{name}" for name in EVAL_SETS]
+    + [f"recall_at_k_{name}_t2i_scans" for name in EVAL_SETS if name != "rad_chestct"]
+    + ["training_curves"]
+    + (["localization_errors", "qualitative"] if HAS_HOSPITAL else [])
+)
+
+
+def figure_caption(name):
+    """The caption file of a figure: workflow/report/figures/<kind>.rst."""
+    kind = next(
+        k
+        for k in ("per_label_auc", "recall_at_k", "training_curves", "localization_errors", "qualitative")
+        if name.startswith(k)
+    )
+    return f"../report/figures/{kind}.rst"
+
+
+def all_targets():
+    text = [f"{TEXT}/{name}" for name in ("labels.parquet", "prompts.parquet", "snippets.parquet", "mining_stats.md")]
+    runs = run_files(f"{RESULTS}/runs/{{run}}/final.json")
+    evaluation = [f"{RESULTS}/tables/{name}.md" for name in TABLE_NAMES] + [
+        f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES
+    ]
+    claims = [CLAIMS] if HAS_HOSPITAL and RUNS else []
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation + claims

@@ -15,6 +15,6 @@ if DEMO["enabled"]:
         threads: 2
         params:
             root=lambda wildcards, output: str(Path(output[0]).parents[1]),  # <root>/ground_truth/cohort.json
-            settings=DEMO,
+            settings=canonical(DEMO),
         script:
             "../scripts/demo_cohort.py"

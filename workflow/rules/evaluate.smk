@@ -1,6 +1,5 @@
-# Evaluation of every run, the ablation comparison, tables, figures (results only) and the HTML report.
-EVAL = config["evaluate"]
-REFERENCE = EVAL["reference_run"] if EVAL["reference_run"] in RUNS else next(iter(RUNS), "none")
+# Evaluation of every run, the ablation comparison, tables, figures (results only) and the HTML report
+# (REFERENCE, TABLE_NAMES, FIGURE_NAMES in common.smk).
 
 
 rule embed:
@@ -49,6 +48,7 @@ rule evaluate:
     container:
         CONTAINERS["report"]
     params:
+        cfg=config_params("seed", "evaluate.bootstrap_resamples", "evaluate.ci", "evaluate.paper"),
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     script:
         "../scripts/evaluate.py"
@@ -67,36 +67,12 @@ rule compare:
     container:
         CONTAINERS["report"]
     params:
+        cfg=config_params("seed", "evaluate.bootstrap_resamples", "evaluate.ci"),
         runs=list(RUNS),
         reference=REFERENCE,
         run_dirs=run_files(f"{RESULTS}/runs/{{run}}"),
     script:
         "../scripts/compare.py"
-
-
-EVAL_SETS = [name for name in ("hospital", "ct_rate", "rad_chestct") if name in SOURCES]
-HAS_HOSPITAL = "hospital" in SOURCES
-# paper_* tables: the paper's protocol (RadFinder's definitions), written whatever evaluate.protocol says
-PAPER_TABLES = [
-    "paper_results",
-    "paper_retrieval",
-    "paper_zero_shot",
-    "paper_v2v",
-    "paper_merlin",
-    "paper_localization",
-]
-TABLE_NAMES = (
-    ["main_results", "ablations"]
-    + (["localization"] if HAS_HOSPITAL else [])
-    + [f"per_label_auc_{name}" for name in EVAL_SETS]
-    + PAPER_TABLES
-)
-FIGURE_NAMES = (
-    [f"per_label_auc_{name}" for name in EVAL_SETS]
-    + [f"recall_at_k_{name}_t2i_scans" for name in EVAL_SETS if name != "rad_chestct"]
-    + ["training_curves"]
-    + (["localization_errors", "qualitative"] if HAS_HOSPITAL else [])
-)
 
 
 rule tables:
@@ -113,6 +89,7 @@ rule tables:
     container:
         CONTAINERS["report"]
     params:
+        cfg=config_params("evaluate.prompt_set", "evaluate.ci", "evaluate.bootstrap_resamples", "evaluate.protocol"),
         runs=list(RUNS),
         reference=REFERENCE,
         names=TABLE_NAMES,
@@ -133,6 +110,7 @@ rule claims:
     container:
         CONTAINERS["report"]
     params:
+        cfg=config_params("evaluate.prompt_set"),
         runs=list(RUNS),
         reference=REFERENCE,
     script:
@@ -159,6 +137,7 @@ rule figures:
     container:
         CONTAINERS["report"]
     params:
+        cfg=config_params("evaluate.prompt_set", "evaluate.qualitative_examples"),
         runs=list(RUNS),
         reference=REFERENCE,
         names=FIGURE_NAMES,

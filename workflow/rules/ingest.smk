@@ -29,6 +29,7 @@ rule dicom_index_part:
         buckets=config["ingest"]["index_buckets"],
         file_list=config["ingest"]["file_list"],
         state=f"{RESULTS}/ingest/index_state" if config["ingest"]["incremental"] else None,
+        salt=SALT_ID,
     script:
         "../scripts/dicom_index.py"
 
@@ -71,6 +72,8 @@ rule manifest:
         mem_mb=lambda wc, attempt: 6000 * attempt,  # one index bucket at a time, plus the series table
         runtime=lambda wc, attempt: 120 * attempt,
     params:
-        sources=SOURCES,
+        sources=canonical(SOURCES),
+        cfg=config_params(*INGEST_KEYS),
+        salt=SALT_ID,
     script:
         "../scripts/manifest.py"

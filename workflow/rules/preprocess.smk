@@ -1,11 +1,6 @@
 # Preprocessing in shards: RAS, resample, clip/scale, crop/pad; cached float16 volumes.
 
 
-# keep_volumes: false (paper preset, frozen encoder): the same job extracts the window features and only the
-# held-out hospital volumes (qualitative figures) are cached; window_features (train.smk) then does not exist.
-KEEP_VOLUMES = config["preprocess"]["keep_volumes"]
-
-
 # A GPU job then, so it has its own name (preprocess_features): the Slurm profile sends it to the GPU partition
 # with --gpus/--cpus-per-gpu, while `preprocess` (keep_volumes: true) stays a CPU job.
 rule preprocess:
@@ -31,7 +26,14 @@ rule preprocess:
         runtime=lambda wc, attempt: (240 if KEEP_VOLUMES else 720) * attempt,
         gpu=0 if KEEP_VOLUMES else config["compute"]["features_gpus"],
     params:
-        sources=SOURCES,
+        sources=canonical(SOURCES),
+        # geometry rules, the index's buckets, the preprocessing; the window encoder when it extracts features
+        cfg=config_params(
+            *INGEST_KEYS,
+            "ingest.index_buckets",
+            "preprocess",
+            *([] if KEEP_VOLUMES else ["seed", "model.window_encoder", "model.weights_dir"]),
+        ),
         cache_dir=f"{RESULTS}/cache/volumes",
         feature_dir=f"{RESULTS}/features/volumes",
     script:

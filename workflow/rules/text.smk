@@ -1,5 +1,4 @@
-# Report text: sections, labels, prompts (rule report_text) and snippet mining (rule mine_snippets).
-TEXT = f"{RESULTS}/text"
+# Report text: sections, labels, prompts (rule report_text), snippet mining (rule mine_snippets) and RATE labels.
 
 
 rule report_text:
@@ -19,7 +18,11 @@ rule report_text:
     container:
         CONTAINERS["data"]
     params:
-        sources=SOURCES,
+        sources=canonical(SOURCES),
+        # text.llm only when the labeler or the translation asks the LLM (ctvlp.text.stage.needs_llm)
+        cfg=config_params(*(f"text.{key}" for key in TEXT_KEYS if key != "llm" or needs_llm(config["text"]))),
+        llm_cache=f"{TEXT}/llm_cache",  # unless text.llm.cache_dir says otherwise
+        salt=SALT_ID,
     script:
         "../scripts/report_text.py"
 
@@ -47,15 +50,6 @@ rule mine_snippets:
         "../scripts/mine_snippets.py"
 
 
-# RATE question labels (the paper's disease labels) for the prompt loss: only when text.rate.config_dir is set.
-RATE = config["text"].get("rate") or {}
-RATE_DIR = rate_config_dir(config)
-RATE_SOURCES = {name: entry["rate_labels"] for name, entry in SOURCES.items() if (entry or {}).get("rate_labels")}
-RATE_OUTPUTS = (
-    [f"{TEXT}/rate_labels.parquet", f"{TEXT}/rate_prompts.parquet", f"{TEXT}/label_groups.json"] if RATE_DIR else []
-)
-
-
 rule rate_labels:
     input:
         data_ready(),
@@ -72,8 +66,9 @@ rule rate_labels:
     container:
         CONTAINERS["data"]
     params:
-        folders=RATE_SOURCES,
+        folders=canonical(RATE_SOURCES),
         config_dir=RATE_DIR,
-        weights=RATE.get("group_weights") or {},
+        weights=canonical(RATE.get("group_weights") or {}),
+        salt=SALT_ID,
     script:
         "../scripts/rate_labels.py"

@@ -1,21 +1,5 @@
 # Window-encoder pretraining (optional), window features (frozen encoder, once per encoder) and one
-# training run per row of the ablation table.
-from ctvlp.core.config import ConfigError
-from ctvlp.train.ablations import apply_overrides, load_ablations, schedule_priority
-from ctvlp.train.plan import BatchPlan
-
-FEATURES = f"{RESULTS}/features"
-RUNS = load_ablations(workflow_file(config["train"]["ablations"]))
-# The imported pretrained weights (ctvlp import-weights): a re-import reruns features and training.
-WEIGHTS = [f"{config['model']['weights_dir']}/manifest.json"] if config["model"].get("weights_dir") else []
-try:  # each run's global batch must split over its processes: stop before any job, naming the key
-    for _run, _overrides in RUNS.items():
-        BatchPlan.check(apply_overrides(config, _overrides), max(int(config["compute"]["train_gpus"]), 1))
-except (ConfigError, KeyError) as err:
-    sys.exit(f"ctvlp: {err} (run {_run})")
-print(
-    f"ctvlp: train: {BatchPlan.check(config, max(int(config['compute']['train_gpus']), 1)).describe()}", file=sys.stderr
-)
+# training run per row of the ablation table (RUNS, checked in common.smk).
 
 
 rule pretrain_window_encoder:
@@ -35,6 +19,14 @@ rule pretrain_window_encoder:
     resources:
         gpu=config["compute"]["features_gpus"],
     params:
+        cfg=config_params(
+            "seed",
+            "pretrain",
+            "model.window_encoder",
+            "model.weights_dir",
+            "preprocess.window_voxels",
+            "train.datasets",
+        ),
         cache_dir=f"{RESULTS}/cache/volumes",
         run_dir=lambda wc, output: str(Path(output.weights).parent),  # checkpoints/, loss.tsv: a killed job resumes
     script:
@@ -65,6 +57,7 @@ if KEEP_VOLUMES:
         resources:
             gpu=config["compute"]["features_gpus"],
         params:
+            cfg=config_params("seed", "model.window_encoder", "model.weights_dir", "preprocess.window_voxels"),
             cache_dir=f"{RESULTS}/cache/volumes",
             feature_dir=lambda wc: f"{RESULTS}/{wc.fset}/volumes",
             pretrained=lambda wc: PRETRAINED if uses_pretrained(wc.fset) else None,
@@ -98,7 +91,7 @@ rule train:
     resources:
         gpu=config["compute"]["train_gpus"],
     params:
-        overrides=lambda wc: RUNS[wc.run],
+        cfg=train_config,
         feature_dir=feature_dir,
         cache_dir=f"{RESULTS}/cache/volumes",  # read instead of the features when the window encoder trains
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",

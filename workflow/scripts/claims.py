@@ -8,6 +8,6 @@ with logged(snakemake.log[0]) as log:
     ref = snakemake.params.reference
     metrics = snakemake.input.metrics[list(snakemake.params.runs).index(ref)]
     text = claims_markdown(Path(snakemake.input.comparisons), Path(metrics), ref,
-                           snakemake.config["evaluate"]["prompt_set"])
+                           snakemake.params.cfg["evaluate"]["prompt_set"])
     Path(snakemake.output[0]).write_text(text)
     log.info("claims:\n%s", text)

@@ -8,7 +8,7 @@ from ctvlp.core.logs import logged
 from ctvlp.core.runs import load_run_config
 
 with logged(snakemake.log[0]) as log:
-    cfg = snakemake.config["evaluate"]
+    cfg = snakemake.params.cfg["evaluate"]
     runs, ref = list(snakemake.params.runs), snakemake.params.reference
     tables = {}
     for run, npz, meta in zip(runs, snakemake.input.npz, snakemake.input.meta):
@@ -18,7 +18,7 @@ with logged(snakemake.log[0]) as log:
     for run in runs:
         if run != ref and "hospital" in tables[run] and "hospital" in tables[ref]:
             out[run] = compare(tables[run]["hospital"], tables[ref]["hospital"], bin_mm, cfg["bootstrap_resamples"],
-                               snakemake.config["seed"], cfg["ci"])
+                               snakemake.params.cfg["seed"], cfg["ci"])
     Path(snakemake.output[0]).write_text(json.dumps({"reference": ref, "set": "hospital", "runs": out}, indent=1,
                                                     default=float))
     log.info("compared %s against %s", [r for r in runs if r != ref], ref)

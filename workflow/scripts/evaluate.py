@@ -11,11 +11,11 @@ from ctvlp.core.logs import logged
 from ctvlp.core.runs import load_run_config
 
 with logged(snakemake.log[0]) as log:
-    cfg = snakemake.config["evaluate"]
+    cfg = snakemake.params.cfg["evaluate"]
     sets = load_embeddings(Path(snakemake.input.npz), Path(snakemake.input.meta))
     volumes = pd.read_parquet(snakemake.input.volumes, columns=["volume_id", "source"])
     run_config = load_run_config(snakemake.params.run_dir)
-    metrics = evaluate_sets(sets, bin_mm_of(run_config), cfg["bootstrap_resamples"], snakemake.config["seed"],
+    metrics = evaluate_sets(sets, bin_mm_of(run_config), cfg["bootstrap_resamples"], snakemake.params.cfg["seed"],
                             cfg["ci"], run_config["train"]["prompt_scale"],
                             sources=dict(zip(volumes.volume_id, volumes.source)),
                             paper=PaperSettings.from_config(cfg))

@@ -11,7 +11,7 @@ from ctvlp.core.logs import logged
 from ctvlp.core.runs import load_run_config
 
 with logged(snakemake.log[0]) as log:
-    cfg = snakemake.config["evaluate"]
+    cfg = snakemake.params.cfg["evaluate"]
     runs, names = list(snakemake.params.runs), set(snakemake.params.names)
     out = Path(snakemake.output.png[0]).parent
     metrics = {run: json.loads(Path(p).read_text()) for run, p in zip(runs, snakemake.input.metrics)}

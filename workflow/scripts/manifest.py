@@ -11,7 +11,7 @@ with logged(snakemake.log[0]) as log:
     index = index_store.iter_buckets(index_store.dataset_dir(summary), index_store.CLASSIFY_COLUMNS) if summary else None
     manifest, series, qc, inputs = ingest(dict(snakemake.params.sources), index,
                                           resolve_salt(snakemake.config["privacy"]),
-                                          IngestSettings.from_config(snakemake.config),
+                                          IngestSettings.from_config(snakemake.params.cfg),
                                           files_walked=index_store.files_walked(summary) if summary else None)
     manifest.to_parquet(snakemake.output.manifest, index=False)
     series.to_parquet(snakemake.output.series, index=False)

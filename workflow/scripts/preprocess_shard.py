@@ -10,15 +10,16 @@ from ctvlp.preprocess.shard import keeps_for_figures, process_shard, shard_index
 from ctvlp.preprocess.transform import PreprocessSpec
 
 with logged(snakemake.log[0]) as log:
+    cfg = snakemake.params.cfg  # the ingest geometry, the index buckets, preprocess (+ window encoder when inline)
     shard = int(snakemake.wildcards.shard)
     manifest = pd.read_parquet(snakemake.input.manifest, filters=[("shard", "==", shard)])  # this shard's rows
     index = shard_index(manifest, index_store.dataset_dir(snakemake.input.index[0]),
-                        snakemake.config["ingest"]["index_buckets"]) if snakemake.input.index else None
-    inline = None if snakemake.config["preprocess"]["keep_volumes"] else InlineFeatures.from_config(
-        snakemake.config, snakemake.params.feature_dir, snakemake.resources.get("tmpdir"))
+                        cfg["ingest"]["index_buckets"]) if snakemake.input.index else None
+    inline = None if cfg["preprocess"]["keep_volumes"] else InlineFeatures.from_config(
+        cfg, snakemake.params.feature_dir, snakemake.resources.get("tmpdir"))
     results = process_shard(manifest, shard, dict(snakemake.params.sources), index,
-                            PreprocessSpec.from_config(snakemake.config["preprocess"]),
-                            snakemake.params.cache_dir, IngestSettings.from_config(snakemake.config).geometry,
+                            PreprocessSpec.from_config(cfg["preprocess"]),
+                            snakemake.params.cache_dir, IngestSettings.from_config(cfg).geometry,
                             consume=inline, keep=None if inline is None else keeps_for_figures)
     results.to_parquet(snakemake.output.shard, index=False)
     if inline is not None:

@@ -12,10 +12,11 @@ from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 from ctvlp.features.cache import cache_file
 
 with logged(snakemake.log[0]) as log:
+    cfg = snakemake.params.cfg  # seed, model.window_encoder, model.weights_dir, preprocess.window_voxels
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    (log.info if snakemake.config["model"].get("weights_dir") else log.warning)(weights_provenance(snakemake.config))
-    spec = replace(WindowEncoderSpec.from_config(snakemake.config), pretrained=snakemake.params.pretrained)
-    model = build_window_encoder(spec, snakemake.config["seed"]).to(device)
+    (log.info if cfg["model"].get("weights_dir") else log.warning)(weights_provenance(cfg))
+    spec = replace(WindowEncoderSpec.from_config(cfg), pretrained=snakemake.params.pretrained)
+    model = build_window_encoder(spec, cfg["seed"]).to(device)
     log.info("window encoder: %s", spec.pretrained or spec.weights_dir or "random init")
     shard = pd.read_parquet(snakemake.input.cache)
     rows = []
