@@ -17,9 +17,9 @@ import torch.distributed as dist
 
 from ctvlp.core.compute import resolve_device
 from ctvlp.features.window import LiveFeatures
+from ctvlp.inference.embedding import evaluate_samples
 from ctvlp.models.window_encoder import WindowEncoderSpec
 from ctvlp.train.data import FeatureSet, build_samples
-from ctvlp.inference.embedding import evaluate_samples
 from ctvlp.train.prompt_set import PromptSet, prompt_lists
 from ctvlp.train.settings import Section, TrainSettings
 from ctvlp.train.trainer import Trainer
