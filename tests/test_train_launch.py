@@ -113,3 +113,26 @@ def test_launch_on_several_gpus_starts_torchrun_and_reads_its_final_json(tmp_pat
     assert kwargs["check"] and kwargs["env"]["OMP_NUM_THREADS"] == "2"
     assert json.loads((tmp_path / "run" / "inputs.json").read_text()) == {"volumes": "v.parquet"}
     assert json.loads((tmp_path / "run" / "run_config.json").read_text()) == config
+
+
+def test_checkpoints_of_another_config_are_set_aside_and_a_killed_run_of_the_same_resumes(tmp_path, torch_threads):
+    config = run_config(base(), {})
+    run = tmp_path / "run"
+    resumed = []
+
+    def train(cfg, run_dir, inputs, gpus):
+        resumed.append((run_dir / "checkpoints" / "latest.json").is_file())
+        (run_dir / "checkpoints" / "latest.json").write_text("{}")  # a checkpoint, as the trainer writes one
+        return {"prompt_scale": 9.0}
+
+    launch(config, run, {}, train=train)  # a first run: nothing to resume
+    launch(reordered(config), run, {}, train=train)  # the same config: resumes
+    assert resumed == [False, True] and not list(run.glob("checkpoints.stale-*"))
+    launch(run_config(base(), {"train.lr": 0.5}), run, {}, train=train)  # another config: fresh, the old kept aside
+    (run / "config.json").write_text(json.dumps(config))  # config.json rewritten by an older version, then a crash:
+    launch(config, run, {}, train=train)  # the checkpoints' own record decides
+    assert resumed == [False, True, False, False]
+    assert sorted(p.name for p in run.glob("checkpoints.stale-*")) == ["checkpoints.stale-1", "checkpoints.stale-2"]
+    (run / "checkpoints" / "config.json").unlink()  # checkpoints that do not say what they were trained with
+    launch(config, run, {}, train=train)
+    assert resumed[-1] is False and (run / "checkpoints.stale-3" / "latest.json").is_file()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TEST_ABLATIONS, run_configfiles, run_snakemake, write_config
+from conftest import REPO, TEST_ABLATIONS, TEST_CONFIG, run_configfiles, run_snakemake, write_config
 from ctvlp.core.params import canonical, select
 from paper_roots import fake_paper_roots
 
@@ -134,7 +134,9 @@ def _workflow_copy(path: Path, config: dict) -> Path:
 @pytest.mark.workflow
 def test_reruns_follow_the_keys_each_rule_reads(test_run, tmp_path):
     work = test_run
-    files = run_configfiles(work)
+    snapshot = tmp_path / "test_config.yaml"  # every case reads the same test config, even if it is edited meanwhile
+    shutil.copy(TEST_CONFIG, snapshot)
+    files = [str(snapshot) if f == str(TEST_CONFIG) else f for f in run_configfiles(work)]
 
     def changed(name: str, overrides: dict) -> list[str]:
         return [*files, str(write_config(tmp_path / f"{name}.yaml", overrides))]
