@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make demo` runs the whole workflow on the demo cohort,
 # `make test` runs the test suite. Both create .venv and install the lock file first.
+# Further suites: `make test-demo` (the demo's quality, on make demo's outputs), `make test-cluster` (Slurm,
+# Apptainer, environment builds), `make bench-smoke` (every benchmark at toy size). .ci/run runs them all.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,8 +9,8 @@ STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc)
 SNAKEMAKE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/snakemake
 
-.PHONY: install demo test lint clean lock bench envs slurm-profile reliability container-data container-gpu \
-	container-report
+.PHONY: install demo test test-demo test-cluster lint clean lock bench bench-smoke envs slurm-profile reliability \
+	container-data container-gpu container-report
 
 install: $(STAMP)
 
@@ -23,8 +25,21 @@ demo: install
 	$(SNAKEMAKE) --configfile config/config.yaml --report results/report.html
 	@$(BIN)/python -m ctvlp.evaluate.outputs_summary results
 
+# Unit tests, the .test workflow run (.test/config: every rule once, on a small cohort with the fault corpus) and
+# dry runs; the cluster and demo tests are deselected (pyproject's addopts). PYTEST_ARGS="-m 'not slow'" for the
+# quick unit tests alone.
 test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -rs $(PYTEST_ARGS)
+
+# The demo's quality checks (AUC levels, claims, localization accuracy, the cohort at full size) on the outputs
+# of `make demo` in this folder (or CTVLP_DEMO_DIR=folder of a demo run).
+test-demo: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -rs -m demo tests/demo $(PYTEST_ARGS)
+
+# Slurm + Apptainer (as root on Debian with CTVLP_SLURM_TEST=1, as .ci/run sets it; skipped otherwise), the rule
+# environments built from the locks, the GPU lock resolved on PyPI.
+test-cluster: install
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -rs -m cluster $(PYTEST_ARGS)
 
 # The reliability suite alone, printing its figures (fault kinds, quarantined, lost, resume, PHI, determinism).
 reliability: install
@@ -37,6 +52,10 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# Every benchmark at toy size (minutes): they run, so none can rot; their numbers mean nothing.
+bench-smoke: install
+	$(BIN)/python benchmarks/run_all.py --smoke
 
 # Install profiles/slurm as ~/.config/snakemake/slurm with the site's values, e.g.
 #   make slurm-profile CPU_PARTITION=cpu GPU_PARTITION=gpu ACCOUNT=mylab GPU_MODEL=a100

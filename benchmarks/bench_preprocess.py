@@ -1,5 +1,5 @@
 """Preprocessing benchmarks (issue: ingestion). Run on demand: `make bench` or
-`python benchmarks/bench_preprocess.py [--volumes N] [--slices N]`.
+`python benchmarks/bench_preprocess.py [--volumes N] [--slices N] [--matrix N] [--dry-volumes N]`.
 
 Prints, measured in the same run on the same files:
   1. ctvlp.preprocess vs a plain MONAI dictionary chain (LoadImaged, EnsureChannelFirstd, Orientationd,
@@ -38,19 +38,21 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = PreprocessSpec((0.75, 0.75, 3.0), (-1000.0, 1000.0), (128, 128, 32))  # the paper preset
 
 
-def make_volume(path: Path, seed: int, slices: int) -> None:
-    """A 512 x 512 x slices phantom chest at 0.7 x 0.7 x 1 mm, written slab by slab (bounded memory)."""
+def make_volume(path: Path, seed: int, slices: int, matrix: int = 512) -> None:
+    """A matrix x matrix x slices phantom chest over the same 358 mm field (0.7 x 0.7 x 1 mm at 512), written
+    slab by slab (bounded memory). A smaller matrix is the smoke run's toy size (`run_all.py --smoke`)."""
     rng = np.random.default_rng(seed)
     anatomy = sample_anatomy(rng)
     phantom = Phantom(anatomy, sample_lesions(rng, anatomy, 0.5))
-    xs = -179.0 + 0.7 * np.arange(512)
+    step = 0.7 * 512 / matrix
+    xs = -179.0 + step * np.arange(matrix)
     z0 = anatomy.z_apex + 10 - slices * 1.0
-    out = np.empty((512, 512, slices), dtype=np.int16)
+    out = np.empty((matrix, matrix, slices), dtype=np.int16)
     yy, xx = np.meshgrid(xs, xs, indexing="xy")
     for k in range(slices):
         hu = phantom.render(xx.T, yy.T, np.full(xx.shape, z0 + k)) + rng.normal(0, 12, xx.shape)
         out[:, :, k] = np.clip(hu, -1024, 3071)
-    lps = np.diag([0.7, 0.7, 1.0, 1.0])
+    lps = np.diag([step, step, 1.0, 1.0])
     lps[:3, 3] = [xs[0], xs[0], z0]
     nib.save(nib.Nifti1Image(out, LPS_TO_RAS @ lps), path)
 
@@ -116,15 +118,12 @@ def bench_preprocess(paths: list[Path], cache: Path) -> dict:
 
 
 def bench_dryrun(work: Path, n_volumes: int = 100_000) -> float:
-    """`snakemake -n` with the paper preset over a synthetic manifest of n volumes (fake data roots)."""
-    for name in ("dicom", "ctrate", "rad"):
-        (work / name).mkdir(parents=True, exist_ok=True)
-    (work / "reports.csv").write_text("AccessionNumber,ReportText\n")
-    cfg = {"results": str(work / "results"), "logs": str(work / "logs"),
-           "data": {"hospital": {"dicom_root": str(work / "dicom"), "reports_csv": str(work / "reports.csv")},
-                    "ct_rate": {"root": str(work / "ctrate"), "release": "fixed"},
-                    "rad_chestct": {"root": str(work / "rad")}}}
-    (work / "roots.yaml").write_text(yaml.safe_dump(cfg))
+    """`snakemake -n` with the paper preset over a synthetic manifest of n volumes (the empty data roots and the
+    weights manifest the preset requires come from tests/paper_roots.py, as the pytest dry runs use them)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from paper_roots import fake_paper_roots
+
+    (work / "roots.yaml").write_text(yaml.safe_dump(fake_paper_roots(work)))
     manifest = pd.DataFrame({"volume_id": [f"V{i:016x}" for i in range(n_volumes)], "split": "train",
                              "dataset": "ct_rate", "shard": np.arange(n_volumes) % 256})
     (work / "results" / "manifest").mkdir(parents=True, exist_ok=True)
@@ -133,7 +132,9 @@ def bench_dryrun(work: Path, n_volumes: int = 100_000) -> float:
     cmd = [str(snakemake), "-s", str(REPO / "Snakefile"), "-d", str(work), "-n", "--quiet", "--cores", "1",
            "--configfile", str(REPO / "config/config.yaml"), str(REPO / "config/paper.yaml"), str(work / "roots.yaml")]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"snakemake -n failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return time.perf_counter() - start
 
 
@@ -141,17 +142,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", type=int, default=3)
     parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--matrix", type=int, default=512, help="in-plane voxels of each volume")
+    parser.add_argument("--dry-volumes", type=int, default=100_000, help="volumes of the dry run's manifest")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = []
         for i in range(args.volumes):
             path = tmp / f"vol{i}.nii.gz"
-            make_volume(path, i, args.slices)
+            make_volume(path, i, args.slices, args.matrix)
             paths.append(path)
         r = bench_preprocess(paths, tmp / "cache")
-        dry = bench_dryrun(tmp / "dry")
-    print(f"volumes: {args.volumes} x 512x512x{args.slices} (.nii.gz), paper spacing {SPEC.spacing_mm} mm")
+        dry = bench_dryrun(tmp / "dry", args.dry_volumes)
+    print(f"volumes: {args.volumes} x {args.matrix}x{args.matrix}x{args.slices} (.nii.gz), paper spacing {SPEC.spacing_mm} mm")
     print(f"decode only           {r['decode_s']:8.2f} s")
     print(f"decode + preprocess   {r['ours_s']:8.2f} s   ({r['ours_s'] / r['decode_s']:.2f}x decode; target <= 1.3x)")
     print(f"MONAI dict chain      {r['monai_s']:8.2f} s   (ctvlp is {r['monai_s'] / r['ours_s']:.2f}x faster; "
@@ -162,7 +165,7 @@ def main() -> None:
     per = r["cache_bytes"]
     print(f"cache: {per / 2**20:.1f} MiB per volume (float16, {args.slices} source slices at paper spacing), "
           f"{per * 1e5 / 2**40:.2f} TiB for 100k volumes")
-    print(f"snakemake -n, 100,000-volume manifest, paper preset: {dry:.1f} s (target <= 30 s)")
+    print(f"snakemake -n, {args.dry_volumes:,}-volume manifest, paper preset: {dry:.1f} s (target <= 30 s)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Scale benchmark: the ingest steps on a synthetic index of a 10 M instance / 100k series export.
 
-`python benchmarks/bench_scale.py [--instances 10000000] [--series 100000] [--small 1000000]`
+`python benchmarks/bench_scale.py [--instances 10000000] [--series 100000] [--small 1000000] [--header-slices 150]`
 
 Writes (headers only, realistic column widths: 17-character salted keys, kernels, image types, geometry)
 a partitioned index of ``--instances`` rows as the ``dicom_index_part`` jobs would (``--parts`` parts x
@@ -139,7 +139,7 @@ def run_step(step: str, root: Path, buckets: int) -> dict:
     return info
 
 
-def header_throughput(folder: Path) -> float:
+def header_throughput(folder: Path, slices: int = 150, matrix: int = 512) -> float:
     from ctvlp.demo.dicom_writer import SeriesSpec, StudyInfo, write_series
     from ctvlp.demo.findings import sample_anatomy
     from ctvlp.demo.phantom import Phantom
@@ -148,7 +148,8 @@ def header_throughput(folder: Path) -> float:
     rng = np.random.default_rng(0)
     study = StudyInfo("Bench^Pat", "B0", "19700101", "F", "050Y", "ACC", "20200101", "I", "D", "1.2.9", "1.2.9.1", "X")
     for n in range(4):
-        write_series(Phantom(sample_anatomy(rng)), study, SeriesSpec(n + 2, "Thorax", "B31f", 1.0, 150, 60.0, 512, 0.7),
+        write_series(Phantom(sample_anatomy(rng)), study, SeriesSpec(n + 2, "Thorax", "B31f", 1.0, slices, 60.0, matrix,
+                                                                     0.7 * 512 / matrix),
                      folder / f"SE{n}", rng, 0.0, f"bench{n}")
     files = list_files(folder)
     t0 = time.perf_counter()
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1_000_000, help="instances of the small index (linearity)")
     parser.add_argument("--parts", type=int, default=64)
     parser.add_argument("--buckets", type=int, default=64)
+    parser.add_argument("--header-slices", type=int, default=150, help="slices of each of the 4 header-read series")
+    parser.add_argument("--header-matrix", type=int, default=512, help="in-plane pixels of those slices")
     parser.add_argument("--step", choices=STEPS)
     parser.add_argument("--root")
     args = parser.parse_args()
@@ -192,8 +195,9 @@ def main() -> None:
             print(f"| {step} | {a['peak_rss_gb']:.2f} GB | {b['peak_rss_gb']:.2f} GB | "
                   f"{b['peak_rss_gb'] / a['peak_rss_gb']:.2f}x | {a['seconds']:.1f} s | {b['seconds']:.1f} s |")
         print(f"(index {args.instances / args.small:.0f}x larger; target: every step <= 8 GB)")
-        rate = header_throughput(Path(tmp) / "dicom")
-        print(f"header reading: {rate:.0f} files/s on one core (512 x 512 CT slices written by the demo writer)")
+        rate = header_throughput(Path(tmp) / "dicom", args.header_slices, args.header_matrix)
+        print(f"header reading: {rate:.0f} files/s on one core ({args.header_matrix} x {args.header_matrix} CT slices "
+              "written by the demo writer)")
 
 
 if __name__ == "__main__":

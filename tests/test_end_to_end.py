@@ -1,5 +1,6 @@
-"""The demo workflow's training, evaluation, tables, figures, report and the ``ctvlp`` command line,
-all read from the one session-wide real Snakemake run (``demo_run``)."""
+"""The workflow's training, evaluation, tables, figures, report and the ``ctvlp`` command line, all read from
+the one session-wide real Snakemake run of the test configuration (``test_run``, .test/config). The demo's
+quality at its full size (targets, the claims' verdicts, localization accuracy) is tests/demo/'s."""
 
 from __future__ import annotations
 
@@ -17,87 +18,69 @@ from safetensors.numpy import load_file
 from ctvlp.core.metrics import zero_shot_probabilities
 from ctvlp.evaluate.tables import fmt
 from ctvlp.train.ablations import load_ablations
-from conftest import REPO, run_snakemake
+from conftest import REPO, TEST_ABLATIONS, run_configfiles, run_snakemake
 
-RUNS = tuple(load_ablations(REPO / "config/ablations.tsv"))
+ABLATIONS = load_ablations(TEST_ABLATIONS)
+RUNS = tuple(ABLATIONS)
+NO_LOCALIZATION = next(run for run, o in ABLATIONS.items() if o.get("train.weights.localization") == 0.0)
 CTVLP = [sys.executable, "-m", "ctvlp.cli"]
 
 
-def metrics(demo_run: Path, run: str) -> dict:
-    return json.loads((demo_run / "results" / "runs" / run / "metrics.json").read_text())
+def metrics(test_run: Path, run: str) -> dict:
+    return json.loads((test_run / "results" / "runs" / run / "metrics.json").read_text())
 
 
-def test_every_ablation_row_trained_with_checkpoints_logs_and_dev_metrics(demo_run):
+def test_every_rule_of_the_demo_ran_in_the_test_run(test_run, tmp_path):
+    """The test configuration is the demo's workflow in miniature: the demo's rules (snakemake --list-rules with
+    config/config.yaml) are the test config's, and each of them ran in the session's run (its Snakemake logs)."""
+    def rules(*configfiles: str) -> set[str]:
+        proc = run_snakemake(tmp_path, "--list-rules", "--configfile", *configfiles)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return {line.strip() for line in proc.stdout.splitlines() if re.fullmatch(r"\w+", line.strip())}
+
+    demo = rules(str(REPO / "config/config.yaml"))
+    assert demo == rules(*run_configfiles(test_run)[1:]) and len(demo) >= 15
+    ran = {m for log in (test_run / ".snakemake" / "log").glob("*.log")
+           for m in re.findall(r"^(?:local)?rule (\w+):$", log.read_text(), flags=re.M)}
+    assert demo - {"all"} <= ran, sorted(demo - {"all"} - ran)
+
+
+def test_every_ablation_row_trained_with_checkpoints_logs_and_dev_metrics(test_run):
     for run in RUNS:
-        d = demo_run / "results" / "runs" / run
+        d = test_run / "results" / "runs" / run
         assert (d / "best.safetensors").is_file() and (d / "checkpoints" / "latest.json").is_file()
         log = pd.read_csv(d / "train_log.csv")
         assert list(log.step) == list(range(1, len(log) + 1))  # every step once
         assert len(pd.read_csv(d / "dev_metrics.csv")) >= 1
-        assert (demo_run / "logs" / "train" / f"{run}.log").is_file()
-    no_loc = pd.read_csv(demo_run / "results" / "runs" / "no_localization" / "train_log.csv")
+        assert (test_run / "logs" / "train" / f"{run}.log").is_file()
+    no_loc = pd.read_csv(test_run / "results" / "runs" / NO_LOCALIZATION / "train_log.csv")
     assert "localization" not in no_loc or no_loc["localization"].isna().all()
 
 
-def test_demo_targets_loosely(demo_run):
-    """The issue's demo targets that the demo meets: localization <= 0.5 x the middle-bin baseline and clearly
-    better than without the localization loss, dev retrieval mean rank <= 25 % of the pool, held-out retrieval
-    better than chance; training times are printed (speed lives in benchmarks); the issue-17 targets (zero-shot AUC,
-    retrieval, localization ratio) are printed beside their goals and asserted only as better than chance."""
-    assert {"full", "no_localization", "no_prompts", "clip_loss"} <= set(RUNS)
-    full, no_loc = metrics(demo_run, "full")["hospital"], metrics(demo_run, "no_localization")["hospital"]
-    loc = full["localization"]
-    print({run: {k: v for k, v in metrics(demo_run, run)["hospital"]["localization"]["model"].items()
-                 if k != "errors_mm"} for run in RUNS})
-    assert loc["model"]["mae_mm"]["value"] <= 0.5 * loc["middle_bin"]["mae_mm"]["value"]
-    no_loc_mae = no_loc["localization"]["model"]["mae_mm"]
-    assert no_loc_mae["value"] > loc["model"]["mae_mm"]["value"] and no_loc_mae["ci_low"] > loc["model"]["mae_mm"]["value"]
-    dev = pd.read_csv(demo_run / "results/runs/full/dev_metrics.csv")
-    best = json.loads((demo_run / "results/runs/full/best.json").read_text())
-    assert best["mean_rank"] == dev.mean_rank.min() <= 0.25 * dev.n.iloc[0]
-    for ds in ("hospital", "ct_rate"):
-        r = metrics(demo_run, "full")[ds]["retrieval"]["t2i_scans"]
-        assert r["mean_rank"]["value"] < (r["pool"] + 1) / 2  # better than chance
-    for run in set(RUNS) - {"lora_text"}:
-        seconds = pd.read_csv(demo_run / "logs" / "benchmarks" / f"train_{run}.tsv", sep="\t").s.iloc[0]
-        print(run, "trained in", seconds, "s")
-    # Evaluation sets large enough to mean something, and the issue-17 targets printed beside their goals.
-    m = metrics(demo_run, "full")
-    assert m["ct_rate"]["n_scans"] >= 40 and m["rad_chestct"]["n_scans"] >= 40
-    ps = "ensemble"
-    zs = {ds: m[ds]["zero_shot"][ps]["macro_auc"]["value"] for ds in ("hospital", "ct_rate", "rad_chestct")}
-    t2i = m["hospital"]["retrieval"]["t2i_scans"]
-    print("TARGETS zero-shot macro AUC", zs, "(goal >= 0.80 hospital, >= 0.75 CT-RATE);",
-          "hospital t2i mean rank / pool", t2i["mean_rank"]["value"] / t2i["pool"], "(goal <= 0.20);",
-          "loc MAE / middle-bin", loc["model"]["mae_mm"]["value"] / loc["middle_bin"]["mae_mm"]["value"], "(goal <= 0.5)")
-    assert zs["hospital"] > 0.5 and t2i["mean_rank"]["value"] < 0.5 * (t2i["pool"] + 1)  # loose: better than chance
-
-
-def test_pretraining_stage_and_the_claims_summary(demo_run):
-    """The self-supervised stage ran (loss fell, weights written and used by the features), the random-encoder
-    run read its own feature set, the linear probe of both is printed, and the claims summary judges every claim."""
+def test_pretraining_stage_and_the_claims_summary(test_run):
+    """The self-supervised stage ran (every step logged, weights written and used by the features), the
+    random-encoder run read its own feature set, the linear probe of both is computed, and the claims summary
+    judges every claim. (That the loss fell and the probe beats chance needs the demo's 250 steps: tests/demo.)"""
     from ctvlp.evaluate.probe import probe_results
 
-    res = demo_run / "results"
+    res = test_run / "results"
     assert (res / "pretrain" / "window_encoder.safetensors").is_file()
     loss = pd.read_csv(res / "pretrain" / "loss.tsv", sep="\t")
-    assert list(loss.step) == list(range(1, len(loss) + 1))
-    assert loss.loss.tail(20).mean() < loss.loss.head(20).mean()
-    assert "pretrain/window_encoder.safetensors" in (demo_run / "logs" / "window_features" / "features_0.log").read_text()
-    assert "random init" in (demo_run / "logs" / "window_features" / "features_random_0.log").read_text()
-    seconds = pd.read_csv(demo_run / "logs" / "benchmarks" / "pretrain_window_encoder.tsv", sep="\t").s.iloc[0]
+    assert list(loss.step) == list(range(1, len(loss) + 1)) and np.isfinite(loss.loss).all()
+    assert "pretrain/window_encoder.safetensors" in (test_run / "logs" / "window_features" / "features_0.log").read_text()
+    assert "random init" in (test_run / "logs" / "window_features" / "features_random_0.log").read_text()
+    seconds = pd.read_csv(test_run / "logs" / "benchmarks" / "pretrain_window_encoder.tsv", sep="\t").s.iloc[0]
     probes = {fs: probe_results(res, features=fs).probe_auc.mean() for fs in ("features", "features_random")}
-    print("PRETRAIN", seconds, "s (goal <= 240 s on 2 cores); linear-probe macro AUC, hospital test:", probes,
-          "(goal >= 0.85 pretrained)")
-    assert probes["features"] > 0.5
+    print("PRETRAIN", seconds, "s; linear-probe macro AUC, hospital test:", probes)
+    assert all(0.0 <= p <= 1.0 for p in probes.values())
     claims = (res / "tables" / "claims.md").read_text()
     print(claims)
     assert claims.count("| reproduced |") + claims.count("| not reproduced |") + claims.count("| not testable here |") == 4
     assert "random_encoder - full" in claims and "83.8" in claims
 
 
-def test_tables_and_figures_exist_and_agree_with_the_metric_files(demo_run):
-    res = demo_run / "results"
+def test_tables_and_figures_exist_and_agree_with_the_metric_files(test_run):
+    res = test_run / "results"
     for name in ("main_results", "ablations", "localization", "per_label_auc_hospital", "per_label_auc_ct_rate",
                  "per_label_auc_rad_chestct"):
         assert (res / "tables" / f"{name}.md").is_file() and (res / "tables" / f"{name}.tex").is_file()
@@ -108,14 +91,14 @@ def test_tables_and_figures_exist_and_agree_with_the_metric_files(demo_run):
         assert (res / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     ablations = (res / "tables" / "ablations.md").read_text()
     for run in RUNS:
-        m = metrics(demo_run, run)["hospital"]
+        m = metrics(test_run, run)["hospital"]
         row = next(line for line in ablations.splitlines() if line.startswith(f"| {run} |"))
         assert fmt(m["localization"]["model"]["mae_mm"]) in row
         assert fmt(m["zero_shot"]["ensemble"]["macro_auc"], 3) in row
     assert re.search(r"\((within|outside) CI\)", ablations)
     main = (res / "tables" / "main_results.md").read_text()
     assert "reported" in main and "RadFinder (paper)" in main
-    full_ct = metrics(demo_run, "full")["ct_rate"]
+    full_ct = metrics(test_run, "full")["ct_rate"]
     assert fmt(full_ct["zero_shot"]["ensemble"]["macro_auc"], 3) in main
     per_label = (res / "tables" / "per_label_auc_rad_chestct.md").read_text()
     assert "Calcification" in per_label and "Mosaic" not in per_label
@@ -125,7 +108,7 @@ def test_tables_and_figures_exist_and_agree_with_the_metric_files(demo_run):
                  "paper_localization"):
         text = (res / "tables" / f"{name}.md").read_text()
         assert "Protocol: paper (lmb-freiburg/radfinder @7c6ab92)" in text and (res / "tables" / f"{name}.tex").is_file()
-    paper = metrics(demo_run, "full")["paper"]
+    paper = metrics(test_run, "full")["paper"]
     assert paper["bootstrap"]["unit"] == "samples" and paper["ct_rate"]["pools"]["dup_all"] > \
         paper["ct_rate"]["pools"]["first_all"]
     row = next(line for line in (res / "tables" / "paper_results.md").read_text().splitlines()
@@ -134,36 +117,34 @@ def test_tables_and_figures_exist_and_agree_with_the_metric_files(demo_run):
     assert "merlin" in paper and "localization" in paper["hospital"]
 
 
-def test_html_report_collects_tables_and_figures(demo_run):
-    cfg = demo_run / "override.yaml"
-    proc = run_snakemake(demo_run, "--configfile", str(REPO / "config/config.yaml"), str(cfg),
-                         "--report", str(demo_run / "results" / "report.html"))
+def test_html_report_collects_tables_and_figures(test_run):
+    proc = run_snakemake(test_run, *run_configfiles(test_run), "--report", str(test_run / "results" / "report.html"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    html = (demo_run / "results" / "report.html").read_text(errors="replace")
+    html = (test_run / "results" / "report.html").read_text(errors="replace")
     assert "localization_errors.png" in html and "ablations.md" in html
 
 
 # ---- the command line ---------------------------------------------------------------------------------
-def held_out_dicom(demo_run: Path) -> tuple[str, Path]:
+def held_out_dicom(test_run: Path) -> tuple[str, Path]:
     """A held-out hospital volume with a planted reference to a port catheter, and its DICOM folder."""
-    vols = pd.read_parquet(demo_run / "results" / "manifest" / "volumes.parquet")
-    snippets = pd.read_parquet(demo_run / "results" / "text" / "snippets.parquet")
+    vols = pd.read_parquet(test_run / "results" / "manifest" / "volumes.parquet")
+    snippets = pd.read_parquet(test_run / "results" / "text" / "snippets.parquet")
     test_ids = set(vols[(vols.dataset == "hospital") & (vols.split == "test")].volume_id)
     held = snippets[snippets.volume_id.isin(test_ids)]
     row = held[held.snippet.str.contains("Port", case=False)].iloc[0] if held.snippet.str.contains(
         "Port", case=False).any() else held.iloc[0]
-    index = pd.read_parquet(demo_run / "results" / "ingest" / "dicom_index")  # partitioned dataset
+    index = pd.read_parquet(test_run / "results" / "ingest" / "dicom_index")  # partitioned dataset
     path = index[index.series_key.str[1:] == row.volume_id[1:]].path.iloc[0]
-    return row, demo_run / "demo_data" / "hospital" / "DICOM" / Path(path).parent
+    return row, test_run / "demo_data" / "hospital" / "DICOM" / Path(path).parent
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*CTVLP, *args], capture_output=True, text=True, timeout=300)
 
 
-def test_cli_embed_equals_the_workflow_embedding(demo_run, tmp_path):
-    row, folder = held_out_dicom(demo_run)
-    ckpt = demo_run / "results" / "runs" / "full"
+def test_cli_embed_equals_the_workflow_embedding(test_run, tmp_path):
+    row, folder = held_out_dicom(test_run)
+    ckpt = test_run / "results" / "runs" / "full"
     out = tmp_path / "emb.safetensors"
     proc = cli("embed", "--checkpoint", str(ckpt), "--scan", str(folder), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -176,22 +157,23 @@ def test_cli_embed_equals_the_workflow_embedding(demo_run, tmp_path):
     assert mine["depth"].shape[0] == int(emb["hospital/n_bins"][i])
 
 
-def test_cli_localize_finds_the_planted_sentence_and_draws_it(demo_run, tmp_path):
-    row, folder = held_out_dicom(demo_run)
+def test_cli_localize_answers_in_the_scan_and_draws_it(test_run, tmp_path):
+    """The command's answer and figure; that it finds the planted sentence's depth needs the demo's trained
+    model (tests/demo/test_demo_end_to_end.py::test_cli_localize_finds_the_planted_sentence_and_draws_it)."""
+    row, folder = held_out_dicom(test_run)
     fig = tmp_path / "where.png"
-    proc = cli("localize", "--checkpoint", str(demo_run / "results/runs/full"), "--scan", str(folder),
+    proc = cli("localize", "--checkpoint", str(test_run / "results/runs/full"), "--scan", str(folder),
                "--text", row.snippet, "--figure", str(fig), "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert abs(result["bin"] - int(row.depth_bin)) <= 2, (row.snippet, result["bin"], row.depth_bin)
-    assert abs(result["z_mm"] - float(row.z_mm)) <= 2.5 * 12
+    assert isinstance(result["bin"], int) and result["bin"] >= 0 and np.isfinite(result["z_mm"])
     assert result["source_slice"]["instance_number"] >= 1 and len(result["top3"]) == 3
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_classify_mine_and_clear_errors(demo_run, tmp_path):
-    row, folder = held_out_dicom(demo_run)
-    ckpt = str(demo_run / "results/runs/full")
+def test_cli_classify_mine_and_clear_errors(test_run, tmp_path):
+    row, folder = held_out_dicom(test_run)
+    ckpt = str(test_run / "results/runs/full")
     proc = cli("classify", "--checkpoint", ckpt, "--scan", str(folder), "--json")
     assert proc.returncode == 0, proc.stderr
     probs = json.loads(proc.stdout)

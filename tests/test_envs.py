@@ -100,6 +100,7 @@ print(json.dumps(bad))
 """
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_environment_imports_every_module_its_rules_use(env_venvs, kind):
     modules = sorted(kind_modules(kind))
@@ -122,6 +123,7 @@ def test_environment_imports_every_module_its_rules_use(env_venvs, kind):
     assert proc.returncode == 0 and json.loads(proc.stdout.strip().splitlines()[-1]) == {}, proc.stdout + proc.stderr
 
 
+@pytest.mark.cluster
 def test_no_post_deploy_script_and_a_rule_script_runs_in_the_deployed_environment(env_venvs, tmp_path):
     """What Snakemake does with `conda: envs/data.yaml`: the copied environment, then the rule script behind a
     preamble that appends Snakemake's search path (here: Snakemake's own package folder and src/)."""
@@ -157,6 +159,7 @@ def test_gpu_lock_is_the_cpu_lock_plus_cuda_wheels():
     assert {gpu[name] for name in extra} <= gpu_env and gpu["torch"] in gpu_env
 
 
+@pytest.mark.cluster
 @pytest.mark.skipif(bool(os.environ.get("CTVLP_OFFLINE")), reason="CTVLP_OFFLINE: no package index to ask")
 def test_gpu_lock_resolves_on_pypi_to_exactly_its_pins():
     """pip resolves the GPU lock against PyPI alone (no local wheels, metadata only) to the same set of

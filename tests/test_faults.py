@@ -1,5 +1,6 @@
-"""The workflow on a small demo cohort plus the fault corpus (ctvlp.demo.faults): it completes, every bad item
-is quarantined in a QC table with its specific reason, and accepted + rejected = inputs for every source."""
+"""The workflow on a small demo cohort plus the fault corpus (ctvlp.demo.faults), read from the session's test
+run (.test/config has the corpus on): it completes, every bad item is quarantined in a QC table with its specific
+reason, and accepted + rejected = inputs for every source."""
 
 from __future__ import annotations
 
@@ -13,32 +14,18 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-import yaml
 from safetensors.numpy import load_file
 
 from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 
-from conftest import REPO, run_snakemake, write_config
+from conftest import small_config
+
 
 @pytest.fixture(scope="module")
-def fault_run(tmp_path_factory) -> Path:
-    """The whole workflow (rule all: through training, evaluation, tables and figures) on a small cohort plus
-    the corpus; two short training runs (one with the window encoder trained end to end) keep it to a few minutes."""
-    work = tmp_path_factory.mktemp("fault_run")
-    (work / "ablations.tsv").write_text(
-        "run\ttrain.epochs\tmodel.window_encoder.trainable\tdescription\n"
-        "full\t2\t\tshort run on the faulty cohort\n"
-        "end_to_end\t2\ttrue\tthe window encoder trained end to end (embed and the CLI must use it)\n")
-    cfg = write_config(work / "override.yaml", {
-        "results": str(work / "results"), "logs": str(work / "logs"), "train": {"ablations": str(work / "ablations.tsv")},
-        "demo": {"root": str(work / "demo_data"), "faults": True, "n_patients": 10,
-                 "minis": {"ctrate_train_patients": 3, "ctrate_valid_patients": 3, "radchest_scans": 3}},
-        # a few pretraining steps: the end-to-end run and the CLI start from the pretrained encoder file
-        "pretrain": {"enabled": True, "steps": 4, "batch_size": 8, "warmup_steps": 1, "checkpoint_every": 2}})
-    proc = run_snakemake(work, "--cores", "2", "--configfile", str(REPO / "config/config.yaml"), str(cfg))
-    if proc.returncode != 0:
-        pytest.fail(f"workflow on the fault corpus failed:\n{proc.stderr[-6000:]}")
-    return work
+def fault_run(test_run) -> Path:
+    """The session's test run (.test/config: the fault corpus is on; rule all through training, evaluation,
+    tables and figures; its end_to_end row trains the window encoder end to end from the pretrained file)."""
+    return test_run
 
 
 def _table(work: Path, name: str) -> pd.DataFrame:
@@ -116,7 +103,7 @@ def test_end_to_end_run_carries_its_encoder_into_embed_and_the_cli(fault_run, tm
     the workflow's embedding of a held-out scan equals the CLI's, so both encoded it with the run's encoder."""
     run = fault_run / "results" / "runs" / "end_to_end"
     weights = load_file(str(run / "best.safetensors"))
-    config = {**yaml.safe_load((REPO / "config/config.yaml").read_text()), "results": str(fault_run / "results")}
+    config = {**small_config(), "results": str(fault_run / "results")}
     encoder = build_window_encoder(WindowEncoderSpec.from_config(config), config["seed"])  # pretrained
     # checkpoints hold parameters only (RoPE's periods buffer is rebuilt from the config)
     start = {k: v for k, v in encoder.state_dict().items() if k in dict(encoder.named_parameters())}

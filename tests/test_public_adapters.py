@@ -10,8 +10,8 @@ from ctvlp.io import ctrate, radchestct
 from ctvlp.preprocess.transform import to_ras
 
 
-def test_ctrate_v1_with_metadata_equals_v2(demo_root):
-    root = demo_root / "ct_rate" / "dataset"
+def test_ctrate_v1_with_metadata_equals_v2(cohort_root):
+    root = cohort_root / "ct_rate" / "dataset"
     raw = ctrate.discover(root, "raw")
     assert len(raw) >= 2 and (raw.status == "ok").all()
     for source in raw.source:
@@ -21,8 +21,8 @@ def test_ctrate_v1_with_metadata_equals_v2(demo_root):
         assert np.array_equal(v1.hu, v2.hu)
 
 
-def test_ctrate_release_guard_refuses_mixing(demo_root, tmp_path):
-    root = demo_root / "ct_rate" / "dataset"
+def test_ctrate_release_guard_refuses_mixing(cohort_root, tmp_path):
+    root = cohort_root / "ct_rate" / "dataset"
     raw_source = ctrate.discover(root, "raw").source.iloc[0]
     with pytest.raises(ValueError, match="blank \\(v1 raw\\) header inside a v2 release folder"):
         ctrate.load_volume(root, raw_source, "fixed")
@@ -31,15 +31,15 @@ def test_ctrate_release_guard_refuses_mixing(demo_root, tmp_path):
         ctrate.load_volume(root, fixed_source, "raw")
 
 
-def test_ctrate_discover_rejects_known_broken_and_non_chest(demo_root):
-    found = ctrate.discover(demo_root / "ct_rate" / "dataset", "fixed").set_index("name")
+def test_ctrate_discover_rejects_known_broken_and_non_chest(cohort_root):
+    found = ctrate.discover(cohort_root / "ct_rate" / "dataset", "fixed").set_index("name")
     assert found.loc["train_1267_a_4", "reason"] == "known broken volume (CT-RATE release notes)"
     assert (found.reason == "not a chest study (no_chest list)").sum() == 1
     assert (found.status == "ok").sum() == len(found) - 2
 
 
-def test_radchestct_axis_order_and_spacing(demo_root):
-    root = demo_root / "rad_chestct"
+def test_radchestct_axis_order_and_spacing(cohort_root):
+    root = cohort_root / "rad_chestct"
     found = radchestct.discover(root)
     vol = radchestct.load_volume(root, found.source.iloc[0])
     with np.load(root / found.source.iloc[0]) as npz:
@@ -50,12 +50,12 @@ def test_radchestct_axis_order_and_spacing(demo_root):
     assert vol.hu[5, 7, 9] == ct[9, 7, 5]
 
 
-def test_ctrate_v1_volume_without_metadata_row_is_rejected(demo_root, tmp_path):
+def test_ctrate_v1_volume_without_metadata_row_is_rejected(cohort_root, tmp_path):
     """A v1 (raw) volume needs its rescale and geometry from the metadata CSV: without a row it is quarantined."""
     import shutil
 
     root = tmp_path / "dataset"
-    shutil.copytree(demo_root / "ct_rate" / "dataset", root)
+    shutil.copytree(cohort_root / "ct_rate" / "dataset", root)
     meta = root / "metadata" / "validation_metadata.csv"
     lines = meta.read_text().splitlines()
     first = ctrate.discover(root, "raw").name.iloc[0]

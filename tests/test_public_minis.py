@@ -17,10 +17,12 @@ METADATA_COLUMNS = ["VolumeName", "Manufacturer", "SeriesDescription", "PatientS
                     "RescaleIntercept", "RescaleSlope", "NumberofSlices", "ZSpacing", "StudyDate"]
 
 
-def test_ctrate_layout_and_tables(demo_root):
-    ds = demo_root / "ct_rate" / "dataset"
+def test_ctrate_layout_and_tables(cohort_root, cohort_settings):
+    ds = cohort_root / "ct_rate" / "dataset"
     volumes = sorted((ds / "train_fixed").rglob("*.nii.gz")) + sorted((ds / "valid_fixed").rglob("*.nii.gz"))
-    assert len(volumes) >= 20
+    minis = cohort_settings["minis"]  # the test cohort's 3 + 3 patients hold 18 volumes; tests/demo runs this on
+    demo_size = minis["ctrate_train_patients"] + minis["ctrate_valid_patients"] >= 10  # the demo's minis: full bounds
+    assert len(volumes) >= (20 if demo_size else 12)
     for path in volumes:
         m = NAME.match(path.name)
         assert m, path.name
@@ -40,13 +42,13 @@ def test_ctrate_layout_and_tables(demo_root):
         assert set(np.unique(lab[list(CTRATE_LABELS)].values)) <= {0, 1}
         assert meta.PatientAge.str.fullmatch(r"\d{3}Y").all()
         assert meta.XYSpacing.str.fullmatch(r"\[[\d.]+, [\d.]+\]").all()
-        assert (rep == "Not given.").any().any() or split == "valid"
+        assert (rep == "Not given.").any().any() or split == "valid" or not demo_size  # 40 % of reports: 6 may miss
     assert (ds / "metadata" / "no_chest_train.txt").exists()
     assert (ds / "train_fixed" / "train_1267" / "train_1267_a" / "train_1267_a_4.nii.gz").exists()
 
 
-def test_ctrate_v1_is_raw_with_blank_header_and_v2_is_hu(demo_root):
-    ds = demo_root / "ct_rate" / "dataset"
+def test_ctrate_v1_is_raw_with_blank_header_and_v2_is_hu(cohort_root):
+    ds = cohort_root / "ct_rate" / "dataset"
     v1 = sorted((ds / "valid").rglob("*.nii.gz"))
     assert len(v1) >= 2
     for raw_path in v1:
@@ -59,8 +61,8 @@ def test_ctrate_v1_is_raw_with_blank_header_and_v2_is_hu(demo_root):
         assert np.array_equal(np.asarray(raw.dataobj).astype(np.int32) - 1024, hu.astype(np.int32))
 
 
-def test_radchestct_layout(demo_root):
-    root = demo_root / "rad_chestct"
+def test_radchestct_layout(cohort_root):
+    root = cohort_root / "rad_chestct"
     summary = pd.read_csv(root / "Summary_3630.csv")
     assert list(summary.columns) == ["MRN_DEID", "NoteAcc_DEID", "Set_Assigned", "Subset_Assigned"]
     assert set(summary.Set_Assigned) == {"imgtrain", "imgvalid", "imgtest"}

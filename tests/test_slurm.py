@@ -32,6 +32,7 @@ def why_not() -> str | None:
     return None
 
 
+@pytest.mark.cluster
 @pytest.mark.skipif(why_not() is not None, reason=why_not() or "")
 def test_snakemake_profile_slurm_on_a_real_slurm(tmp_path):
     mode = ["apptainer"] if shutil.which("apptainer") else []
