@@ -76,6 +76,7 @@ def _imports_of_parsing(workdir: Path, *configfiles: str) -> tuple[subprocess.Co
     return proc, modules
 
 
+@pytest.mark.slow  # two dry runs under -X importtime (~15 s)
 def test_parsing_the_workflow_imports_no_torch(tmp_path):
     demo, modules = _imports_of_parsing(tmp_path)
     assert demo.returncode == 0, demo.stdout[-2000:]
