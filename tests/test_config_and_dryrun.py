@@ -13,6 +13,17 @@ from paper_roots import fake_paper_roots, load, merged
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
+def test_the_schema_ships_with_the_package_and_the_workflow_reads_the_same_file():
+    """The trainer takes its defaults from the schema, also from an installed wheel (the GPU image), so the
+    schema is package data; the workflow's conventional path links to that one file."""
+    from ctvlp.train.settings import SCHEMA_FILE
+
+    assert SCHEMA_FILE.is_file() and SCHEMA_FILE.parent.name == "resources"
+    assert SCHEMA.resolve() == SCHEMA_FILE.resolve()
+    package_data = (REPO / "pyproject.toml").read_text()
+    assert '"resources/*.yaml"' in package_data
+
+
 def test_demo_and_paper_configs_validate():
     base = load("config.yaml")
     validate_config(base, SCHEMA)

@@ -1,7 +1,8 @@
 """The ``train:`` section of the config as typed settings, over the schema's defaults.
 
-The schema (``workflow/schemas/config.schema.yaml``) is the one place a default is written: the workflow's
-validation fills it into the config, and a config built by hand (tests, notebooks, ``ctvlp.train.run``)
+The schema (``ctvlp/resources/config.schema.yaml``: package data, so that an installed wheel such as the GPU
+image's has it; ``workflow/schemas/config.schema.yaml`` links to it) is the one place a default is written: the
+workflow's validation fills it into the config, and a config built by hand (tests, notebooks, ``ctvlp.train.run``)
 gets the same value here. No default is repeated in code; a required key that is missing is a
 ConfigError naming it.
 """
@@ -17,14 +18,14 @@ import yaml
 
 from ctvlp.core.config import ConfigError
 
-SCHEMA_FILE = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "resources" / "config.schema.yaml"
 
 
 @functools.cache
 def _schema() -> dict:
     if not SCHEMA_FILE.exists():
         raise FileNotFoundError(f"{SCHEMA_FILE}: the config schema (the defaults of every setting) is missing; "
-                                "run from a checkout of the repository")
+                                "reinstall ctvlp (it ships as package data)")
     return yaml.safe_load(SCHEMA_FILE.read_text())
 
 
