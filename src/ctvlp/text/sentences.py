@@ -1,6 +1,6 @@
 """Sentence boundaries of report text: pySBD, plus what radiology shorthand needs.
 
-Why pySBD (measured on the issue-19 cases, see the README text section): it is maintained rule-based
+Why pySBD (measured on the issue-19 cases, see docs/text.md): it is maintained rule-based
 segmentation with German and English abbreviation and ordinal rules, and it kept "im 4. ICR", "ca. 8 mm",
 "vgl. Voruntersuchung" and "(Se. 3/Bi. 45). Erguss" right where syntok split "im 4." and "ca." and did not cut
 after "45).". It is slower (about 1.3 ms for a 220-character German findings line against syntok's 0.3 ms),
