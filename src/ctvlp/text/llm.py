@@ -1,12 +1,12 @@
 """The paper's way of labeling and translating reports: an LLM behind an OpenAI-compatible endpoint.
 
-vLLM and SGLang serve the OpenAI chat-completions protocol (``POST {base_url}/chat/completions``), so one
-small client covers a site's GPU node (docs/text.md: LLM labeling, starting vLLM on Slurm). The client is
-``httpx2`` (the httpx API, already in the lock through huggingface_hub). What it does around the requests is
-what a long labeling run needs: every answer is cached on disk per (report hash, question-set or glossary hash, model), so a rerun or a
-resumed run asks nothing twice; failed requests (connection errors, 429, 5xx) are retried with exponential
-backoff; at most ``concurrency`` requests are in flight; a tqdm bar shows progress; a report whose answer does
-not parse as the requested JSON gets labels -1 (masked from the prompt loss) and a QC row, never a crash.
+vLLM and SGLang serve the OpenAI chat-completions protocol (``POST {base_url}/chat/completions``), so one small
+client covers a site's GPU node (docs/text.md: LLM labeling, starting vLLM on Slurm). The client is ``httpx2`` (the
+httpx API, already in the lock through huggingface_hub). What it does around the requests is what a long labeling
+run needs: every answer is cached on disk per (report hash, question-set or glossary hash, model), so a rerun or a
+resumed run asks nothing twice; failed requests (connection errors, 429, 5xx) are retried with exponential backoff;
+at most ``concurrency`` requests are in flight; a tqdm bar shows progress; a report whose answer does not parse as
+the requested JSON gets labels -1 (masked from the prompt loss) and a QC row, never a crash.
 
 Only text that ``ctvlp.text.deidentify`` has scrubbed is sent (the pipeline calls this after scrubbing).
 """
