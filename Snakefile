@@ -45,6 +45,13 @@ try:
 except ConfigError as err:
     raise ConfigError(f"ctvlp: {err}") from None
 validate(config, str(SCHEMA))  # fills in the schema's defaults
+# The salt reaches no file Snakemake writes (params and .snakemake/metadata, the config pickled into
+# .snakemake/scripts/tmp*.py, which a killed job leaves behind, the report): a salt given in the config (the
+# demo's) moves into the environment variable privacy.salt_env, which every job inherits (local, Slurm, Apptainer)
+# and ctvlp.core.ids.resolve_salt reads.
+if config["privacy"]["salt"]:
+    os.environ[config["privacy"]["salt_env"]] = config["privacy"]["salt"]
+    config["privacy"]["salt"] = ""
 
 
 include: "workflow/rules/common.smk"

@@ -180,6 +180,8 @@ def test_reruns_follow_the_keys_each_rule_reads(test_run, tmp_path):
 
 @pytest.mark.workflow
 def test_the_salt_never_reaches_snakemakes_metadata(test_run):
+    """Nor any other file under .snakemake: the scripts of jobs killed in the run (test_reliability's resume test
+    SIGKILLs one) stay in .snakemake/scripts with the config pickled into them."""
     salt = yaml.safe_load((REPO / "config/config.yaml").read_text())["privacy"]["salt"].encode()
     files = [p for p in (test_run / ".snakemake").rglob("*") if p.is_file() and "conda" not in p.parts]
     assert any("metadata" in p.parts for p in files)

@@ -56,9 +56,9 @@ CLAIMS = f"{RESULTS}/tables/claims.md"  # the paper's claims in miniature (rule 
 # Every rule passes the config keys its script reads as params (only those keys, ctvlp.core.params.select;
 # mappings with sorted keys), never through snakemake.config: Snakemake then reruns exactly the jobs whose keys
 # changed, and the same config with its keys in another order reruns nothing. The privacy section is never a
-# param (params are written to .snakemake/metadata): scripts read the salt from the config object Snakemake
-# hands them (resolve_salt(snakemake.config["privacy"]): privacy.salt or the variable privacy.salt_env names),
-# and the rules that pseudonymize get SALT_ID instead, a keyed fingerprint of the salt (HMAC-SHA256 of a fixed
+# param (params are written to .snakemake/metadata): scripts read the salt with
+# resolve_salt(snakemake.config["privacy"]) from the variable privacy.salt_env names (the Snakefile moves a salt
+# given in the config there, so the pickled config holds none), and the rules that pseudonymize get SALT_ID instead, a keyed fingerprint of the salt (HMAC-SHA256 of a fixed
 # text, 12 hex digits: no more than any pseudonym in the results reveals), so a new salt reruns them.
 try:
     SALT_ID = hmac.new(resolve_salt(config["privacy"]), b"ctvlp salt fingerprint", "sha256").hexdigest()[:12]
