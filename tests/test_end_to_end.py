@@ -18,12 +18,16 @@ from safetensors.numpy import load_file
 from ctvlp.core.metrics import zero_shot_probabilities
 from ctvlp.evaluate.tables import fmt
 from ctvlp.train.ablations import load_ablations
-from conftest import REPO, TEST_ABLATIONS, run_configfiles, run_snakemake
+from conftest import REPO, run_configfiles, run_snakemake
 
-ABLATIONS = load_ablations(TEST_ABLATIONS)
-RUNS = tuple(ABLATIONS)
-NO_LOCALIZATION = next(run for run, o in ABLATIONS.items() if o.get("train.weights.localization") == 0.0)
 CTVLP = [sys.executable, "-m", "ctvlp.cli"]
+
+
+@pytest.fixture(scope="module")
+def ablations(run_config) -> dict[str, dict]:
+    """The ablation rows of the run under test (the test config's here; the demo's when tests/demo collects these
+    tests again)."""
+    return load_ablations(REPO / run_config["train"]["ablations"])
 
 
 def metrics(test_run: Path, run: str) -> dict:
@@ -45,15 +49,16 @@ def test_every_rule_of_the_demo_ran_in_the_test_run(test_run, tmp_path):
     assert demo - {"all"} <= ran, sorted(demo - {"all"} - ran)
 
 
-def test_every_ablation_row_trained_with_checkpoints_logs_and_dev_metrics(test_run):
-    for run in RUNS:
+def test_every_ablation_row_trained_with_checkpoints_logs_and_dev_metrics(test_run, ablations):
+    for run in ablations:
         d = test_run / "results" / "runs" / run
         assert (d / "best.safetensors").is_file() and (d / "checkpoints" / "latest.json").is_file()
         log = pd.read_csv(d / "train_log.csv")
         assert list(log.step) == list(range(1, len(log) + 1))  # every step once
         assert len(pd.read_csv(d / "dev_metrics.csv")) >= 1
         assert (test_run / "logs" / "train" / f"{run}.log").is_file()
-    no_loc = pd.read_csv(test_run / "results" / "runs" / NO_LOCALIZATION / "train_log.csv")
+    no_localization = next(run for run, o in ablations.items() if o.get("train.weights.localization") == 0.0)
+    no_loc = pd.read_csv(test_run / "results" / "runs" / no_localization / "train_log.csv")
     assert "localization" not in no_loc or no_loc["localization"].isna().all()
 
 
@@ -79,7 +84,7 @@ def test_pretraining_stage_and_the_claims_summary(test_run):
     assert "random_encoder - full" in claims and "83.8" in claims
 
 
-def test_tables_and_figures_exist_and_agree_with_the_metric_files(test_run):
+def test_tables_and_figures_exist_and_agree_with_the_metric_files(test_run, ablations):
     res = test_run / "results"
     for name in ("main_results", "ablations", "localization", "per_label_auc_hospital", "per_label_auc_ct_rate",
                  "per_label_auc_rad_chestct"):
@@ -89,13 +94,13 @@ def test_tables_and_figures_exist_and_agree_with_the_metric_files(test_run):
                  "training_curves", "qualitative"):
         assert (res / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (res / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
-    ablations = (res / "tables" / "ablations.md").read_text()
-    for run in RUNS:
+    table = (res / "tables" / "ablations.md").read_text()
+    for run in ablations:
         m = metrics(test_run, run)["hospital"]
-        row = next(line for line in ablations.splitlines() if line.startswith(f"| {run} |"))
+        row = next(line for line in table.splitlines() if line.startswith(f"| {run} |"))
         assert fmt(m["localization"]["model"]["mae_mm"]) in row
         assert fmt(m["zero_shot"]["ensemble"]["macro_auc"], 3) in row
-    assert re.search(r"\((within|outside) CI\)", ablations)
+    assert re.search(r"\((within|outside) CI\)", table)
     main = (res / "tables" / "main_results.md").read_text()
     assert "reported" in main and "RadFinder (paper)" in main
     full_ct = metrics(test_run, "full")["ct_rate"]
