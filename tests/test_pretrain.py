@@ -81,6 +81,9 @@ def test_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(p, q), name
     assert [r["step"] for r in resumed_rows] == list(range(1, 11))
     assert resumed_rows[-1]["loss"] == pytest.approx(rows[-1]["loss"])
+    _, other_rows = run(tmp_path / "cut", steps=6)  # other settings: the old checkpoints kept aside, not continued
+    assert [r["step"] for r in other_rows] == list(range(1, 7))
+    assert (tmp_path / "cut" / "checkpoints.stale-1" / "latest.json").is_file()
 
 
 def test_wrong_architecture_is_one_clear_error(tmp_path):

@@ -4,19 +4,26 @@ A checkpoint holds the trainable parameters, the optimizer moments, the schedule
 CPU and CUDA RNG states of every process (``rng/<rank>/cpu``, ``rng/<rank>/cuda``) and the step,
 so a job killed at any point resumes and ends with the same
 parameters as an uninterrupted run. ``latest.json`` is written last: a half-written checkpoint
-is never picked up.
+is never picked up. A checkpoint folder records the settings it was trained with (``config.json``), and
+checkpoints of other settings are set aside, never resumed (:func:`set_aside_other_settings`): training and
+the window-encoder pretraining share this one rule.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from ctvlp.core.params import canonical
 from ctvlp.core.state_dict import save_tensors
+
+TRAINED_WITH = "config.json"  # in a checkpoint folder: the settings its checkpoints were trained with
 
 
 def _atomic_json(path: Path, obj: dict) -> None:
@@ -104,3 +111,30 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict, model: torch.nn.Module
         scheduler.load_state_dict(meta["scheduler"])
     set_rng_states(tensors, rank)
     return int(meta["step"])
+
+
+def set_aside_other_settings(directory: Path, settings: Mapping,
+                             same: Callable[[Mapping, Mapping], bool] | None = None,
+                             log: logging.Logger | None = None) -> Path | None:
+    """Checkpoints trained with other settings are never resumed: ``directory`` moves to ``<name>.stale-N`` (kept,
+    one log line) unless its ``config.json`` records ``settings`` (``same``: equal values whatever the key
+    order), and the job starts fresh; a killed job of the same settings resumes. Afterwards ``config.json``
+    records ``settings`` (written before the first checkpoint). Returns the folder set aside, if any."""
+    same = same or (lambda recorded, wanted: canonical(recorded) == canonical(wanted))
+    aside = None
+    if directory.is_dir():
+        try:
+            kept = same(json.loads((directory / TRAINED_WITH).read_text()), settings)
+        except (OSError, ValueError):
+            kept = False  # checkpoints that do not say what they were trained with
+        if not kept:
+            n = 1
+            while directory.with_name(f"{directory.name}.stale-{n}").exists():
+                n += 1
+            aside = directory.rename(directory.with_name(f"{directory.name}.stale-{n}"))
+            (log or logging.getLogger("ctvlp.train")).warning(
+                "%s: trained with other settings than this job's: kept aside in %s, starting fresh", directory,
+                aside.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_json(directory / TRAINED_WITH, dict(settings))
+    return aside

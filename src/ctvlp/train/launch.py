@@ -84,9 +84,6 @@ def write_run_config(run_dir: Path, config: Mapping) -> None:
     (run_dir / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "privacy"}, indent=1))
 
 
-TRAINED_WITH = "config.json"  # in checkpoints/: the config the checkpoints there were trained with
-
-
 def same_run(recorded: Mapping, config: Mapping) -> bool:
     """Whether a recorded run config is ``config``: equal values whatever the key order, the trained prompt scale
     aside (a run with ``train.prompt_scale: null`` records the value it trained in its config.json)."""
@@ -97,38 +94,13 @@ def same_run(recorded: Mapping, config: Mapping) -> bool:
     return recorded == config
 
 
-def set_aside_stale_checkpoints(run_dir: Path, config: Mapping, log: logging.Logger | None = None) -> Path | None:
-    """Checkpoints trained with another config are never resumed: ``checkpoints/`` moves to
-    ``checkpoints.stale-N`` (kept, one log line) unless its ``config.json`` records this run's config, and training
-    starts fresh. A killed job of the same config resumes. Returns the folder set aside, if any; afterwards
-    ``checkpoints/config.json`` records ``config`` (written before the first checkpoint)."""
-    checkpoints = run_dir / "checkpoints"
-    aside = None
-    if checkpoints.is_dir():
-        try:
-            same = same_run(json.loads((checkpoints / TRAINED_WITH).read_text()), config)
-        except (OSError, ValueError):
-            same = False  # checkpoints that do not say what they were trained with
-        if not same:
-            n = 1
-            while (run_dir / f"checkpoints.stale-{n}").exists():
-                n += 1
-            aside = checkpoints.rename(run_dir / f"checkpoints.stale-{n}")
-            (log or logging.getLogger("ctvlp.train")).warning(
-                "%s: the checkpoints were trained with another config than this run's: kept aside in %s, training "
-                "starts fresh", run_dir, aside.name)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    (checkpoints / TRAINED_WITH).write_text(json.dumps({k: v for k, v in config.items() if k != "privacy"}))
-    return aside
-
-
 def launch(config: Mapping, run_dir: str | Path, inputs: Mapping[str, object], gpus: int = 0, threads: int = 1,
            nodes: int = 1, requested_nodes: int = 1, log: logging.Logger | None = None,
            train: Callable | None = None, run: Callable = subprocess.run) -> dict:
     """Train one run into ``run_dir`` (config.json first, final.json last) and return final.json's content.
 
     ``config`` is the run's config (:func:`run_config`); checkpoints of another config are set aside, never
-    resumed (:func:`set_aside_stale_checkpoints`). ``inputs`` the rule's input and cache paths
+    resumed (``ctvlp.train.checkpoint.set_aside_other_settings``). ``inputs`` the rule's input and cache paths
     (``ctvlp.train.run.load_inputs``). Several GPUs start torchrun (the rule log gets every worker's output
     through this process's stdout); one GPU or none trains in this process (``train``, default
     ``ctvlp.train.run.run_training``)."""
@@ -136,11 +108,14 @@ def launch(config: Mapping, run_dir: str | Path, inputs: Mapping[str, object], g
     config = {k: v for k, v in config.items() if k != "privacy"}  # training never needs the salt
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    set_aside_stale_checkpoints(run_dir, config, log)
-    write_run_config(run_dir, config)
-    gpus = int(gpus or 0)
     check_single_node(int(nodes), int(requested_nodes or 1))
     import torch  # only now: the workflow imports this module while parsing
+
+    from ctvlp.train.checkpoint import set_aside_other_settings
+
+    set_aside_other_settings(run_dir / "checkpoints", config, same_run, log)
+    write_run_config(run_dir, config)
+    gpus = int(gpus or 0)
 
     torch.set_num_threads(threads_per_process(threads, gpus))
     if gpus > 1:

@@ -11,7 +11,7 @@ and to rebuild a masked patch from its neighbours, every visible token must desc
 a lesion included, which is what the pooled tokens should keep. The decoder, the mask and the
 loss are ``ctvlp.models.mae``; the decoder is thrown away and only the encoder's weights are written, as
 safetensors that ``build_window_encoder`` loads (``WindowEncoderSpec.pretrained``). Checkpoints are the
-trainer's (``ctvlp.train.checkpoint``), with the settings' fingerprint: a checkpoint of other settings is
+trainer's (``ctvlp.train.checkpoint``), with the trainer's rule: checkpoints of other settings are set aside,
 not continued.
 
 Training windows are random crops of window size from the cached volumes (not only the grid-aligned
@@ -36,7 +36,7 @@ from ctvlp.core.state_dict import save_tensors
 from ctvlp.features.cache import cache_file, read_cached
 from ctvlp.models.mae import MAEDecoder, mae_loss, random_keep
 from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec, build_window_encoder
-from ctvlp.train.checkpoint import load_checkpoint, restore, save_checkpoint
+from ctvlp.train.checkpoint import load_checkpoint, restore, save_checkpoint, set_aside_other_settings
 from ctvlp.train.optim import warmup_cosine
 from ctvlp.train.settings import Section
 
@@ -98,18 +98,12 @@ class WindowSampler:
         return torch.from_numpy(out)
 
 
-def _resume(directory: Path, pair: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: dict, log=None) -> int:
-    """The step to continue from: 0 without a checkpoint, or when it was made under other settings
-    (another config must not silently continue an old run)."""
+def _resume(directory: Path, pair: nn.Module, optimizer: torch.optim.Optimizer, settings: dict, log=None) -> int:
+    """The step to continue from: 0 without a checkpoint, or when the checkpoints were made under other settings
+    (set aside: another config must not silently continue an old run)."""
+    set_aside_other_settings(directory, settings, log=log)
     found = load_checkpoint(directory)
-    if found is None:
-        return 0
-    if found[1].get("fingerprint") != fingerprint:
-        if log is not None:
-            log.info("checkpoint of step %d was made with other pretraining settings: starting afresh",
-                     found[1]["step"])
-        return 0
-    return restore(*found, pair, optimizer, None)
+    return 0 if found is None else restore(*found, pair, optimizer, None)
 
 
 class _Pair(nn.Module):
@@ -137,8 +131,8 @@ def pretrain_window_encoder(encoder: WindowEncoder, sampler: WindowSampler, spec
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=spec.lr, betas=(0.9, 0.95))
     factor = warmup_cosine(spec.warmup_steps, spec.steps, spec.min_lr_fraction)
-    fingerprint = json.loads(json.dumps({"pretrain": asdict(spec), "encoder": asdict(s)}))  # as read back
-    start = _resume(run_dir / "checkpoints", pair, optimizer, fingerprint, log)
+    settings = json.loads(json.dumps({"pretrain": asdict(spec), "encoder": asdict(s)}))  # as read back
+    start = _resume(run_dir / "checkpoints", pair, optimizer, settings, log)
     rows = _read_log(run_dir / LOSS_LOG, start)
     if log is not None and start:
         log.info("resuming masked pretraining at step %d of %d", start, spec.steps)
@@ -161,8 +155,8 @@ def pretrain_window_encoder(encoder: WindowEncoder, sampler: WindowSampler, spec
         rows.append({"step": step + 1, "loss": value, "lr": lr})
         bar.set_postfix(loss=f"{value:.4f}")
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == end:
-            save_checkpoint(run_dir / "checkpoints", step + 1, pair.state_dict(), optimizer, None,
-                            {"fingerprint": fingerprint}, keep=spec.keep_checkpoints)
+            save_checkpoint(run_dir / "checkpoints", step + 1, pair.state_dict(), optimizer, None, {},
+                            keep=spec.keep_checkpoints)
             _write_log(run_dir / LOSS_LOG, rows)
             if log is not None:
                 log.info("step %d/%d loss %.4f lr %.2e", step + 1, spec.steps, value, lr)
