@@ -18,7 +18,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from ctvlp.core.config import resolve_model_path
+from ctvlp.core.config import ConfigError, resolve_model_path
 from ctvlp.core.state_dict import load_strict, read_state
 
 TEXT_WEIGHTS = "text.safetensors"  # in model.weights_dir: the tower in peft names (base + LoRA)
@@ -36,14 +36,26 @@ class TextEncoderSpec:
     target_modules: tuple[str, ...] = ("query", "value")
     gradient_checkpointing: bool = False
     weights_dir: str | None = None
+    dtype: str = "float32"  # the weights' dtype in memory (schema: model.text_encoder.dtype)
 
     @classmethod
     def from_config(cls, config: dict) -> "TextEncoderSpec":
-        t = config["model"]["text_encoder"]
+        from ctvlp.train.settings import schema_defaults  # the schema holds the defaults (no import cycle this way)
+
+        t = {**schema_defaults("model.text_encoder"), **config["model"]["text_encoder"]}
         lora = t.get("lora") or {}
         return cls(t["path"], t["pooling"], t["max_tokens"], t.get("finetune", "lora"), lora.get("r", 8),
                    lora.get("alpha", 32), lora.get("dropout", 0.0), tuple(lora.get("target_modules", ("query", "value"))),
-                   bool(t.get("gradient_checkpointing", False)), config["model"].get("weights_dir"))
+                   bool(t["gradient_checkpointing"]), config["model"].get("weights_dir"), t["dtype"])
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """The weights' dtype; bf16 weights are for a frozen tower only (an optimiser on bf16 master weights
+        loses the small updates that LoRA and fine-tuning make)."""
+        if self.dtype == "bfloat16" and self.finetune != "frozen":
+            raise ConfigError(f"model.text_encoder.dtype: bfloat16 needs finetune: frozen (got {self.finetune}); "
+                              "training keeps float32 master weights and computes in bf16 under autocast")
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16}[self.dtype]
 
 
 def last_token_index(attention: torch.Tensor) -> torch.Tensor:
@@ -77,16 +89,23 @@ class TextTower(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).last_hidden_state
-        return pool(hidden, attention_mask, self.pooling)
+        return pool(hidden, attention_mask, self.pooling).float()  # float32 for the heads (a bf16 frozen tower too)
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, spec: TextEncoderSpec):
+    def __init__(self, spec: TextEncoderSpec, model: nn.Module | None = None):
+        """``model``: an HF model already built and filled (a release's tower, ``ctvlp.models.release``): it
+        encodes token ids only (``tower``), no tokenizer; else the model and tokenizer of ``spec.path``."""
         super().__init__()
-        path = resolve_model_path(spec.path)
         self.spec = spec
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True)
+        prebuilt = model is not None
+        path = None if prebuilt else resolve_model_path(spec.path)
+        self.tokenizer = None if prebuilt else AutoTokenizer.from_pretrained(path, local_files_only=True)
+        # The dtype is asked for explicitly: transformers 5 loads the files' own dtype ("auto"), and
+        # Qwen3-Embedding's files are bf16, which would give a bf16 tower under fp32 heads: every pass outside
+        # autocast (final evaluation, embedding, the CLI) would then fail on mixed dtypes.
+        if not prebuilt:
+            model = AutoModel.from_pretrained(path, local_files_only=True, dtype=spec.torch_dtype)
         if spec.gradient_checkpointing and spec.finetune != "frozen":
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()

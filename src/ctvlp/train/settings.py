@@ -30,8 +30,12 @@ def _schema() -> dict:
 
 
 def schema_defaults(section: str) -> dict:
-    """{key: default} of the keys of config section ``section`` that the schema gives a default."""
-    props = _schema()["properties"][section]["properties"]
+    """{key: default} of the keys of config section ``section`` (dotted for a nested one, e.g.
+    ``model.text_encoder``) that the schema gives a default."""
+    node = _schema()
+    for part in section.split("."):
+        node = node["properties"][part]
+    props = node["properties"]
     return {key: copy.deepcopy(spec["default"]) for key, spec in props.items() if "default" in spec}
 
 
