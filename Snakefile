@@ -16,6 +16,7 @@ sys.path.insert(0, str(WORKFLOW_DIR / "src"))
 from ctvlp.core.config import ConfigError, validate_config
 from ctvlp.ingest.inputs import check_inputs
 from ctvlp.models.release import model_config_problems
+from ctvlp.privacy.salt import config_privacy_problems
 
 min_version("9.0")
 # Nothing may be fetched from a model hub at run time: every model is a local path.
@@ -42,6 +43,8 @@ try:
     check_inputs(config)  # data roots exist and are readable
     for problem in model_config_problems(config):  # head dims fit RoPE; model.weights_dir fits the dims
         raise ConfigError(problem)
+    for problem in config_privacy_problems(config):  # a salt is set; report text goes to no remote LLM endpoint
+        raise ConfigError(problem)
 except ConfigError as err:
     raise ConfigError(f"ctvlp: {err}") from None
 validate(config, str(SCHEMA))  # fills in the schema's defaults
@@ -61,6 +64,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/provenance.smk"
 
 
 # Seconds-long bookkeeping on the submitting node instead of one Slurm job each (the slurm profile also groups

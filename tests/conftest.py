@@ -21,6 +21,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# A site's salt for the paper-preset dry runs (the demo config carries its own): without one the workflow stops
+# while parsing (tests/test_hostile_inputs.py runs it without).
+os.environ.setdefault("CTVLP_SALT", "ctvlp-test-site-salt")
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
 TEST_ABLATIONS = REPO / ".test" / "ablations.tsv"

@@ -1,13 +1,15 @@
 # Imports, paths, shared globals and input functions of every rule file, all defined here before any rule file
 # uses them (the rule files hold rules only).
 # Parsing imports no torch (tests/test_workflow_rerun.py checks it): only torch-free library modules here.
-import hmac
+from snakemake.settings.enums import RerunTrigger
 
 from ctvlp.core.config import ConfigError, data_sources
-from ctvlp.core.ids import SaltError, resolve_salt
+from ctvlp.privacy.salt import current_fingerprint, salt_changed, stored_check
 from ctvlp.core.params import canonical, select
+from ctvlp.core.provenance import software_state
 from ctvlp.ingest.inputs import bind_paths, rate_config_dir
 from ctvlp.text.stage import TEXT_KEYS, needs_llm
+from ctvlp.text.stage import input_files as text_input_files
 from ctvlp.train.ablations import apply_overrides, load_ablations, schedule_priority
 from ctvlp.train.launch import check_runs, run_config
 
@@ -60,10 +62,16 @@ CLAIMS = f"{RESULTS}/tables/claims.md"  # the paper's claims in miniature (rule 
 # resolve_salt(snakemake.config["privacy"]) from the variable privacy.salt_env names (the Snakefile moves a salt
 # given in the config there, so the pickled config holds none), and the rules that pseudonymize get SALT_ID instead, a keyed fingerprint of the salt (HMAC-SHA256 of a fixed
 # text, 12 hex digits: no more than any pseudonym in the results reveals), so a new salt reruns them.
-try:
-    SALT_ID = hmac.new(resolve_salt(config["privacy"]), b"ctvlp salt fingerprint", "sha256").hexdigest()[:12]
-except SaltError:
-    SALT_ID = None  # the jobs that need the salt stop with SaltError, naming privacy.salt_env
+# (ctvlp.privacy.salt.fingerprint; the Snakefile has already stopped the run when no salt is set).
+SALT_ID = current_fingerprint(config["privacy"])
+# The index stores the fingerprint of the salt it was made with: a run with another salt says so before any job.
+# With the params trigger (the default) the index and everything after it are redone with the new salt; without
+# it the old index would meet the new pseudonyms (no report would join a study): the run stops instead.
+SALT_CHANGED = salt_changed(stored_check(DICOM_INDEX), SALT_ID, DICOM_INDEX)
+if SALT_CHANGED and RerunTrigger.PARAMS not in workflow.rerun_triggers:
+    raise ConfigError(f"ctvlp: privacy: {SALT_CHANGED}; without --rerun-triggers params nothing would redo it")
+if SALT_CHANGED:
+    print(f"ctvlp: privacy: {SALT_CHANGED}; the index and every step after it are redone", file=sys.stderr)
 
 # What ctvlp.ingest.IngestSettings reads: series selection, geometry rules, splits and the shard count.
 INGEST_KEYS = [
@@ -196,6 +204,23 @@ def figure_caption(name):
     return f"../report/figures/{kind}.rst"
 
 
+# ---- provenance ----------------------------------------------------------------------------------------------
+# The workflow's commit and dirty flag (of the folder holding its library, also when the Snakefile is a copy),
+# or the deployed tag: a param of rule provenance, so a new commit rewrites the runs' records (nothing else).
+SOFTWARE = software_state((WORKFLOW_DIR / "src").resolve())
+
+
+def rule_kinds():
+    """{rule: kind of environment (data, gpu, report)} of every rule with a conda environment."""
+    kinds = {}
+    for r in workflow.rules:
+        env = str(r.conda_env or "")
+        kind = next((k for k in KINDS if env.endswith(f"/{k}.yaml")), None)
+        if kind:
+            kinds[r.name] = kind
+    return dict(sorted(kinds.items()))
+
+
 def all_targets():
     text = [f"{TEXT}/{name}" for name in ("labels.parquet", "prompts.parquet", "snippets.parquet", "mining_stats.md")]
     runs = run_files(f"{RESULTS}/runs/{{run}}/final.json")
@@ -203,4 +228,5 @@ def all_targets():
         f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES
     ]
     claims = [CLAIMS] if HAS_HOSPITAL and RUNS else []
-    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation + claims
+    provenance = run_files(f"{RESULTS}/runs/{{run}}/provenance.json")
+    return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation + claims + provenance

@@ -1,8 +1,14 @@
 """Figures from results only (seaborn/matplotlib, PNG and PDF, readable in black and white:
-runs differ by marker and line style, not only by colour)."""
+runs differ by marker and line style, not only by colour).
+
+Every text drawn (report snippets, label and run names, the CLI's sentence) is drawn as plain text: each
+figure is made with matplotlib's math text and TeX off (:func:`plain_text`), so a ``$`` in a report (a dollar
+amount, a LaTeX-ish note) is a character, not a parse error that fails rule ``figures`` and loses every figure.
+"""
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from pathlib import Path
 
@@ -13,6 +19,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+# matplotlib reads these when a text object is made and when it is drawn: both happen inside plain_text.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def plain_text(draw):
+    """Make a figure with every text as plain text (no math text, no TeX), whatever the caller's rcParams."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LINES = ("-", "--", ":", "-.", (0, (3, 1, 1, 1)), (0, (5, 2)), (0, (1, 2)))
@@ -34,6 +55,7 @@ def _save(fig: plt.Figure, out_dir: Path, name: str, tight: bool = True) -> list
     return paths
 
 
+@plain_text
 def per_label_auc(metrics: dict[str, dict], dataset: str, prompt_set: str, out_dir: Path) -> list[Path]:
     """Per-label AUC with 95 % CIs, one marker per run; undefined labels are listed, not hidden."""
     sns.set_theme(style="whitegrid", context="paper")
@@ -69,6 +91,7 @@ def per_label_auc(metrics: dict[str, dict], dataset: str, prompt_set: str, out_d
     return _save(fig, out_dir, f"per_label_auc_{dataset}")
 
 
+@plain_text
 def recall_curves(metrics: dict[str, dict], dataset: str, key: str, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     pool = None
@@ -89,6 +112,7 @@ def recall_curves(metrics: dict[str, dict], dataset: str, key: str, out_dir: Pat
     return _save(fig, out_dir, f"recall_at_k_{dataset}_{key}")
 
 
+@plain_text
 def localization_errors(metrics: dict[str, dict], out_dir: Path) -> list[Path]:
     """Error distributions of every run against the middle-bin and random-bin baselines."""
     rows = []
@@ -109,6 +133,7 @@ def localization_errors(metrics: dict[str, dict], out_dir: Path) -> list[Path]:
     return _save(fig, out_dir, "localization_errors")
 
 
+@plain_text
 def training_curves(logs: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
     losses = ("contrastive", "prompts", "localization")
     fig, axes = plt.subplots(1, 3, figsize=(10, 3))
@@ -123,6 +148,7 @@ def training_curves(logs: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
     return _save(fig, out_dir, "training_curves")
 
 
+@plain_text
 def qualitative_panel(examples: list[dict], bin_voxels: int, spacing_z: float, title: str,
                       out_dir: Path, name: str = "qualitative") -> list[Path]:
     """One row per example: the axial slice at the referenced and at the predicted depth, and the
@@ -154,6 +180,7 @@ def qualitative_panel(examples: list[dict], bin_voxels: int, spacing_z: float, t
     return _save(fig, out_dir, name, tight=False)
 
 
+@plain_text
 def localize_figure(data: np.ndarray, result: dict, bin_voxels: int, spacing_z: float, text: str,
                     out_path: Path) -> Path:
     """``ctvlp localize --figure``: the axial slice at the predicted depth beside the profile along z."""

@@ -14,10 +14,12 @@ Only text that ``ctvlp.text.deidentify`` has scrubbed is sent (the pipeline call
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -83,6 +85,41 @@ class LLMSettings:
                    cache_dir=str(llm.get("cache_dir") or cache_dir), api_key_env=llm.get("api_key_env"),
                    concurrency=int(llm.get("concurrency", 4)), retries=int(llm.get("retries", 4)),
                    timeout_s=float(llm.get("timeout_s", 120)))
+
+
+def _on_site(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 link-local address may carry %<interface>
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+def endpoint_problem(llm: dict) -> str | None:
+    """Why the reports must not go to ``text.llm.base_url``, or None. Every (scrubbed) report body is sent there,
+    so the endpoint must stay on the site: its host must resolve to loopback or a private address range (RFC 1918,
+    IPv6 unique-local, link-local) only, unless ``text.llm.allow_remote`` is true. Checked with the config,
+    before any job (a host that does not resolve is refused too: it cannot be shown to be local)."""
+    from urllib.parse import urlsplit
+
+    if llm.get("allow_remote"):
+        return None
+    url = str(llm.get("base_url", ""))
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as err:
+        return f"text.llm.base_url '{url}' is not a URL ({err})"
+    if parts.scheme not in ("http", "https") or not host:
+        return f"text.llm.base_url '{url}' is not an http(s) URL with a host"
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port or 80, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError) as err:
+        return (f"text.llm.base_url host '{host}' does not resolve ({err}), so it cannot be shown to be on this "
+                "site; report text is only sent to loopback or private addresses unless text.llm.allow_remote: true")
+    remote = sorted(a for a in addresses if not _on_site(a))
+    if remote:
+        return (f"text.llm.base_url host '{host}' resolves to {', '.join(remote)}, not a loopback or private "
+                "address: every report body would leave the site (set text.llm.allow_remote: true only for an "
+                "endpoint covered by the site's data agreements)")
+    return None
 
 
 class ChatClient:
