@@ -1,55 +1,43 @@
-"""Deployment as users of the Snakemake workflow catalog deploy workflows: `snakedeploy deploy-workflow` into a
-fresh folder, then a dry run there (the workflow used as a module, its config copied for editing)."""
+"""Deployment seams of the gpu rules: torchrun's workers import ctvlp where it is not installed (the
+`--sdm conda` environment), every GPU rule asks Slurm for one node."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import tarfile
-from pathlib import Path
 
-import yaml
+import pytest
 
+from bare_env import bare_python, clean_env
 from conftest import REPO
-
-BIN = REPO / ".venv" / "bin"
-
-
-def tracked_copy(dest: Path) -> Path:
-    """The repository as a clone has it (tracked and new files; no .venv, results, caches)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    dest.mkdir(parents=True)
-    archive = dest.parent / "src.tar"
-    with tarfile.open(archive, "w") as tar:
-        for name in files:
-            if (REPO / name).is_file() and not name.startswith(".venv"):
-                tar.add(REPO / name, arcname=name)
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
+from ctvlp.train.launch import worker_env
 
 
-def test_snakedeploy_into_a_fresh_folder_then_a_dry_run(tmp_path):
-    source = tracked_copy(tmp_path / "ctvlp")
-    dest = tmp_path / "my-project"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([str(BIN / "snakedeploy"), "deploy-workflow", str(source), str(dest), "--branch", "main"],
-                          capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (dest / "config" / "config.yaml").read_text() == (REPO / "config" / "config.yaml").read_text()
-    assert (dest / "config" / "README.md").is_file() and (dest / "profiles" / "slurm" / "config.yaml").is_file()
-    snakefile = (dest / "workflow" / "Snakefile").read_text()
-    assert "module ctvlp:" in snakefile and "use rule * from ctvlp" in snakefile
-    # From GitHub the declaration reads github("<owner>/ctvlp", path="Snakefile", tag=...), which Snakemake
-    # fetches; snakedeploy writes a local source as a bare relative path, so point it at the copy.
-    snakefile = snakefile.replace('"Snakefile"', f'"{source / "Snakefile"}"')
-    (dest / "workflow" / "Snakefile").write_text(snakefile)
-    # the deployment's own copy of the config is what the run reads (here: a run list of one)
-    config = yaml.safe_load((dest / "config" / "config.yaml").read_text())
-    (dest / "config" / "ablations.tsv").write_text("run\ttrain.weights.localization\tdescription\nmine\t1.0\tx\n")
-    assert config["train"]["ablations"] == "config/ablations.tsv"
-    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--cores", "1"], capture_output=True, text=True,
-                          timeout=600, cwd=dest, env=env)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert "demo_cohort" in proc.stdout and "results/runs/mine/final.json" in proc.stdout
+def test_worker_env_puts_the_imported_ctvlp_first_and_keeps_the_rest(tmp_path):
+    env = worker_env({"PYTHONPATH": os.pathsep.join(["/elsewhere", str(REPO / "src")]), "HOME": "/h"}, 3)
+    assert env["OMP_NUM_THREADS"] == "3" and env["HOME"] == "/h"
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(REPO / "src"), "/elsewhere"]  # once, first
+    assert worker_env({}, 1)["PYTHONPATH"] == str(REPO / "src")
+
+
+LAUNCH = """
+import sys, yaml
+sys.path.insert(0, {src!r})  # what Snakemake's preamble does for a rule script; no child process inherits it
+from ctvlp.train.launch import launch, run_config
+launch(run_config(yaml.safe_load(open({config!r})), {{}}), {run!r}, {{}}, gpus=2, threads=2)
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_workers_import_ctvlp_where_it_is_not_installed(tmp_path):
+    """The rule's launch with 2 processes from a Python without ctvlp (as --sdm conda runs it): before the fix,
+    both workers exited with "No module named 'ctvlp'"; now both run ctvlp.train.run, which here stops on the
+    missing inputs (the whole training from such a Python: tests/test_paper_journey.py)."""
+    python = bare_python(tmp_path / "venv")
+    script = LAUNCH.format(src=str(REPO / "src"), config=str(REPO / "config/config.yaml"), run=str(tmp_path / "run"))
+    out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, env=clean_env(), timeout=300)
+    log = out.stdout + out.stderr
+    assert out.returncode != 0 and "No module named 'ctvlp'" not in log, log[-3000:]
+    for rank in (0, 1):  # each worker reached the training entry point and stopped at the inputs it was not given
+        assert f'[rank{rank}]:   File "{REPO}/src/ctvlp/train/run.py"' in log and f"[rank{rank}]: KeyError" in log, \
+            log[-3000:]

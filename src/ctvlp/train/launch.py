@@ -74,6 +74,26 @@ def torchrun_command(run_dir: Path, gpus: int, python: str = sys.executable) -> 
             "--inputs", str(run_dir / "inputs.json"), "--run-dir", str(run_dir), "--gpus", str(gpus)]
 
 
+def worker_env(env: Mapping[str, str], threads: int) -> dict[str, str]:
+    """The environment of torchrun's worker processes: ``env`` with ``OMP_NUM_THREADS`` and, in front of
+    ``PYTHONPATH``, the folder this process imported ctvlp from. A rule script finds ctvlp through the search path
+    Snakemake's preamble hands it (the workflow's own src/), which no child process inherits: under
+    ``--sdm conda`` neither the environment (envs/gpu.yaml holds no ctvlp) nor ``PYTHONPATH`` (Snakemake strips
+    it) would give it to the workers. Where ctvlp is installed in a site folder the path is left as it is (a
+    site-packages folder in ``PYTHONPATH`` would go before the standard library)."""
+    import site
+
+    import ctvlp
+
+    root = str(Path(ctvlp.__file__).resolve().parents[1])
+    sites = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    out = {**env, "OMP_NUM_THREADS": str(threads)}
+    if root not in sites:
+        path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+        out["PYTHONPATH"] = os.pathsep.join([root, *path])
+    return out
+
+
 def check_single_node(nodes: int, requested_nodes: int = 1) -> None:
     if nodes > 1 or requested_nodes > 1:
         raise RuntimeError(f"rule train: this job has {nodes} nodes, but training starts torchrun --standalone on one "
@@ -124,7 +144,7 @@ def launch(config: Mapping, run_dir: str | Path, inputs: Mapping[str, object], g
         cmd = torchrun_command(run_dir, gpus)
         log.info("starting %s", " ".join(cmd))
         sys.stdout.flush()
-        env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+        env = worker_env(os.environ, torch.get_num_threads())
         run(cmd, check=True, stdout=sys.stdout, stderr=subprocess.STDOUT, env=env)
         result = json.loads((run_dir / "final.json").read_text())
     else:
