@@ -43,11 +43,12 @@ class HeadSpec:
 class CTVLPModel(nn.Module):
     def __init__(self, combiner_spec: CombinerSpec, text_spec: TextEncoderSpec, head_spec: HeadSpec,
                  copy_heads: bool = True, logit_init: tuple[float, float] = (2.302585, -10.0),
-                 window: WindowEncoder | None = None, standardize_features: bool = True):
+                 window: WindowEncoder | None = None, standardize_features: bool = True,
+                 text: TextEncoder | None = None):
         super().__init__()
         self.window = window  # None: the window encoder is frozen and its features are read from disk
         self.combiner = FeatureCombiner(combiner_spec)
-        self.text = TextEncoder(text_spec)
+        self.text = TextEncoder(text_spec) if text is None else text  # given: a release's tower (models.release)
         h = head_spec
         self.image_head = SigLIPHead(2 * combiner_spec.dim, h.hidden_dim, h.bottleneck_dim, h.embed_dim)
         self.text_head = SigLIPHead(self.text.dim, h.hidden_dim, h.bottleneck_dim, h.embed_dim)

@@ -1,5 +1,8 @@
 """The manifest of a pretrained model folder (``model.weights_dir``) and the check, before any job starts,
-that the configured dims fit it. JSON only (no torch), so the workflow can run it while parsing."""
+that the configured dims fit it. JSON only (no torch), so the workflow can run it while parsing.
+
+``load_release`` (RadFinder's published model, the authors' interface) lives in ``ctvlp.models.radfinder_release``
+and is imported from there when called, for the same reason."""
 
 from __future__ import annotations
 
@@ -62,3 +65,13 @@ def weights_provenance(config: dict) -> str:
     manifest = json.loads((Path(folder) / MANIFEST).read_text())
     files = ", ".join(f"{name} ({digest[:12]})" for name, digest in manifest.get("sources", {}).items())
     return f"pretrained weights from {folder} (preset {manifest.get('preset', '?')}): {files}"
+
+
+def load_release(path, text_config, device="cpu"):
+    """RadFinder's Hugging Face release folder (``config.json`` + ``model.safetensors`` or shards) as a module with
+    the authors' ``encode_image_retrieval``, ``encode_image_disease``, ``encode_text`` and ``localize``;
+    ``text_config``: the Qwen3 config as a dict or a folder holding config.json. See
+    ``ctvlp.models.radfinder_release``."""
+    from ctvlp.models.radfinder_release import load_release as load
+
+    return load(path, text_config, device)
