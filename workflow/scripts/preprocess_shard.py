@@ -6,7 +6,7 @@ from ctvlp.ingest.sources import IngestSettings
 from ctvlp.io import index_store
 from ctvlp.core.logs import logged
 from ctvlp.features.inline import InlineFeatures
-from ctvlp.preprocess.shard import keeps_for_figures, process_shard, shard_index
+from ctvlp.preprocess.shard import keeps_for_figures, process_shard, shard_counts, shard_index
 from ctvlp.preprocess.transform import PreprocessSpec
 
 with logged(snakemake.log[0]) as log:
@@ -24,5 +24,4 @@ with logged(snakemake.log[0]) as log:
     results.to_parquet(snakemake.output.shard, index=False)
     if inline is not None:
         inline.table(results).to_parquet(snakemake.output.features, index=False)
-    log.info("shard %s: %d ok, %d rejected, %d cached", shard, int((results.status == "ok").sum()),
-             int((results.status != "ok").sum()), int(results.cached.sum()))
+    log.info("shard %s: %s", shard, shard_counts(results))

@@ -4,6 +4,7 @@ import pandas as pd
 from ctvlp.core.ids import resolve_salt
 from ctvlp.core.logs import logged
 from ctvlp.io import index_store
+from ctvlp.privacy.salt import stored_check
 from ctvlp.text.pipeline import labels_summary
 from ctvlp.text.stage import build_text, chat_client
 
@@ -16,7 +17,8 @@ with logged(snakemake.log[0]) as log:
              if snakemake.input.index else None)
     client = chat_client(text_cfg, snakemake.params.llm_cache)
     try:
-        tables = build_text(sources, volumes, salt, text_cfg, index, client)
+        tables = build_text(sources, volumes, salt, text_cfg, index, client,
+                            stored_check(snakemake.input.index[0]) if snakemake.input.index else None)
     finally:
         if client is not None:
             log.info("LLM %s: %d requests, %d answers from the cache", client.settings.model, client.requests,

@@ -90,6 +90,17 @@ def check_sources_yield(qc: pd.DataFrame, datasets) -> None:
         raise EmptySourceError("configured source(s) yielded nothing: " + "; ".join(problems))
 
 
+# HTML's characters as entities, Markdown's punctuation backslash-escaped (``\|`` keeps a cell whole)
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", **{c: "\\" + c for c in "\\|*_`[]#~$"}})
+
+
+def md_cell(value) -> str:
+    """A value as one Markdown table cell: on one line, every character Markdown or HTML reads as markup escaped
+    (``|`` that would end the cell, ``*``, ``[`` ... with a backslash; ``<``, ``>``, ``&`` as entities). Reasons carry header
+    values verbatim (a Modality, a transfer syntax): they must neither break the table nor pass markup through."""
+    return " ".join(str(value).split()).translate(_MARKUP)
+
+
 def summary_markdown(qc: pd.DataFrame, inputs: dict[str, int] | None = None) -> str:
     """Counts per dataset and per rejection reason. ``inputs`` are counted from the inputs themselves
     (files walked in the export, volume files found on disk, rows of a dataset's list), not from this
@@ -102,12 +113,12 @@ def summary_markdown(qc: pd.DataFrame, inputs: dict[str, int] | None = None) -> 
         acc = int(weights[part.status == "accepted"].sum())
         rej = int(weights[part.status == "rejected"].sum())
         total = int(inputs.get(dataset, acc + rej))
-        lines.append(f"| {dataset} | {total} | {acc} | {rej} | {total - acc - rej} |")
+        lines.append(f"| {md_cell(dataset)} | {total} | {acc} | {rej} | {total - acc - rej} |")
     lines += ["", "Counts are input files (hospital: DICOM files walked in the export; public data: volume files "
               "on disk and listed ones missing), counted apart from this table.",
               "", "| dataset | stage | reason | count |", "|---|---|---|---:|"]
     rejected = qc[qc.status == "rejected"].copy()
     rejected["reason_kind"] = rejected.reason.str.replace(r"\d+(\.\d+)?", "N", regex=True)
     for (dataset, stage, reason), count in rejected.groupby(["dataset", "stage", "reason_kind"]).size().items():
-        lines.append(f"| {dataset} | {stage} | {reason} | {count} |")
+        lines.append(f"| {md_cell(dataset)} | {md_cell(stage)} | {md_cell(reason)} | {count} |")
     return "\n".join(lines) + "\n"

@@ -191,9 +191,9 @@ def read_header(path: str, root: str, salt: bytes) -> list[dict]:
     try:
         ds = pydicom.dcmread(path, defer_size="2 KB")  # pixel data stays on disk
     except InvalidDicomError:
-        return [{**row, "reason": "not a DICOM file"}]
+        return [{**row, "reason": _not_dicom_reason(path, size)}]
     except Exception as exc:  # truncated headers raise many different errors
-        return [{**row, "reason": f"unreadable DICOM header ({type(exc).__name__})"}]
+        return [{**row, "reason": f"unreadable DICOM header ({_error_text(exc)})"}]
     if len(ds) == 0:  # a preamble and file meta, then nothing: the copy or transfer was cut short
         return [{**row, "reason": "truncated file (no data set after the file meta information)"}]
     if "SOPClassUID" not in ds or "SeriesInstanceUID" not in ds:
@@ -230,6 +230,31 @@ def read_header(path: str, root: str, salt: bytes) -> list[dict]:
         out.update({"pixel_spacing_row": geo["ps"][0], "pixel_spacing_col": geo["ps"][1]})
         rows.append(out)
     return rows
+
+
+PREAMBLE = 128  # a DICOM file: 128 bytes of preamble, then b"DICM", then the file meta information
+
+
+def _not_dicom_reason(path: str, size: int) -> str:
+    """A file pydicom does not take for DICOM: 'truncated file' when it ends before the DICM prefix could
+    be read and holds nothing else (a copy cut inside the preamble: NUL bytes, perhaps the start of "DICM"), else
+    'not a DICOM file' (notes, PDFs, anything with content of its own)."""
+    if 0 <= size < PREAMBLE + 4:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(PREAMBLE + 4)
+        except OSError:
+            head = b"?"
+        if head[:PREAMBLE].strip(b"\0") == b"" and b"DICM".startswith(head[PREAMBLE:]):
+            return f"truncated file ({size} bytes, shorter than the {PREAMBLE}-byte preamble and DICM prefix)"
+    return "not a DICOM file"
+
+
+def _error_text(exc: Exception, limit: int = 240) -> str:
+    """``Type: message`` of a reader's error, on one line and bounded (pydicom's messages name no path)."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _read_header_star(args: tuple[str, str, bytes]) -> list[dict]:
@@ -362,13 +387,16 @@ def check_series_headers(name: str, rows: pd.DataFrame, rules: GeometryRules) ->
 
 
 def _pixels(ds, name: str) -> np.ndarray:
-    """Stored values as (frames, rows, columns); a decoder failure becomes a SeriesError with the syntax."""
+    """Stored values as (frames, rows, columns); a decoder failure becomes a SeriesError naming the file (its
+    name, not its path), the transfer syntax and the reader's own message (e.g. pydicom's "number of bytes of
+    pixel data is less than expected" of a file cut short)."""
     try:
         pixels = ds.pixel_array
     except Exception as exc:
         syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
-        raise SeriesError(f"series {name}: cannot decode pixel data ({syntax_label(syntax)}: "
-                          f"{type(exc).__name__})") from exc
+        file = Path(str(ds.filename)).name if getattr(ds, "filename", None) else "?"
+        raise SeriesError(f"series {name}: cannot decode pixel data ({syntax_label(syntax)}: {_error_text(exc)}) "
+                          f"in file {file}") from exc
     return pixels[None] if int(ds.get("NumberOfFrames", 1) or 1) == 1 else pixels
 
 

@@ -103,6 +103,15 @@ def process_volume(row: pd.Series, load: Callable[[str], Volume], spec: Preproce
     return result, None
 
 
+def shard_counts(results: pd.DataFrame) -> str:
+    """The shard log's line: volumes ok (of them, after a fallback), rejected, cached, and every series that
+    failed (a fallback's failed first choice counts too: '15 ok, 0 rejected' must not hide it)."""
+    failed = results["failed_sources"].map(len) if "failed_sources" in results else pd.Series(0, index=results.index)
+    ok = results.status == "ok"
+    return (f"{int(ok.sum())} ok ({int((ok & (failed > 0)).sum())} after a fallback), {int((~ok).sum())} rejected, "
+            f"{int(results.cached.sum())} cached; {int(failed.sum())} series failed")
+
+
 def shard_index(manifest: pd.DataFrame, index_dir: str | Path, buckets: int) -> pd.DataFrame:
     """The index rows a shard needs: the paths of its hospital volumes' candidate series, read from their
     studies' buckets with a pyarrow filter (a shard's share of the export, not the whole index)."""
