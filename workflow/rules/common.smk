@@ -179,7 +179,10 @@ PAPER_TABLES = [
     "paper_v2v",
     "paper_merlin",
     "paper_localization",
+    "paper_comparison",  # every published number beside this run's (ctvlp.evaluate.comparison)
 ]
+# The runs compared with the published numbers: the reference run and every run of released weights.
+COMPARISON_RUNS = [REFERENCE] + [run for run, row in RUNS.items() if row.get("source") == "released" and run != REFERENCE]
 TABLE_NAMES = (
     ["main_results", "ablations"]
     + (["localization"] if HAS_HOSPITAL else [])

@@ -4,6 +4,7 @@ if DEMO["enabled"]:
     rule demo_cohort:
         output:
             DEMO_DONE,
+            SOURCES["hospital"]["reports_csv"],  # an input of report_text (edited in place: the text stage reruns)
         log:
             f"{LOGS}/demo_cohort.log",
         benchmark:

@@ -24,6 +24,7 @@ rule embed:
         CONTAINERS["gpu"]
     resources:
         gpu=config["compute"]["embed_gpus"],
+        nodes=1,
     params:
         feature_dir=feature_dir,
         cache_dir=f"{RESULTS}/cache/volumes",  # end-to-end runs re-encode the cache with their own encoder
@@ -92,6 +93,7 @@ rule tables:
         cfg=config_params("evaluate.prompt_set", "evaluate.ci", "evaluate.bootstrap_resamples", "evaluate.protocol"),
         runs=list(RUNS),
         reference=REFERENCE,
+        comparison_runs=COMPARISON_RUNS,
         names=TABLE_NAMES,
     script:
         "../scripts/tables.py"

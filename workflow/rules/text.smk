@@ -6,6 +6,7 @@ rule report_text:
         data_ready(),
         volumes=VOLUMES,
         index=hospital_index(),
+        **text_input_files(SOURCES, config["text"]),  # the reports export, label set ...: an edit reruns the stage
     output:
         reports=f"{TEXT}/reports.parquet",
         labels=f"{TEXT}/labels.parquet",

@@ -10,5 +10,6 @@ with logged(snakemake.log[0]) as log:
     metrics = {run: json.loads(Path(p).read_text()) for run, p in zip(snakemake.params.runs, snakemake.input.metrics)}
     comparisons = json.loads(Path(snakemake.input.comparisons).read_text())["runs"]
     written = write_all_tables(metrics, comparisons, snakemake.params.reference, Path(snakemake.output.md[0]).parent,
-                               cfg["prompt_set"], cfg["ci"], cfg["bootstrap_resamples"], cfg["protocol"])
+                               cfg["prompt_set"], cfg["ci"], cfg["bootstrap_resamples"], cfg["protocol"],
+                               list(snakemake.params.comparison_runs))
     log.info("wrote %d table files", len(written))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ctvlp.evaluate.comparison import comparison_caption, comparison_table, published_by_model
 from ctvlp.evaluate.paper import PAPER_NOTES
 from ctvlp.evaluate.protocol import PROTOCOL_NOTES
 
@@ -182,7 +183,7 @@ def localization_table(metrics: dict[str, dict]) -> pd.DataFrame:
 
 # ---- the paper's tables (protocol "paper", RadFinder's definitions) ---------------------------------------------
 PAPER_TABLES = ("paper_results", "paper_retrieval", "paper_zero_shot", "paper_v2v", "paper_merlin",
-                "paper_localization")
+                "paper_localization", "paper_comparison")
 
 
 def _pct(entry, digits: int = 1) -> str:
@@ -216,14 +217,14 @@ def paper_results_table(metrics: dict[str, dict]) -> pd.DataFrame:
                  _pct(merlin.get("impressions", {}).get(f"pool{pool}_R@1")),
                  fmt(paper.get("hospital", {}).get("localization", {}).get("model", {}).get("mae_mm_ci"))]
         rows.append({"model": run, "source": "this run", **dict(zip(cols, cells))})
-    for peer in reported_results().get("paper", []):
-        r1 = peer.get("merlin_pool128_r1")
-        merlin_cell = "NA" if r1 is None else f"{r1:.1f} (variant {peer.get('merlin_variant', 'not stated')})"
-        cells = [_num(peer.get("ctrate_t2i_r10_dup_all"), 1, 1), _num(peer.get("v2v_map5"), 1, 1),
-                 _num(peer.get("ctrate_auc"), 1, 1), _num(peer.get("radchest_auc"), 1, 1),
+    for model, published in published_by_model().items():  # the published numbers (reported_results.yaml)
+        r1 = published.get("merlin_pool128_r1")
+        merlin_cell = "NA" if r1 is None else f"{r1:.1f} (variant not stated)"
+        cells = [_num(published.get("ctrate_t2i_r10"), 1, 1), _num(published.get("ctrate_v2v_map5"), 1, 1),
+                 _num(published.get("ctrate_zero_shot_auc"), 1, 1), _num(published.get("radchest_zero_shot_auc"), 1, 1),
                  merlin_cell if pool == 128 else "NA (pool 128)", merlin_cell if pool == 128 else "NA (pool 128)",
-                 _num(peer.get("loc_mae_mm"), 1, 1)]
-        rows.append({"model": peer["model"], "source": "reported", **dict(zip(cols, cells))})
+                 _num(published.get("hospital_localization_mae"), 1, 1)]
+        rows.append({"model": model, "source": "reported", **dict(zip(cols, cells))})
     return pd.DataFrame(rows, columns=["model", "source", *cols])
 
 
@@ -347,8 +348,9 @@ def write_paper_tables(metrics: dict[str, dict], out_dir: Path) -> list[Path]:
 
 def write_all_tables(metrics: dict[str, dict], comparisons: dict[str, dict], reference: str, out_dir: Path,
                      prompt_set: str = "ensemble", ci: float = 95.0, resamples: int = 1000,
-                     protocol: str = "ctvlp") -> list[Path]:
-    """Our tables (protocol ctvlp, patient bootstrap; the main table follows ``protocol``) and the paper's."""
+                     protocol: str = "ctvlp", comparison_runs: list[str] | None = None) -> list[Path]:
+    """Our tables (protocol ctvlp, patient bootstrap; the main table follows ``protocol``), the paper's, and the
+    comparison with the published numbers (``comparison_runs``: default the reference run)."""
     boot = f"{ci:.0f} % CI: percentile bootstrap over patients, {resamples} resamples"
     main_notes = (f"Protocol: paper ({PAPER_NOTES['source']}): {PAPER_NOTES['zero_shot']}; "
                   f"{PAPER_NOTES['ctrate_dup_all']}; 95 % CI over samples" if protocol == "paper" else
@@ -373,4 +375,6 @@ def write_all_tables(metrics: dict[str, dict], comparisons: dict[str, dict], ref
                            f"{PROTOCOL_NOTES['localization']}; "
                            f"{boot}.", out_dir, "localization")
     written += write_paper_tables(metrics, out_dir)
+    written += write_table(comparison_table(metrics, comparison_runs or [reference]), comparison_caption(metrics),
+                           out_dir, "paper_comparison")
     return written
