@@ -167,7 +167,7 @@ def test_reruns_follow_the_keys_each_rule_reads(test_run, tmp_path):
     assert new("reordered") == set() and new("workers") == set(), (jobs["reordered"], jobs["workers"])
     runs = {wc for rule, wc in jobs["lr"] if rule == "train"} | {wc for rule, wc in base if rule == "train"}
     assert runs == {"run=full", "run=random_encoder", "run=end_to_end"}, jobs["lr"]  # every row: none sets train.lr
-    downstream = {"train", "embed", "evaluate", "compare", "tables", "figures", "claims", "all"}
+    downstream = {"train", "embed", "evaluate", "compare", "tables", "figures", "claims", "provenance", "all"}
     assert {rule for rule, _ in new("lr")} <= downstream, new("lr")
     assert {rule for rule, _ in new("resamples")} <= {"evaluate", "compare", "tables", "figures", "claims", "all"}
     assert {rule for rule, _ in new("resamples")} >= {"evaluate", "compare", "tables"}, new("resamples")
@@ -175,7 +175,7 @@ def test_reruns_follow_the_keys_each_rule_reads(test_run, tmp_path):
     assert ("train", "run=random_encoder") in row and not {j for j in row if j[0] == "train"} - {
         ("train", "run=random_encoder")}, row
     assert {rule for rule, _ in row} <= downstream and ("evaluate", "run=full") not in row, row
-    assert {"dicom_index_part", "manifest", "report_text"} <= {rule for rule, _ in new("salt")}, new("salt")
+    assert {"dicom_index_part", "manifest", "report_text", "data_provenance"} <= {rule for rule, _ in new("salt")}
 
 
 @pytest.mark.workflow
@@ -186,3 +186,24 @@ def test_the_salt_never_reaches_snakemakes_metadata(test_run):
     files = [p for p in (test_run / ".snakemake").rglob("*") if p.is_file() and "conda" not in p.parts]
     assert any("metadata" in p.parts for p in files)
     assert [str(p) for p in files if salt in p.read_bytes()] == []
+
+
+@pytest.mark.workflow
+def test_an_edited_report_reruns_the_text_stage_and_what_follows(test_run):
+    """The reports export is an input of report_text: edited in place, the text stage reruns and everything made
+    from its tables (mining, training, evaluation), never the ingest or the preprocessing."""
+    work = test_run
+    reports = work / "demo_data" / "hospital" / "reports" / "reports.csv"
+    before = set(_jobs(work, *run_configfiles(work)))
+    data, stat = reports.read_bytes(), reports.stat()
+    try:
+        reports.write_bytes(data + b"\n")  # an edit (a blank line: the tables it makes stay the same)
+        jobs = set(_jobs(work, *run_configfiles(work))) - before
+    finally:
+        reports.write_bytes(data)
+        os.utime(reports, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    rules = {rule for rule, _ in jobs}
+    assert {"report_text", "mine_snippets", "train", "embed", "evaluate", "tables"} <= rules, jobs
+    assert not rules & {"demo_cohort", "dicom_index_part", "dicom_index", "manifest", "preprocess",
+                        "window_features", "rate_labels", "data_provenance"}, jobs
+    assert set(_jobs(work, *run_configfiles(work))) == before  # restored: nothing new to do

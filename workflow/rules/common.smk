@@ -182,7 +182,16 @@ PAPER_TABLES = [
     "paper_comparison",  # every published number beside this run's (ctvlp.evaluate.comparison)
 ]
 # The runs compared with the published numbers: the reference run and every run of released weights.
-COMPARISON_RUNS = [REFERENCE] + [run for run, row in RUNS.items() if row.get("source") == "released" and run != REFERENCE]
+def is_released(run):
+    return apply_overrides(config, RUNS[run])["train"].get("source") == "released"
+
+
+COMPARISON_RUNS = [REFERENCE] + [run for run in RUNS if run != REFERENCE and is_released(run)]
+
+
+def released_weights(wc):
+    """The release files a run of released weights was imported from (their hashes go into its provenance)."""
+    return release_files(wc) if is_released(wc.run) else []
 TABLE_NAMES = (
     ["main_results", "ablations"]
     + (["localization"] if HAS_HOSPITAL else [])

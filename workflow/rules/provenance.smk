@@ -50,6 +50,7 @@ rule provenance:
         environments=expand(f"{RESULTS}/provenance/environment_{{kind}}.json", kind=KINDS),
         data=f"{RESULTS}/provenance/data.json",
         weights=WEIGHTS,
+        release=released_weights,
         pretrained=lambda wc: [PRETRAINED] if uses_pretrained(feature_set(wc.run)) else [],
     output:
         report(f"{RESULTS}/runs/{{run}}/provenance.json", category="Provenance"),

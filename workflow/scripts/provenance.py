@@ -13,7 +13,7 @@ with logged(snakemake.log[0]) as log:
     files = {"final.json": snakemake.input.final, **{Path(p).name: p for p in snakemake.input.pretrained}}
     record = run_provenance(snakemake.wildcards.run, dict(snakemake.params.software), environments,
                             dict(snakemake.params.rules), json.loads(Path(snakemake.input.data).read_text()),
-                            weights_record([Path(p).parent for p in snakemake.input.weights]), files)
+                            weights_record([Path(p).parent for p in [*snakemake.input.weights, *snakemake.input.release[:1]]]), files)
     Path(snakemake.output[0]).write_text(json.dumps(record, indent=1) + "\n")
     log.info("provenance of %s: commit %s (dirty: %s)", record["run"], record["software"]["commit"],
              record["software"]["dirty"])
