@@ -8,6 +8,13 @@ files are merged, because reports mix languages ("Befund ... Se 2/Im 17").
 Three shapes are matched, longest first: series then image, image then series, image alone. A
 number must not be a decimal, a measurement (mm, cm, HU, ...) or a duration, which keeps dates,
 sizes, counts and follow-up intervals out; "a series of nodules" has no number and never matches.
+
+Every reference carries a confidence (``CONFIDENCES``): ``high`` when series and image are both stated in a
+known pattern ("series 3, image 45", "Bi. 44 (Se. 3)", "series:image 3:58"); ``medium`` when an unambiguous
+image word stands alone ("image 45") or takes its series from the governing clause ("On series 4, ... image
+145", "image 87 and ... image 92, both in series 3"); ``low`` for guesses: bare numbers and viewer overlays
+("210/380"), and short image words that are also ordinary words ("Im 33": German "im"). What the workflow keeps as
+a localization target is chosen by ``text.mining.min_confidence`` (``meets``).
 """
 
 from __future__ import annotations
@@ -26,7 +33,24 @@ UNITS = (r"(?!\s*(?:mm|cm|ml|%|x\b|hu\b|he\b|mmhg\b|jahre?n?\b|years?\b|monate?n
          r"|tage?n?\b|days?\b|h\b|min\b|mgy|msv|kg\b|°))")
 NUM = rf"\d{{1,4}}(?![.,]?\d)(?![^\W\d_]){UNITS}"  # not "image 3D", not "2.5", not "12 mm"
 HEADINGS = r"(?:findings|impression|befund|beurteilung|clinical information|technique|technik|klinische angaben)\s*:"
-OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cues", "current_cues")
+OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cues", "current_cues",
+                 "ambiguous_image_words", "distributive_words", "comparison_cues", "compact_separators",
+                 "linking_words", "intro_words")
+CONFIDENCES = ("high", "medium", "low")  # best first
+HIGH_SHAPES = ("series_image", "image_series", "pair", "compact")
+
+
+def meets(confidence: str, minimum: str) -> bool:
+    """Whether a reference of ``confidence`` is kept at ``minimum`` (``text.mining.min_confidence``)."""
+    if minimum not in CONFIDENCES:
+        raise ValueError(f"min_confidence '{minimum}': expected one of {', '.join(CONFIDENCES)}")
+    return CONFIDENCES.index(confidence) <= CONFIDENCES.index(minimum)
+
+
+def default_min_confidence() -> str:
+    """The schema's default of ``text.mining.min_confidence`` (the schema is the one place a default is written)."""
+    schema = yaml.safe_load((resources.files("ctvlp") / "resources" / "config.schema.yaml").read_text(encoding="utf-8"))
+    return schema["properties"]["text"]["properties"]["mining"]["properties"]["min_confidence"]["default"]
 NEVER = r"(?!x)x"  # an empty vocabulary entry matches nothing
 
 
@@ -42,6 +66,7 @@ class Reference:
     pattern: str
     image_range: tuple[int, int] | None = None
     prior: bool = False
+    confidence: str = "high"
 
 
 def _alt(words: list[str]) -> str:
@@ -63,6 +88,12 @@ class Vocabulary:
     compact_image: str
     prior_cues: str
     current_cues: str
+    ambiguous_image_words: str
+    distributive_words: str
+    comparison_cues: str
+    compact_separators: str
+    linking_words: str
+    intro_words: str
 
     @classmethod
     def from_files(cls, files: tuple[str, ...]) -> "Vocabulary":
@@ -86,9 +117,9 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     """The reference shapes as regular expressions (cached per set of vocabulary files).
 
     series_image  "series 3, image 45", "Se: 3 Im: 187/312", "in Serie 3 auf den Bildern 80, 95 und 130"
-    pair          "(Se/Im 3/45)", "Serie/Bild 4/112"
-    image_series  "image 45 of series 3", "image 97 (series 2)", "Bild 66/Serie 2"
-    compact       "s3 i88", "S3/B88"
+    pair          "(Se/Im 3/45)", "Serie/Bild 4/112", "(series:image 3:58)"
+    image_series  "image 45 of series 3", "image 97 (series 2)", "Bild 66/Serie 2", "Bi. 44 (Se. 3)"
+    compact       "s3 i88", "S3/B88", "S3:I88"
     image_only    "image 45", "image no. 142", "image 150 of 312"
     overlay       "210/380" (a viewer's image counter: image 210 of 380)
     """
@@ -101,25 +132,39 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     between = r"\s*[,;:/\-–(]?\s*(?:[^\W\d]+[,):]*\s+){0,4}?"  # a series governs the images of its clause
     flags = re.IGNORECASE
     return {
-        "series_image": re.compile(rf"\b{series}{between}{v.image}(?![^\W\d_])\.?{numspec}", flags),
-        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,/]?\s*(?:[^\W\d]+\s+){{0,3}}?"
+        "series_image": re.compile(rf"\b{series}(?P<gap>{between}){v.image}(?![^\W\d_])\.?{numspec}", flags),
+        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,;/]?\s*(?:[^\W\d]+\s+){{0,3}}?"
                                    rf"\(?\s*(?:{v.connectors}\s+)?"
                                    rf"(?:{v.articles}\s+)?\b{series}", flags),
-        "pair": re.compile(rf"\b{v.series}\.?\s*/\s*{v.image}\.?\s*:?\s*(?P<s>\d{{1,4}})\s*/\s*(?P<a>\d{{1,4}})"
+        "pair": re.compile(rf"\b{v.series}\.?\s*[/:]\s*{v.image}\.?\s*:?\s*(?P<s>\d{{1,4}})\s*[/:]\s*(?P<a>\d{{1,4}})"
                            r"(?![.,]?\d)(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
-        "compact": re.compile(rf"\b{v.compact_series}(?P<s>\d{{1,4}})\s*[/,]?\s*{v.compact_image}(?P<a>\d{{1,4}})\b"
-                              r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
+        "compact": re.compile(rf"\b{v.compact_series}(?P<s>\d{{1,4}})\s*{v.compact_separators}?\s*{v.compact_image}"
+                              r"(?P<a>\d{1,4})\b(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "image_only": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}(?!\s*:)", flags),
         "overlay": re.compile(r"(?<![\w/.,:-])(?P<a>\d{1,4})\s*/\s*(?P<n>\d{2,4})(?![\w/.,]\d|\s*(?:mm|cm|ml|%))"
                               r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "cue": re.compile(rf"(?:\b{v.cues}\s*)$", flags),
         "series_word": re.compile(rf"\b{v.series}(?![^\W\d_])", flags),
+        # a series named without an image ("On series 4, the nodule is at image 145"): it governs its sentence
+        "series_mention": re.compile(rf"\b{series}", flags),
+        "ambiguous": re.compile(rf"{v.ambiguous_image_words}(?![^\W\d_])", flags),
+        "distributive": re.compile(rf"\b{v.distributive_words}\b", flags),
+        # words that may stand between a series and its image without lowering the confidence
+        "linking_gap": re.compile(rf"(?:[\s,;:/\-–(]|\b(?:{v.connectors}|{v.articles}|{v.cues}|{v.linking_words})\b)*",
+                                  flags),
         "prior": re.compile(rf"(?<!\w){v.prior_cues}(?!\w)", flags),
         "prior_after": re.compile(rf"\s*[,)\]]?\s*(?:{v.connectors}|at|auf|im|vom|zur)\s+(?:{v.articles}\s+)?"
                                   rf"{v.prior_cues}(?!\w)", flags),
         "current": re.compile(rf"\b{v.current_cues}\b", flags),
         # "new since the prior study (series 3, image 45)": a comparison, the image is in the current study
         "since": re.compile(r"\b(?:since|seit)\s+(?:\w+\s+)?$", flags),
+        # "compared with the CT of [DATE] (series 5, image 88)": the cited image is in the compared study only
+        # when it stands right after it; "compared with the prior study, the nodule (series 3, image 45)" is current
+        "comparison": re.compile(rf"\b{v.comparison_cues}\b", flags),
+        "adjacent": re.compile(rf"(?:[\s,:(\[]|\b(?:{v.cues}|{v.linking_words}|{v.articles})\b)*", flags),
+        # a prior cue reaches across a comma only from an introductory phrase: "Previously, the nodule was seen at
+        # Se 4/Im 110", "On the prior CT dated [DATE], this lesion was seen on image 77 of series 3"
+        "intro": re.compile(rf"\s*(?:{v.intro_words})\b", flags),
         # "the previously described nodule (series 3, image 45)", "der in der Voruntersuchung beschriebene Rundherd":
         # the cue dates the finding, the image is in the current study
         "described": re.compile(r"\s*(?:\w+\s+)?(?:described|seen|noted|mentioned|known|reported|identified|"
@@ -218,39 +263,90 @@ def _references(name: str, m: re.Match) -> list[tuple[int | None, int, tuple[int
     return [(series, a, None, name)]
 
 
+def _outside_parens(text: str, pos: int) -> bool:
+    return text[:pos].count("(") <= text[:pos].count(")")
+
+
 def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: dict[str, re.Pattern]) -> bool:
-    """A prior-study cue in the stretch before a reference (from the previous reference or the last comma or
-    semicolon outside parentheses, whichever is later, with no "now"/"aktuell" between cue and reference), or
-    right after it ("image 45 on the prior study", "Bild 20 der Voruntersuchung")."""
+    """A prior-study cue before a reference (from the previous reference or the last semicolon outside
+    parentheses, whichever is later), or right after it ("image 45 on the prior study", "Bild 20 der
+    Voruntersuchung"). The cue's reach ends at a "now"/"aktuell"; it crosses a comma only from an introductory
+    phrase ("Previously, ...", "On the prior CT dated [DATE], ..."); after a comparison ("compared with",
+    "since", "im Vergleich zur") only a reference right after the compared study is in it."""
     if patterns["prior_after"].match(sentence, end):
         return True
     window_start = previous_end
-    for m in re.finditer(r"[,;:]", sentence[previous_end:start]):
+    for m in re.finditer(r";", sentence[previous_end:start]):
         pos = previous_end + m.start()
-        if sentence[:pos].count("(") <= sentence[:pos].count(")"):
-            window_start = pos
-    window = sentence[window_start:start]
-    cues = [c for c in patterns["prior"].finditer(window) if not patterns["since"].search(window[:c.start()])
-            and not patterns["described"].match(window, c.end())]
-    return bool(cues) and not patterns["current"].search(window, cues[-1].end())
+        if _outside_parens(sentence, pos):
+            window_start = pos + 1
+    window = sentence[:start]
+    cues = [c for c in patterns["prior"].finditer(sentence, window_start) if c.start() < start]  # lookahead may see on
+    for c in reversed(cues):
+        cue_end = min(c.end(), start)
+        if patterns["since"].search(window, window_start, c.start()) or patterns["described"].match(window, cue_end):
+            continue
+        if patterns["current"].search(window, cue_end):
+            return False
+        gap = window[cue_end:]
+        clause_start = max([m.end() for m in re.finditer(r"[,:]", window[:c.start()]) if m.start() >= window_start
+                            and _outside_parens(sentence, m.start())] + [window_start])
+        if patterns["comparison"].search(window, clause_start, c.start()):
+            return patterns["adjacent"].fullmatch(gap) is not None
+        if not any(_outside_parens(sentence, cue_end + m.start()) for m in re.finditer(r"[,:]", gap)):
+            return True
+        return patterns["intro"].match(window, clause_start) is not None
+    return False
 
 
-def _governing_series(sentence: str, before: list[tuple[str, re.Match]], start: int, offset: int,
-                      patterns: dict[str, re.Pattern]) -> int | None:
-    """The series an image-only reference takes from the reference before it in the same clause ("Serie 3,
-    Bild 45 und Bild 80"): none across a semicolon or when another series word stands between."""
-    for name, m in reversed(before):
-        if "s" in m.re.groupindex and m.group("s"):
-            gap = sentence[m.end() - offset:start - offset]
-            if ";" in gap or patterns["series_word"].search(gap):
-                return None
-            return int(m.group("s"))
-    return None
+def _series_of_images(sentence: str, inside: list[tuple[str, re.Match]], offset: int,
+                      patterns: dict[str, re.Pattern]) -> list[int | None]:
+    """The series an image-only reference takes from its sentence: the nearest series before it (a reference
+    with a series, or a series named alone: "On series 4, the nodule is at image 145"), unless a semicolon or
+    another series word stands between; else a series after it that a distributive word hands to every image
+    before it ("image 87 and ... image 92, both in series 3", "Bild 87 ... Bild 92, jeweils Serie 3")."""
+    spans = [(m.start() - offset, m.end() - offset) for _, m in inside]
+    anchors = [(m.start("s") - offset, m.end("s") - offset, int(m.group("s"))) for _, m in inside
+               if "s" in m.re.groupindex and m.group("s")]
+    anchors += [(m.start("s"), m.end("s"), int(m.group("s"))) for m in patterns["series_mention"].finditer(sentence)
+                if not any(a <= m.start() < b for a, b in spans)]
+    anchors.sort()
+    out: list[int | None] = []
+    for (name, m), (a, b) in zip(inside, spans):
+        if name != "image_only" or m.group("a") is None:
+            out.append(None)
+            continue
+        series = None
+        before = [x for x in anchors if x[1] <= a]
+        if before:
+            gap = sentence[before[-1][1]:a]
+            if ";" not in gap and not patterns["series_word"].search(gap):
+                series = before[-1][2]
+        if series is None:
+            after = [x for x in anchors if x[0] >= b]
+            if after:
+                gap = sentence[b:after[0][0]]
+                words = patterns["series_word"].findall(gap)
+                if ";" not in gap and len(words) <= 1 and patterns["distributive"].search(gap):
+                    series = after[0][2]
+        out.append(series)
+    return out
+
+
+def _confidence(name: str, m: re.Match, series: int | None, inherited: bool, patterns: dict[str, re.Pattern]) -> str:
+    if name in HIGH_SHAPES:
+        gap = m.group("gap") if "gap" in m.re.groupindex and m.group("gap") else ""
+        return "high" if patterns["linking_gap"].fullmatch(gap) else "medium"
+    if name == "image_only":
+        if inherited:
+            return "medium"
+        return "low" if patterns["ambiguous"].match(m.group()) and series is None else "medium"
+    return "low"
 
 
 def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
                     lang: str | None = None) -> list[Reference]:
-    """Every image reference in ``text`` with its series, image, span, prior flag and cleaned snippet.
+    """Every image reference in ``text`` with its series, image, span, prior flag, confidence and cleaned snippet.
 
     Snippets come from the clause of the reference inside its sentence (``ctvlp.text.sentences``), so a
     snippet never runs into the next sentence."""
@@ -267,6 +363,7 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
         local = [(m.start() - s_start, m.end() - s_start) for _, m in inside]
         sentence = text[s_start:s_end]
         cuts = [0] + [c if c >= 0 else None for c in _clause_cuts(sentence, local)] + [len(sentence)]
+        governing = _series_of_images(sentence, inside, s_start, patterns)
         for i, (name, m) in enumerate(inside):
             lo = next(c for c in reversed(cuts[: i + 1]) if c is not None)
             hi = next(c for c in cuts[i + 1:] if c is not None)
@@ -277,10 +374,12 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
                 snippet = _snippet(sentence, local, patterns["cue"])
             prior = _is_prior(sentence, local[i][0], local[i][1], local[i - 1][1] if i else 0, patterns)
             for series, image, image_range, pattern in _references(name, m):
-                if series is None and name == "image_only":
-                    series = _governing_series(sentence, inside[:i], m.start(), s_start, patterns)
-                    pattern += "_inherited" if series is not None else ""
-                refs.append(Reference(series, image, (m.start(), m.end()), snippet, pattern, image_range, prior))
+                inherited = False
+                if series is None and governing[i] is not None:
+                    series, inherited = governing[i], True
+                    pattern += "_inherited"
+                refs.append(Reference(series, image, (m.start(), m.end()), snippet, pattern, image_range, prior,
+                                      _confidence(name, m, series, inherited, patterns)))
     return refs
 
 
