@@ -34,6 +34,7 @@ rule mine_snippets:
         volumes=VOLUMES,
         index=hospital_index(),
         series=f"{RESULTS}/ingest/hospital_series.parquet",
+        patterns=config["text"]["mining_patterns"],  # a site's vocabulary files: an edit reruns the mining
     output:
         snippets=f"{TEXT}/snippets.parquet",
         qc=f"{RESULTS}/qc/mining_qc.parquet",
