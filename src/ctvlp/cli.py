@@ -1,5 +1,6 @@
 """``ctvlp``: a trained model on one scan (embed, classify, localize), the reference miner on one report,
-and the one-time import of SPECTRE's released weights (import-weights).
+the one-time import of SPECTRE's or RadFinder's released weights (import-weights) and a trained run written in
+RadFinder's release layout (export-hf).
 
 Every answer comes from the workflow's own reading, preprocessing and model code (``ctvlp.inference.scan``).
 Errors print one line naming the input and the reason, and exit with status 2.
@@ -49,14 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "the architecture the weights must fit")
     p.add_argument("--out", type=Path, help="the model folder to write (default: the config's model.weights_dir)")
     p.add_argument("--source", type=Path, help="a folder holding the released files under their published names")
-    p.add_argument("--radfinder", type=Path, help="RadFinder's trained model (safetensors, keys prefixed 'model.'): "
-                   "every part at once, with its trained copy heads and logit scale")
+    p.add_argument("--radfinder", type=Path, help="RadFinder's trained model: the authors' Hugging Face folder "
+                   "(config.json + model.safetensors, or shards + model.safetensors.index.json; its code files are "
+                   "never run) or one safetensors file (keys prefixed 'model.'): every part at once, with its copy "
+                   "heads and logit scale; a folder's LoRA-merged text tower loads for evaluation only "
+                   "(model.text_encoder.finetune: frozen)")
     for part, flag in (("window_encoder", "--backbone"), ("combiner", "--combiner"), ("image_head", "--image-head"),
                        ("text_head", "--text-head"), ("text", "--text-lora")):
         p.add_argument(flag, dest=part, type=Path, help=f"the {part} file (overrides --source)")
     p.add_argument("--text-base", type=Path, help="local HF folder of the text model the LoRA was trained on, to "
                    "refuse a file whose base already holds the merged update (default: model.text_encoder.path)")
+    p = sub.add_parser("export-hf", help="a trained run in RadFinder's release layout (config.json, "
+                       "model.safetensors, model card)")
+    p.add_argument("run", type=Path, help="a run folder of the workflow, e.g. results/runs/full")
+    p.add_argument("out", type=Path, help="the folder to write (replaced if it exists)")
+    p.add_argument("--dataset", action="append", help="a training data set for the model card (repeatable; "
+                   "default: the run's train.datasets)")
     return parser
+
+
+def cmd_export_hf(args) -> None:
+    from ctvlp.convert.export import export_release
+
+    folder = export_release(args.run, args.out, datasets=args.dataset)
+    print(f"wrote {folder}: config.json, model.safetensors, preprocessor_config.json, README.md")
 
 
 def cmd_embed(args) -> None:
@@ -129,14 +146,16 @@ def cmd_mine(args) -> None:
     files = tuple(default_pattern_files()) + tuple(args.patterns or ())
     refs = find_references(text, files)
     rows = [{"series": r.series, "image": r.image, "span": list(r.span), "reference": text[r.span[0]:r.span[1]],
-             "snippet": r.snippet} for r in refs]
+             "snippet": r.snippet, "confidence": r.confidence, "prior": r.prior} for r in refs]
     if args.json:
         print(json.dumps(rows, indent=1, ensure_ascii=False))
         return
-    print(f"{len(rows)} reference(s) in {args.report}")
+    print(f"{len(rows)} reference(s) in {args.report} (confidence: high/medium/low; text.mining.min_confidence "
+          "chooses which become localization targets)")
     for r in rows:
         series = "?" if r["series"] is None else r["series"]
-        print(f"  series {series}, image {r['image']}: \"{r['reference']}\" -> {r['snippet']}")
+        prior = ", prior study" if r["prior"] else ""
+        print(f"  series {series}, image {r['image']} [{r['confidence']}{prior}]: \"{r['reference']}\" -> {r['snippet']}")
 
 
 def merged_config(files: list[Path]) -> dict:
@@ -186,7 +205,7 @@ def cmd_import_weights(args) -> None:
 
 
 COMMANDS = {"embed": cmd_embed, "classify": cmd_classify, "localize": cmd_localize, "mine": cmd_mine,
-            "import-weights": cmd_import_weights}
+            "import-weights": cmd_import_weights, "export-hf": cmd_export_hf}
 
 
 def _quiet_libraries() -> None:

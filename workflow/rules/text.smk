@@ -1,4 +1,5 @@
 # Report text: sections, labels, prompts (rule report_text), snippet mining (rule mine_snippets) and RATE labels.
+from ctvlp.text.mining import min_confidence_of
 
 
 rule report_text:
@@ -48,6 +49,7 @@ rule mine_snippets:
     params:
         bin_voxels=config["model"]["window_encoder"]["patch_voxels"][2],
         patterns=config["text"]["mining_patterns"],
+        min_confidence=min_confidence_of(config["text"]),  # text.mining.min_confidence or the schema's default
     script:
         "../scripts/mine_snippets.py"
 

@@ -16,7 +16,8 @@ with logged(snakemake.log[0]) as log:
         columns=["reason", "accession_key"])
     series = pd.read_parquet(snakemake.input.series)
     files = default_pattern_files() + tuple(snakemake.params.patterns)
-    snippets, qc = mine_snippets(reports, index, series, volumes, int(snakemake.params.bin_voxels), files)
+    snippets, qc = mine_snippets(reports, index, series, volumes, int(snakemake.params.bin_voxels), files,
+                                 snakemake.params.min_confidence)
     snippets.to_parquet(snakemake.output.snippets, index=False)
     qc.to_parquet(snakemake.output.qc, index=False)
     with open(snakemake.output.stats, "w") as f:

@@ -47,10 +47,16 @@ def meets(confidence: str, minimum: str) -> bool:
     return CONFIDENCES.index(confidence) <= CONFIDENCES.index(minimum)
 
 
-def default_min_confidence() -> str:
-    """The schema's default of ``text.mining.min_confidence`` (the schema is the one place a default is written)."""
-    schema = yaml.safe_load((resources.files("ctvlp") / "resources" / "config.schema.yaml").read_text(encoding="utf-8"))
-    return schema["properties"]["text"]["properties"]["mining"]["properties"]["min_confidence"]["default"]
+def min_confidence_of(text_cfg: dict | None) -> str:
+    """``text.mining.min_confidence`` of a ``text:`` config section, or the schema's default (the schema is the
+    one place a default is written)."""
+    value = ((text_cfg or {}).get("mining") or {}).get("min_confidence")
+    if value is None:
+        schema = yaml.safe_load((resources.files("ctvlp") / "resources" / "config.schema.yaml").read_text(
+            encoding="utf-8"))
+        value = schema["properties"]["text"]["properties"]["mining"]["properties"]["min_confidence"]["default"]
+    meets("high", value)  # a ValueError naming the allowed values
+    return value
 NEVER = r"(?!x)x"  # an empty vocabulary entry matches nothing
 
 

@@ -21,7 +21,7 @@ from ctvlp.core.label_set import CTRATE_LABELS
 from ctvlp.io import ctrate
 from ctvlp.text.deidentify import Identifier, identifiers_of, scrub
 from ctvlp.text.labels import Labeler
-from ctvlp.text.mining import detect_language, find_references
+from ctvlp.text.mining import detect_language, find_references, meets, min_confidence_of
 from ctvlp.text.report_io import read_report_table
 from ctvlp.text.resolve import REASONS, StudyResolver
 from ctvlp.text.sections import ctrate_sections, decode_report, sections_and_flags, training_text
@@ -239,8 +239,12 @@ def translate_reports(reports: pd.DataFrame, translator) -> pd.DataFrame:
 
 
 def mine_snippets(reports: pd.DataFrame, index: pd.DataFrame, series: pd.DataFrame, volumes: pd.DataFrame,
-                  bin_voxels: int, pattern_files: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(snippets, mining QC): every reference found, resolved or rejected with its reason."""
+                  bin_voxels: int, pattern_files: tuple[str, ...] | None = None,
+                  min_confidence: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(snippets, mining QC): every reference found, resolved or rejected with its reason. A reference whose
+    confidence is below ``min_confidence`` (``text.mining.min_confidence``; None = the schema's default) never
+    becomes a localization target: this is the one place that filters; it stays in the QC with the reason."""
+    min_confidence = min_confidence or min_confidence_of(None)
     hosp = reports[reports.dataset == "hospital"]
     vols = volumes[(volumes.dataset == "hospital") & (volumes.status == "ok")].set_index("volume_id")
     # by study, not by accession: two studies may share an accession number
@@ -257,18 +261,25 @@ def mine_snippets(reports: pd.DataFrame, index: pd.DataFrame, series: pd.DataFra
                                  bin_voxels)
         for section in ("findings", "impression"):
             for ref in find_references(getattr(r, section) or "", pattern_files, r.language):
-                code, target, used = ("prior_study", None, ref.series) if ref.prior else resolver.resolve(
-                    ref.series, ref.image)
+                if ref.prior:
+                    code, target, used = "prior_study", None, ref.series
+                elif not meets(ref.confidence, min_confidence):
+                    code, target, used = "below_min_confidence", None, ref.series
+                else:
+                    code, target, used = resolver.resolve(ref.series, ref.image)
                 row = {"volume_id": r.volume_id, "split": r.split, "snippet": ref.snippet,
                        "series": ref.series if ref.series is not None else -1, "resolved_series": used or -1,
                        "image": ref.image, "image_range": list(ref.image_range) if ref.image_range else [],
-                       "pattern": ref.pattern, "prior": ref.prior, "language": r.language, "section": section}
-                qc.append({**row, "reason_code": code, "reason": REASONS[code]})
+                       "pattern": ref.pattern, "prior": ref.prior, "confidence": ref.confidence,
+                       "language": r.language, "section": section}
+                reason = REASONS[code] + (f" ({ref.confidence} < {min_confidence})"
+                                          if code == "below_min_confidence" else "")
+                qc.append({**row, "reason_code": code, "reason": reason})
                 if target is not None:
                     snippets.append({**row, "z_mm": target.z_mm, "k_voxel": target.k_voxel,
                                      "depth_bin": target.depth_bin, "n_bins": target.n_bins})
     snippet_cols = ["volume_id", "split", "snippet", "series", "resolved_series", "image", "image_range", "pattern",
-                    "prior", "language", "section", "z_mm", "k_voxel", "depth_bin", "n_bins"]
+                    "prior", "confidence", "language", "section", "z_mm", "k_voxel", "depth_bin", "n_bins"]
     return pd.DataFrame(snippets, columns=snippet_cols), pd.DataFrame(qc)
 
 
@@ -278,7 +289,7 @@ def mining_stats(mining_qc: pd.DataFrame) -> str:
         return "# Snippet mining\n\nNo references found.\n"
     lines = ["# Snippet mining", "", f"references found: {len(mining_qc)}; resolved: "
              f"{int((mining_qc.reason_code == 'ok').sum())}", ""]
-    for column in ("pattern", "language", "reason"):
+    for column in [c for c in ("confidence", "pattern", "language", "reason") if c in mining_qc.columns]:
         counts = mining_qc.groupby(column).size().sort_values(ascending=False)
         lines += [f"| {column} | count |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in counts.items()] + [""]
     return "\n".join(lines)

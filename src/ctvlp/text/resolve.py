@@ -18,6 +18,7 @@ from ctvlp.io.volume import LPS_TO_RAS
 REASONS = {
     "ok": "resolved",
     "prior_study": "reference to a prior study: never resolved against the current one",
+    "below_min_confidence": "reference confidence below text.mining.min_confidence: kept out of the targets",
     "no_volume": "report matches no training volume",
     "ambiguous_series": "no series number and several candidate series",
     "unknown_series": "series not found in the study",
