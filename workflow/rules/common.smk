@@ -126,6 +126,27 @@ try:
 except ConfigError as err:
     raise ConfigError(f"ctvlp: {err}") from None  # printed as: ConfigError in file .../common.smk: ctvlp: ...
 print(f"ctvlp: train: {TRAIN_PLAN.describe()}", file=sys.stderr)
+# Rows with train.source: released are not trained: rule import_release writes their run folder from a model in
+# RadFinder's release layout (train.release_dir: absolute, or relative to results for the workflow's own export).
+RELEASED_RUNS = [run for run in RUNS if apply_overrides(config, RUNS[run])["train"]["source"] == "released"]
+TRAINED_RUNS = [run for run in RUNS if run not in RELEASED_RUNS]
+
+
+def release_folder(run):
+    folder = apply_overrides(config, RUNS[run])["train"]["release_dir"]
+    if not folder:
+        raise ConfigError(f"ctvlp: ablation run '{run}' sets train.source: released but no train.release_dir")
+    return Path(folder) if Path(folder).is_absolute() else Path(RESULTS) / folder
+
+
+def release_files(wc):
+    """The files rule import_release reads: config.json and the weights (one file, or the shard index)."""
+    folder = release_folder(wc.run)
+    if folder.is_relative_to(Path(RESULTS)) or (folder / "model.safetensors").exists():
+        return [str(folder / "config.json"), str(folder / "model.safetensors")]
+    return [str(folder / "config.json"), str(folder / "model.safetensors.index.json")]
+
+
 # The imported pretrained weights (ctvlp import-weights): a re-import reruns features and training.
 WEIGHTS = [f"{config['model']['weights_dir']}/manifest.json"] if config["model"].get("weights_dir") else []
 # Window-encoder pretraining writes here (ctvlp.models.window_encoder.PRETRAINED_FILE under results/; written out

@@ -18,6 +18,7 @@ rule pretrain_window_encoder:
     threads: 2
     resources:
         gpu=config["compute"]["features_gpus"],
+        nodes=1,
     params:
         cfg=config_params(
             "seed",
@@ -56,6 +57,7 @@ if KEEP_VOLUMES:
             CONTAINERS["gpu"]
         resources:
             gpu=config["compute"]["features_gpus"],
+            nodes=1,
         params:
             cfg=config_params("seed", "model.window_encoder", "model.weights_dir", "preprocess.window_voxels"),
             cache_dir=f"{RESULTS}/cache/volumes",
@@ -81,7 +83,7 @@ rule train:
     benchmark:
         f"{LOGS}/benchmarks/train_{{run}}.tsv"
     wildcard_constraints:
-        run="|".join(RUNS) or "none",
+        run="|".join(TRAINED_RUNS) or "none",
     priority: lambda wc: schedule_priority(config, RUNS[wc.run])
     conda:
         ENVS["gpu"]
@@ -90,6 +92,7 @@ rule train:
     threads: config["compute"].get("train_threads", 2)
     resources:
         gpu=config["compute"]["train_gpus"],
+        nodes=1,  # torchrun --standalone: the GPUs of one node (Slurm's --gpus is per job)
     params:
         cfg=train_config,
         feature_dir=feature_dir,
@@ -97,3 +100,49 @@ rule train:
         run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
     script:
         "../scripts/train.py"
+
+
+# A released row (train.source: released): its run folder from a published model, no training job.
+rule import_release:
+    input:
+        release=release_files,
+    output:
+        f"{RESULTS}/runs/{{run}}/final.json",
+    log:
+        f"{LOGS}/import_release/{{run}}.log",
+    wildcard_constraints:
+        run="|".join(RELEASED_RUNS) or "none",
+    conda:
+        ENVS["gpu"]
+    container:
+        CONTAINERS["gpu"]
+    params:
+        cfg=train_config,
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+    script:
+        "../scripts/import_release.py"
+
+
+# A trained run in RadFinder's release layout (ctvlp export-hf): a released row can evaluate it (the demo's does).
+rule export_hf:
+    input:
+        final=f"{RESULTS}/runs/{{run}}/final.json",
+        metrics=f"{RESULTS}/runs/{{run}}/metrics.json",
+        pretrained=lambda wc: [PRETRAINED] if PRETRAIN else [],
+    output:
+        config=f"{RESULTS}/export/{{run}}/config.json",
+        weights=f"{RESULTS}/export/{{run}}/model.safetensors",
+        card=f"{RESULTS}/export/{{run}}/README.md",
+    log:
+        f"{LOGS}/export_hf/{{run}}.log",
+    wildcard_constraints:
+        run="|".join(TRAINED_RUNS) or "none",
+    conda:
+        ENVS["gpu"]
+    container:
+        CONTAINERS["gpu"]
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        out_dir=lambda wc: f"{RESULTS}/export/{wc.run}",
+    script:
+        "../scripts/export_hf.py"

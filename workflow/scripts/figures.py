@@ -20,7 +20,9 @@ with logged(snakemake.log[0]) as log:
             figures.per_label_auc(metrics, name, cfg["prompt_set"], out)
         if f"recall_at_k_{name}_t2i_scans" in names:
             figures.recall_curves(metrics, name, "t2i_scans", out)
-    logs = {run: pd.read_csv(Path(p).parent / "train_log.csv") for run, p in zip(runs, snakemake.input.logs)}
+    # a released run (train.source: released) was not trained: no training log
+    logs = {run: pd.read_csv(Path(p).parent / "train_log.csv") for run, p in zip(runs, snakemake.input.logs)
+            if (Path(p).parent / "train_log.csv").is_file()}
     figures.training_curves(logs, out)
     if "qualitative" in names:
         figures.localization_errors(metrics, out)

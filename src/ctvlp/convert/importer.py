@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from ctvlp.convert.loralib import base_state, merged_lora
-from ctvlp.convert.radfinder import split_radfinder
+from ctvlp.convert.radfinder import read_radfinder
 from ctvlp.core.state_dict import WeightFileError, as_umask_allows, load_strict, read_state, save_tensors
 from ctvlp.models.ctvlp_model import CTVLPModel
+from ctvlp.models.radfinder_release import head_names, weight_files
 from ctvlp.models.release import FORMAT, MANIFEST, architecture
 from ctvlp.models.spectre import convert_backbone, loralib_to_peft
 from ctvlp.models.weights import PARTS, part_file
@@ -48,16 +49,11 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def head_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torch's newer weight-norm names (parametrizations.weight.original0/1) -> the older weight_g/weight_v."""
-    return {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
-                                                                               "weight_v"): v for k, v in state.items()}
-
-
 def convert_parts(model, window: nn.Module, states: dict[str, tuple[Path, dict[str, torch.Tensor]]],
-                  text_base: Path | None = None) -> dict[str, dict[str, torch.Tensor]]:
+                  text_base: Path | None = None, merged_text: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """Converted, verified state dicts per part for ``model`` (a CTVLPModel built from the config) and
-    ``window`` (its window encoder); each checked strictly against its module."""
+    ``window`` (its window encoder); each checked strictly against its module. ``merged_text``: the text part is a
+    release's LoRA-merged tower (plain names; ``model``'s text tower built frozen to check it)."""
     out: dict[str, dict[str, torch.Tensor]] = {}
     targets = {"window_encoder": window, "combiner": model.combiner, "image_head": model.image_head,
                "text_head": model.text_head, "image_copy_head": model.image_copy_head,
@@ -70,7 +66,9 @@ def convert_parts(model, window: nn.Module, states: dict[str, tuple[Path, dict[s
             state = convert_backbone(state, targets[part].spec.patch[2], path)
         if part.endswith("head"):
             state = head_names(state)
-        if part == "text":
+        if part == "text" and merged_text:
+            load_strict(model.text.model, state, path)
+        elif part == "text":
             spec = model.text.spec
             if spec.finetune != "lora":
                 raise WeightFileError(f"{path}: a LoRA file needs model.text_encoder.finetune: lora")
@@ -105,13 +103,17 @@ def import_weights(config: dict, sources: dict[str, Path], out_dir: Path, preset
         raise ValueError(f"unknown parts {sorted(unknown)} (known: {', '.join(PARTS)})")
     cfg = json.loads(json.dumps(config))
     cfg["model"]["weights_dir"] = None
-    model = CTVLPModel.from_config(cfg, load_window_weights=False)
-    states = {}
+    states, release = {}, None
     if radfinder is not None:
-        states = {part: (radfinder, state) for part, state in split_radfinder(read_state(radfinder), radfinder).items()}
+        parts_found, release = read_radfinder(Path(radfinder))
+        states = {part: (Path(radfinder), state) for part, state in parts_found.items()}
+    merged_text = release is not None and "text" in states and "text" not in sources
+    if merged_text:
+        cfg["model"]["text_encoder"]["finetune"] = "frozen"  # checked as plain weights
+    model = CTVLPModel.from_config(cfg, load_window_weights=False)
     states.update({part: (Path(path), read_state(path)) for part, path in sources.items()})
-    parts = convert_parts(model, WindowEncoder(WindowEncoderSpec.from_config(cfg)), states, text_base)
-    files = {Path(p) for p, _ in states.values()}
+    parts = convert_parts(model, WindowEncoder(WindowEncoderSpec.from_config(cfg)), states, text_base, merged_text)
+    files = {f for p, _ in states.values() for f in ([p / "config.json", *weight_files(p)] if p.is_dir() else [p])}
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -123,7 +125,12 @@ def import_weights(config: dict, sources: dict[str, Path], out_dir: Path, preset
                     "sources": {f.name: sha256(f) for f in sorted(files)},
                     "parts": {part: {"file": part_file(tmp, part).name, "from": path.name}
                               for part, (path, _) in states.items()},
-                    "text_base_checked": (str(text_base) if text_base is not None and "text" in states else None),
+                    "text_base_checked": (str(text_base) if text_base is not None and "text" in states
+                                          and not merged_text else None),
+                    # a release's tower holds merged LoRA: it evaluates (finetune: frozen), it cannot be fine-tuned
+                    "text_merged_lora": merged_text,
+                    "text_max_tokens": (release["radfinder_model_config"].get("text_backbone_kwargs") or {}).get(
+                        "tokenizer_max_length") if release is not None else None,
                     "licence": "SPECTRE weights: CC-BY-NC-SA 4.0 (non-commercial, share alike)"}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         if out_dir.exists():

@@ -1,5 +1,7 @@
-"""RadFinder's trained model: one safetensors state dict whose keys carry the module prefix (``model.``), split
-into the parts of ``model.weights_dir``."""
+"""RadFinder's trained model for ``ctvlp import-weights --radfinder``: the authors' Hugging Face release folder
+(``config.json`` + ``model.safetensors`` or shards + index) or one safetensors file of the same keys (prefixed
+``model.``), split into the parts of ``model.weights_dir``. The layout itself (prefixes, shards, merged LoRA) is
+``ctvlp.models.radfinder_release``, which ``load_release`` shares."""
 
 from __future__ import annotations
 
@@ -7,26 +9,24 @@ from pathlib import Path
 
 import torch
 
-from ctvlp.core.state_dict import WeightFileError
-
-RADFINDER = {  # module prefixes of RadFinder's trained model (safetensors, keys prefixed ``model.``)
-    "model.backbone_image.": "window_encoder", "model.feature_comb_image.": "combiner",
-    "model.projection_image.": "image_head", "model.projection_image_copy.": "image_copy_head",
-    "model.projection_text.": "text_head", "model.projection_text_copy.": "text_copy_head",
-    "model.backbone_text.": "text", "model.criterion.": "scale",
-}
+from ctvlp.core.state_dict import read_state
+from ctvlp.models.radfinder_release import (merged_text_state, read_release_config, read_release_state,
+                                            split_release)
 
 
 def split_radfinder(state: dict[str, torch.Tensor], source: Path) -> dict[str, dict[str, torch.Tensor]]:
     """RadFinder's one state dict -> one per part; a key of no known module is an error naming it."""
-    parts: dict[str, dict[str, torch.Tensor]] = {}
-    unknown = []
-    for key, value in state.items():
-        prefix = next((p for p in RADFINDER if key.startswith(p)), None)
-        if prefix is None:
-            unknown.append(key)
-            continue
-        parts.setdefault(RADFINDER[prefix], {})[key[len(prefix):]] = value
-    if unknown:
-        raise WeightFileError(f"{source}: {len(unknown)} tensors of no known RadFinder module (e.g. {unknown[:3]})")
-    return parts
+    return split_release(state, source)
+
+
+def read_radfinder(source: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict | None]:
+    """(parts, the release's config.json or None for a single file). A release folder's text tower is LoRA-merged
+    (saved from eval mode): its adapters are dropped and the weights kept as they are."""
+    source = Path(source)
+    if source.is_dir():
+        config = read_release_config(source)
+        parts = split_release(read_release_state(source), source)
+        if "text" in parts:
+            parts["text"] = merged_text_state(parts["text"])
+        return parts, config
+    return split_release(read_state(source), source), None

@@ -27,8 +27,11 @@ def load_trained_model(run_dir: str | Path, device: str = "cpu") -> tuple[CTVLPM
     model = CTVLPModel.from_config(config, load_window_weights=False)  # a trained window encoder is in the weights
     state = load_file(str(weights))
     expected = set(model.trainable_state())
-    if set(state) != expected:
-        extra, missing = sorted(set(state) - expected), sorted(expected - set(state))
+    # beyond what training changes, a released model's run (ctvlp.convert.released_run) also carries its frozen
+    # tensors (text tower, weight-norm g): any tensor of the model may be present, every trained one must be
+    known = set(model.state_dict())
+    if not expected <= set(state) or not set(state) <= known:
+        extra, missing = sorted(set(state) - known), sorted(expected - set(state))
         raise CheckpointError(f"{weights}: weights from another configuration ({len(missing)} tensors missing, "
                               f"{len(extra)} unexpected, e.g. {(missing + extra)[:2]})")
     try:

@@ -43,7 +43,18 @@ def model_config_problems(config: dict) -> list[str]:
     if not manifest.is_file():
         return problems + [f"config key 'model.weights_dir': '{folder}' has no {MANIFEST} (import the released "
                            "weights with `ctvlp import-weights`)"]
-    recorded = json.loads(manifest.read_text()).get("architecture", {})
+    recorded_manifest = json.loads(manifest.read_text())
+    recorded = recorded_manifest.get("architecture", {})
+    text = config["model"]["text_encoder"]
+    if recorded_manifest.get("text_merged_lora") and text.get("finetune") != "frozen":
+        problems.append(f"config key 'model.text_encoder.finetune': {text.get('finetune')} needs a text tower with "
+                        f"separate LoRA adapters, but {folder} holds a release's tower with the LoRA merged into its "
+                        "weights (saved from eval mode): it can be evaluated (finetune: frozen), not fine-tuned; "
+                        "fine-tuning needs the authors' unmerged training checkpoint")
+    length = recorded_manifest.get("text_max_tokens")
+    if length and text.get("max_tokens") != length:
+        problems.append(f"config key 'model.text_encoder.max_tokens': {text.get('max_tokens')} differs from the "
+                        f"release's text length {length} (its config.json) in {folder}")
     wanted = architecture(config)
     for part, dims in wanted.items():
         for key, value in dims.items():

