@@ -5,9 +5,9 @@ from ctvlp.text.mining import min_confidence_of
 rule report_text:
     input:
         data_ready(),
+        **text_input_files(SOURCES, config["text"]),  # reports export, label set...: edited, the stage reruns
         volumes=VOLUMES,
         index=hospital_index(),
-        **text_input_files(SOURCES, config["text"]),  # the reports export, label set ...: an edit reruns the stage
     output:
         reports=f"{TEXT}/reports.parquet",
         labels=f"{TEXT}/labels.parquet",

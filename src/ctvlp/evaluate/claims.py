@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from ctvlp.evaluate.comparison import lookup
+
 REPRODUCED, NOT_REPRODUCED, UNTESTED = "reproduced", "not reproduced", "not testable here"
 
 
@@ -82,12 +84,7 @@ def check_claims(comparisons: dict, prompt_set: str) -> list[Claim]:
 
 
 def _value(metrics: dict, *path: str) -> dict | None:
-    node = metrics
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
+    return lookup(metrics, path)
 
 
 def _ci(entry: dict | None, scale: float = 1.0, digits: int = 1) -> str:
