@@ -321,3 +321,26 @@ def test_the_runs_the_docs_name_are_rows_of_their_preset():
     assert not wrong, wrong
     assert paper <= demo | {"full"}, "every paper row has its demo counterpart"
     assert list(itertools.islice(sorted(paper), 1))  # the paper table has rows
+
+
+TOP_DIRS = ("src/", "config/", "workflow/", "tests/", "tools/", "containers/", "envs/", "benchmarks/", "profiles/",
+            "docs/", ".test/", ".ci/")
+
+
+def test_the_files_and_links_the_docs_name_exist():
+    """Repository paths in the docs' code (`config/ablations_paper.tsv`) and relative links exist."""
+    wrong, checked = [], 0
+    for doc in DOCS:
+        for n, line in enumerate(doc.read_text().splitlines(), 1):
+            for span in re.findall(r"`([^`\n]+)`", line):
+                for token in (t.strip("(),;:") for t in span.split()):
+                    if token.startswith(TOP_DIRS) and not any(c in token for c in "<>{}*"):
+                        checked += 1
+                        if not (REPO / token).exists():
+                            wrong.append((f"{doc.relative_to(REPO)}:{n}", token))
+            for link in re.findall(r"\]\(([^)#]+)", line):
+                if not link.startswith(("http://", "https://", "mailto:")):
+                    checked += 1
+                    if not (doc.parent / link).exists():
+                        wrong.append((f"{doc.relative_to(REPO)}:{n}", link))
+    assert checked > 50 and not wrong, wrong
