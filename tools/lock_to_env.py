@@ -167,11 +167,25 @@ def config_modules(kind: str) -> set[str]:
     return found
 
 
+# The gpu environment and image also run the `ctvlp` command line on a trained model (classify, explain):
+# its imports are part of the kind, and the image's ctvlp package gets every dependency it declares.
+CLI_KINDS = ("gpu",)
+
+
+def declared_dependencies() -> set[str]:
+    """The distributions ctvlp declares in pyproject.toml (canonical names)."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {canonical(re.split(r"[ ;<>=!~\[(]", d, maxsplit=1)[0]) for d in deps}
+
+
 def kind_modules(kind: str) -> set[str]:
     """Every top-level module the rules of ``kind`` import at run time (their scripts, the ctvlp code they
-    reach, and packages the config names); tests/test_envs.py imports each inside the environment."""
+    reach, and packages the config names; for the gpu kind also the command line's);
+    tests/test_envs.py imports each inside the environment."""
     scripts = [REPO / "workflow" / "scripts" / f"{rule}.py" for rule in KINDS[kind]]
-    modules = [m for s in scripts for m in script_modules(s)]
+    modules = [m for s in scripts for m in script_modules(s)] + (["ctvlp.cli"] if kind in CLI_KINDS else [])
     return (ctvlp_imports(modules) | config_modules(kind)) - {"snakemake"}
 
 
@@ -183,7 +197,8 @@ def distributions_of(modules: set[str]) -> set[str]:
 def kind_pins(kind: str, pins: list[str], gpu_pins: list[str] | None = None) -> list[str]:
     scripts = [REPO / "workflow" / "scripts" / f"{rule}.py" for rule in KINDS[kind]]
     used = imported_distributions(scripts) | distributions_of(kind_modules(kind))
-    wanted = closure(used | {canonical(n) for n in ALWAYS[kind]}) - {"ctvlp"}
+    wanted = closure(used | {canonical(n) for n in ALWAYS[kind]}
+                     | (declared_dependencies() if kind in CLI_KINDS else set())) - {"ctvlp"}
     if kind == "gpu" and gpu_pins is not None:
         # the CUDA wheels are dependencies of PyPI's torch, not of the local CPU build this closure reads
         cpu = {canonical(p.split("==")[0]) for p in pins}
@@ -201,6 +216,7 @@ def render(kind: str, pins: list[str]) -> str:
 def main(lock: str = "requirements.lock", envs: str = "envs", gpu_lock: str = "requirements-gpu.lock") -> None:
     pins = lock_pins(Path(lock))
     gpu = lock_pins(Path(gpu_lock))
+    LOCKS["gpu"] = Path(gpu_lock).name  # make envs GPU_LOCK=requirements-gpu-cu12.lock (older drivers)
     out = Path(envs)
     (out / "ctvlp.yaml").write_text(render("ctvlp", pins))
     for kind in KINDS:

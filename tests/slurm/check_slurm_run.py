@@ -4,9 +4,9 @@
 
 Requests: every `sbatch` line the plugin ran (from Snakemake's --verbose log) and Slurm's own record of the job
 (sacct) are compared with what the installed profile and the config ask for: GPU rules in the GPU partition and
-account with --gpus=<model>:<compute.*_gpus> and --cpus-per-gpu, never --cpus-per-task; CPU rules in the CPU
-partition with --cpus-per-task = their threads; memory and time limits as the profile's expressions give them
-for the first attempt. Outputs: tables, trained parameters and metrics equal the local run's; no salt in any
+account with --gpus=<model>:<compute.*_gpus>, --cpus-per-gpu and --nodes=1 (Slurm records one node), never
+--cpus-per-task; CPU rules in the CPU partition with --cpus-per-task = their threads; memory and time limits as
+the profile's expressions give them for the first attempt. Outputs: tables, trained parameters and metrics equal the local run's; no salt in any
 file the run wrote; every output readable by the group although the run started under umask 077.
 """
 
@@ -29,7 +29,8 @@ from safetensors.torch import load_file
 TABLES = ("manifest/volumes.parquet", "manifest/manifest.parquet", "qc/qc.parquet", "text/labels.parquet",
           "text/snippets.parquet", "text/prompts.parquet", "features/shard_0.parquet")
 GPU_RULES = {"window_features": "features_gpus", "preprocess_features": "features_gpus",
-             "pretrain_window_encoder": "features_gpus", "train": "train_gpus", "embed": "embed_gpus"}
+             "pretrain_window_encoder": "features_gpus", "train": "train_gpus", "embed": "embed_gpus",
+             "environment_gpu": "embed_gpus"}  # provenance of the gpu environment, on a GPU node
 LOCAL_RULES = {"qc_summary", "tables", "figures", "all"}
 SALT = "ctvlp-demo-salt"
 
@@ -50,6 +51,7 @@ def expected(rule: str, prof: dict, config: dict) -> dict:
     if rule in GPU_RULES:
         out["--gpus"] = f"{evaluate(res['gpu_model'])}:{config['compute'][GPU_RULES[rule]]}"
         out["--cpus-per-gpu"] = str(res["cpus_per_gpu"])
+        out["--nodes"] = "1"  # the rule's `nodes: 1`: Slurm's --gpus is per job, torchrun --standalone one node
     else:
         threads = prof.get("set-threads", {}).get(rule)
         if threads is not None:
@@ -81,7 +83,7 @@ def sbatch_calls(log: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def sacct_records(ids: list[str]) -> dict[str, dict[str, str]]:
-    fields = ["JobID", "Partition", "Account", "AllocTRES", "ReqMem", "Timelimit", "State", "ExitCode"]
+    fields = ["JobID", "Partition", "Account", "AllocTRES", "ReqMem", "Timelimit", "State", "ExitCode", "NNodes"]
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "-o", ",".join(fields)],
                          capture_output=True, text=True, check=True).stdout
     return {row.split("|")[0]: dict(zip(fields, row.split("|"))) for row in out.splitlines() if row}
@@ -123,10 +125,11 @@ def check_requests(log: str, prof: dict, config: dict) -> list[str]:
             assert gpus and int(gpus.group(1)) == n, f"{name} job {job}: {rec['AllocTRES']}, wanted {n} GPUs"
             cpus = int(re.search(r"cpu=(\d+)", rec["AllocTRES"]).group(1))
             assert cpus == n * int(expected(name, prof, config)["--cpus-per-gpu"]), rec
+            assert rec["NNodes"] == "1", f"{name} job {job} ran on {rec['NNodes']} nodes"
         else:
             assert not gpus, f"{name} job {job} holds GPUs: {rec['AllocTRES']}"
     train = next(flags for name, flags in calls if name == "train")
-    return [f"{len(calls)} sbatch calls, each as the profile asks (train: {' '.join(f'{k} {train[k]}' for k in ('-p', '-A', '--gpus', '--cpus-per-gpu', '--mem', '-t'))}); "
+    return [f"{len(calls)} sbatch calls, each as the profile asks (train: {' '.join(f'{k} {train[k]}' for k in ('-p', '-A', '--gpus', '--nodes', '--cpus-per-gpu', '--mem', '-t'))}); "
             f"Slurm recorded partitions, accounts, GPUs and CPUs alike; local: {sorted(ran_local)}"]
 
 

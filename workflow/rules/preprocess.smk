@@ -25,6 +25,7 @@ rule preprocess:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: (240 if KEEP_VOLUMES else 720) * attempt,
         gpu=0 if KEEP_VOLUMES else config["compute"]["features_gpus"],
+        nodes=1,
     params:
         sources=canonical(SOURCES),
         # geometry rules, the index's buckets, the preprocessing; the window encoder when it extracts features
