@@ -106,6 +106,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.workflow)
         if "test_run" in fixtures or "cohort_root" in fixtures:
             item.add_marker(pytest.mark.slow)
+    # gpu tests need CUDA: skipped (with the reason shown) on a machine without it; make gpu-check runs them
+    if any(item.get_closest_marker("gpu") for item in items):
+        import torch
+
+        if not torch.cuda.is_available():
+            skip = pytest.mark.skip(reason="gpu test: no CUDA here (benchmarks/gpu_check.sh runs it on a GPU)")
+            for item in items:
+                if item.get_closest_marker("gpu"):
+                    item.add_marker(skip)
     # cluster and demo tests run only when the -m expression names them (make test-cluster, make test-demo): a plain
     # `pytest`, or `pytest -m "not slow"`, is the main suite
     expr = config.getoption("markexpr") or ""

@@ -33,6 +33,8 @@ rule preprocess:
             *INGEST_KEYS,
             "ingest.index_buckets",
             "preprocess",
+            "model.scan_encoder.max_depth_tokens",  # the depth-token cap (a QC reason) and the patch depth it counts
+            "model.window_encoder.patch_voxels",
             *([] if KEEP_VOLUMES else ["seed", "model.window_encoder", "model.weights_dir"]),
         ),
         cache_dir=f"{RESULTS}/cache/volumes",

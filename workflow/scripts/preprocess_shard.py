@@ -18,7 +18,7 @@ with logged(snakemake.log[0]) as log:
     inline = None if cfg["preprocess"]["keep_volumes"] else InlineFeatures.from_config(
         cfg, snakemake.params.feature_dir, snakemake.resources.get("tmpdir"))
     results = process_shard(manifest, shard, dict(snakemake.params.sources), index,
-                            PreprocessSpec.from_config(cfg["preprocess"]),
+                            PreprocessSpec.from_config(cfg["preprocess"], cfg["model"]),
                             snakemake.params.cache_dir, IngestSettings.from_config(cfg).geometry,
                             consume=inline, keep=None if inline is None else keeps_for_figures)
     results.to_parquet(snakemake.output.shard, index=False)

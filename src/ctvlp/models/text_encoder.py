@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from ctvlp.core.config import ConfigError, resolve_model_path
+from ctvlp.core.schema import schema_defaults
 from ctvlp.core.state_dict import load_strict, read_state
 
 TEXT_WEIGHTS = "text.safetensors"  # in model.weights_dir: the tower in peft names (base + LoRA)
@@ -40,8 +41,6 @@ class TextEncoderSpec:
 
     @classmethod
     def from_config(cls, config: dict) -> "TextEncoderSpec":
-        from ctvlp.train.settings import schema_defaults  # the schema holds the defaults (no import cycle this way)
-
         t = {**schema_defaults("model.text_encoder"), **config["model"]["text_encoder"]}
         lora = t.get("lora") or {}
         return cls(t["path"], t["pooling"], t["max_tokens"], t.get("finetune", "lora"), lora.get("r", 8),

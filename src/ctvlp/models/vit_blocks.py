@@ -36,6 +36,23 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot-product attention (scale head_dim^-0.5) of (B, H, N, d) tensors; key_mask (B, N) True = attended.
+
+    Why the padding: SPECTRE's ViT-L and the combiner have 1080 / 12 = 90-dimensional heads and always pass a
+    key mask, and CUDA's efficient SDPA kernels need a head dim that is a multiple of 8; otherwise SDPA falls
+    back to the math kernel, which stores the (B, H, N, N) probabilities in float32 (gigabytes at paper
+    sizes). Zero columns appended to q and k add nothing to q.k, and those of v give output columns that are
+    dropped, so with the original scale the result equals the unpadded one (the tests check 1e-6)."""
+    d = q.shape[-1]
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    pad = -d % 8
+    if pad:
+        q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=d ** -0.5)
+    return out[..., :d] if pad else out
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with separate ``q`` and ``kv`` projections (kv output split k then v)."""
 
@@ -56,8 +73,7 @@ class Attention(nn.Module):
         k, v = self.kv(x).reshape(b, n, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # scale head_dim^-0.5
+        out = attention(q, k, v, key_mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
 

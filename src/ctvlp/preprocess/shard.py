@@ -82,6 +82,9 @@ def process_volume(row: pd.Series, load: Callable[[str], Volume], spec: Preproce
             volume = load(source)
             check_values(volume, row.volume_id)
             data, affine = preprocess(volume, spec)
+            too_long = spec.depth_token_problem(data.shape)
+            if too_long:
+                raise ValueError(too_long)
         except (ValueError, OSError, *_DAMAGE) as err:  # SeriesError is a ValueError
             result["failed_sources"].append(source)
             result["failed_reasons"].append(failure_reason(err))

@@ -26,11 +26,40 @@ class PreprocessSpec:
     spacing_mm: tuple[float, float, float]
     hu_range: tuple[float, float]
     window_voxels: tuple[int, int, int]
+    # The depth-token cap (model.scan_encoder.max_depth_tokens) and the patch depth it counts with: None = no cap
+    # (the CLI on one scan). Preprocessing rejects a longer scan with a QC reason (``depth_token_problem``).
+    max_depth_tokens: int | None = None
+    patch_depth: int | None = None
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "PreprocessSpec":
+    def from_config(cls, cfg: dict, model: dict | None = None) -> "PreprocessSpec":
+        """``cfg``: the ``preprocess`` section; ``model``: the ``model`` section when the cap applies (the
+        workflow's preprocessing)."""
+        cap = (model or {}).get("scan_encoder", {}).get("max_depth_tokens") if model else None
         return cls(tuple(float(v) for v in cfg["spacing_mm"]), tuple(float(v) for v in cfg["hu_range"]),
-                   tuple(int(v) for v in cfg["window_voxels"]))
+                   tuple(int(v) for v in cfg["window_voxels"]), None if cap is None else int(cap),
+                   int(model["window_encoder"]["patch_voxels"][2]) if cap is not None else None)
+
+    def depth_token_problem(self, shape: tuple[int, int, int]) -> str | None:
+        """The QC reason when a preprocessed volume of ``shape`` has more depth tokens than the cap, else None.
+
+        Why reject rather than crop: a crop would cut away depth bins that report sentences are localised
+        in, and silently change what the localisation task measures; the cap exists because the depth path
+        attends over all of a scan's depth tokens at once (memory grows with their number)."""
+        if self.max_depth_tokens is None:
+            return None
+        n = depth_token_count(shape, self.window_voxels, self.patch_depth)
+        if n <= self.max_depth_tokens:
+            return None
+        return (f"scan too long for the depth path ({n} depth tokens > model.scan_encoder.max_depth_tokens = "
+                f"{self.max_depth_tokens}; shape {tuple(int(s) for s in shape)} after preprocessing)")
+
+
+def depth_token_count(shape: tuple[int, int, int], window: tuple[int, int, int], patch_depth: int) -> int:
+    """Depth tokens of a preprocessed volume (sides whole windows): one per in-plane window and depth patch
+    (``ctvlp.features.window.volume_tokens``' layout: windows x * windows y * depth patches), what the combiner's depth path attends over."""
+    nx, ny = (int(s) // w for s, w in zip(shape[:2], window[:2]))
+    return nx * ny * (int(shape[2]) // int(patch_depth))
 
 
 def to_ras(volume: Volume) -> Volume:

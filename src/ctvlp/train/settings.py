@@ -9,34 +9,10 @@ ConfigError naming it.
 
 from __future__ import annotations
 
-import copy
-import functools
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 
 from ctvlp.core.config import ConfigError
-
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "resources" / "config.schema.yaml"
-
-
-@functools.cache
-def _schema() -> dict:
-    if not SCHEMA_FILE.exists():
-        raise FileNotFoundError(f"{SCHEMA_FILE}: the config schema (the defaults of every setting) is missing; "
-                                "reinstall ctvlp (it ships as package data)")
-    return yaml.safe_load(SCHEMA_FILE.read_text())
-
-
-def schema_defaults(section: str) -> dict:
-    """{key: default} of the keys of config section ``section`` (dotted for a nested one, e.g.
-    ``model.text_encoder``) that the schema gives a default."""
-    node = _schema()
-    for part in section.split("."):
-        node = node["properties"][part]
-    props = node["properties"]
-    return {key: copy.deepcopy(spec["default"]) for key, spec in props.items() if "default" in spec}
+from ctvlp.core.schema import SCHEMA_FILE, schema_defaults  # noqa: F401 (the schema lives in core; re-exported)
 
 
 class Section(dict):
