@@ -5,12 +5,22 @@ a table or a report edited), so it looks like what real exports contain. ``groun
 lists every fault with the QC table and the reason the workflow must give; the reliability tests run
 the workflow on the cohort plus this corpus and check that every item is quarantined with its reason
 while the rest goes on.
+
+Hostile input (issue 27) is part of it: math and markup characters in the report text that reaches snippets,
+figures and the CLI (``table`` snippets: the text must come through whole and every figure be drawn), header
+values with ``|``, ``<`` and newlines (``table`` summary: the QC row keeps the value, ``results/qc/summary.md``
+escapes it), a slice cut to half its bytes and a file cut to 100 bytes. Faults of a whole run, which cannot
+share the cohort with the others (a reports file that joins no study, a salt changed between ingestion and
+the text stage), are written under ``ground_truth/hostile/`` with ``table`` run: tests/test_hostile_inputs.py
+runs the workflow on each and expects the line in ``reason`` before or instead of the stage's output.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import shutil
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -106,18 +116,24 @@ def _is_axial_ct(slices: list[pydicom.Dataset]) -> bool:
     return "LOCALIZER" not in list(slices[0].ImageType) and len(slices) >= 20
 
 
-def _write_series(slices: list[pydicom.Dataset], out: Path, kind: str, new_study: bool) -> None:
+def _write_series(slices: list[pydicom.Dataset], out: Path, kind: str, new_study: bool,
+                  study_kind: str | None = None) -> None:
+    """Write the slices as a new series (UIDs from ``kind``); ``new_study``: in a new study of its own (UID and
+    accession number from ``study_kind``, default ``kind``: two series of one study share it)."""
     out.mkdir(parents=True, exist_ok=True)
+    study_kind = study_kind or kind
     series_uid = generate_uid(entropy_srcs=["ctvlp-fault", kind, "series"])
-    study_uid = generate_uid(entropy_srcs=["ctvlp-fault", kind, "study"])
+    study_uid = generate_uid(entropy_srcs=["ctvlp-fault", study_kind, "study"])
     for i, ds in enumerate(slices):
         ds.SeriesInstanceUID = series_uid
         ds.SOPInstanceUID = generate_uid(entropy_srcs=["ctvlp-fault", kind, str(i)])
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         if new_study:
             ds.StudyInstanceUID = study_uid
-            ds.AccessionNumber = f"FLT{zlib.crc32(kind.encode()) % 10**8:08d}"
-        ds.save_as(out / f"IM{i:04d}", enforce_file_format=True)
+            ds.AccessionNumber = f"FLT{zlib.crc32(study_kind.encode()) % 10**8:08d}"
+        with warnings.catch_warnings():  # hostile header values are invalid for their VR on purpose
+            warnings.simplefilter("ignore")
+            ds.save_as(out / f"IM{i:04d}", enforce_file_format=True)
 
 
 def _dicom_faults(root: Path) -> list[dict]:
@@ -135,7 +151,69 @@ def _dicom_faults(root: Path) -> list[dict]:
     (base / "F91" / "notes.txt").write_text("export notes: 3 series, checked by technician\n")
     rows += [{"kind": "truncated file", "dataset": "hospital", "table": "qc", "reason": "truncated file"},
              {"kind": "not DICOM", "dataset": "hospital", "table": "qc", "reason": "not a DICOM file"}]
-    return rows
+    return rows + _hostile_dicom(good, base, data)
+
+
+# A header value no QC table may pass through as markup: a cell separator, an HTML tag, a line break.
+HOSTILE_MODALITY = "M|R<i>\nX"
+
+
+def _hostile_dicom(good: Path, base: Path, data: bytes) -> list[dict]:
+    """A 100-byte file, a study whose preferred series has one slice cut to half (it falls back to the
+    study's other series), and a series whose Modality holds ``|``, ``<`` and a newline."""
+    (base / "F92").mkdir(parents=True, exist_ok=True)
+    (base / "F92" / "IM0000").write_bytes(data[:100])
+    # two copies of one series in a new study: the B30f copy ranks first (ingest.prefer_kernels) and has a
+    # slice cut to half its bytes; the FC01 copy is whole, so the study's volume comes from the fallback
+    study = "half-truncated slice"
+    for folder, kernel, kind in (("F93", "B30f", study), ("F94", "FC01", study + " (fallback)")):
+        slices = [copy.deepcopy(ds) for ds in _read(good)]
+        for ds in slices:
+            ds.ConvolutionKernel = kernel
+        _write_series(slices, base / folder, kind, new_study=True, study_kind=study)
+    cut = sorted((base / "F93").iterdir())[len(slices) // 2]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    with warnings.catch_warnings():  # not a valid CS value, on purpose
+        warnings.simplefilter("ignore")
+        slices = _set("Modality", HOSTILE_MODALITY)([copy.deepcopy(ds) for ds in _read(good)])
+    _write_series(slices, base / "F95", "header values with markup", new_study=True)
+    return [
+        {"kind": "DICOM cut to 100 bytes", "dataset": "hospital", "table": "qc", "reason": "truncated file (100 bytes"},
+        {"kind": "half-truncated slice", "dataset": "hospital", "table": "qc",  # " … ": every part, in order
+         "reason": f"cannot decode pixel data … bytes of pixel data is less than expected … in file {cut.name}"},
+        {"kind": "half-truncated slice: the study falls back", "dataset": "hospital", "table": "qc",
+         "reason": f"fallback after … in file {cut.name}"},
+        {"kind": "header values with |, < and newlines", "dataset": "hospital", "table": "qc",
+         "reason": f"modality {HOSTILE_MODALITY}, expected CT"},
+        {"kind": "header values escaped in the QC summary", "dataset": "hospital", "table": "summary",
+         "reason": "| modality M\\|R&lt;i&gt; X, expected CT |"},
+    ]
+
+
+# Report text that matplotlib would read as math (``$...$``, a lone ``$``) and markup (HTML, Markdown, TeX, a
+# table's cell separator): put before the first cited finding of every report (so it reaches the snippets, the
+# qualitative figure and the CLI's sentence) and before the impression (the reports' other text column).
+HOSTILE_TEXT = "$x^$ <b>a|b</b> *c* _d_ \\frac{ $ "
+_REFERENCE = re.compile(r"\b(?:Se|Serie|Series|series|Bi|Bild|Image|image|Ima)\b\.?\s*\d")
+_HEADING = re.compile(r"^(Befund|Findings|Beurteilung|Impression)\s*:\s*$", re.M)
+
+
+def _hostile_report(text: str) -> str:
+    """``HOSTILE_TEXT`` at the start of the sentence of the first reference after the findings heading, and at
+    the start of the impression."""
+    out, last = [], 0
+    for heading in _HEADING.finditer(text):
+        body = heading.end() + 1
+        if heading.group(1) in ("Befund", "Findings"):
+            ref = _REFERENCE.search(text, body)
+            if ref is None:
+                continue
+            start = max(text.rfind(". ", body, ref.start()) + 2, body)
+        else:
+            start = body
+        out += [text[last:start], HOSTILE_TEXT]
+        last = start
+    return "".join(out) + text[last:]
 
 
 def _report_faults(root: Path) -> list[dict]:
@@ -164,6 +242,7 @@ def _report_faults(root: Path) -> list[dict]:
     text = table.at[row, "ReportText"]
     cut = text.find("Beurteilung") if "Beurteilung" in text else text.find("Impression")
     table.at[row, "ReportText"] = text[:cut].rstrip() + extra + "\n\n" + text[cut:] if cut > 0 else text + extra
+    table["ReportText"] = table["ReportText"].map(_hostile_report)
     empty = {c: "" for c in table.columns} | {"AccessionNumber": "FLTEMPTY01", "ReportText": "  "}
     table = pd.concat([table, pd.DataFrame([empty])], ignore_index=True)
     german = next(i for i, t in enumerate(table.ReportText) if "ö" in t or "ä" in t or "ü" in t)
@@ -180,6 +259,8 @@ def _report_faults(root: Path) -> list[dict]:
         {"kind": "reference to another frame of reference", "dataset": "hospital", "table": "mining_qc",
          "reason": "different frame of reference"},
         {"kind": "empty report", "dataset": "hospital", "table": "text_qc", "reason": "empty report"},
+        {"kind": "math and markup characters in report text", "dataset": "hospital", "table": "snippets",
+         "reason": HOSTILE_TEXT.strip()},
         {"kind": "non-UTF-8 report", "dataset": "hospital", "table": "text_qc", "reason": "flag:non_utf8"},
     ]
 
@@ -219,11 +300,36 @@ def _radchest_faults(root: Path) -> list[dict]:
             {"kind": "npz file missing", "dataset": "rad_chestct", "table": "qc", "reason": "npz file missing"}]
 
 
+def _run_faults(root: Path) -> list[dict]:
+    """Faults of a whole run, written beside the cohort (``ground_truth/hostile/``): two reports exports that
+    join no study (every accession number unknown; only the header) and a salt other than the cohort's."""
+    out = root / "ground_truth" / "hostile"
+    out.mkdir(parents=True, exist_ok=True)
+    # latin-1 maps every byte to one character and back: the export's bytes (its cp1252 report too) stay as they are
+    table = pd.read_csv(root / "hospital" / "reports" / "reports.csv", dtype=str, keep_default_na=False,
+                        encoding="latin-1")
+    table["AccessionNumber"] = "X" + table["AccessionNumber"]  # known to no study of the export
+    table.to_csv(out / "reports_joining_nothing.csv", index=False, lineterminator="\n", encoding="latin-1")
+    (out / "reports_header_only.csv").write_text(",".join(table.columns) + "\n")
+    return [
+        {"kind": "reports file that joins no study", "dataset": "hospital", "table": "run",
+         "input": "ground_truth/hostile/reports_joining_nothing.csv",
+         "reason": f"hospital: 0 of {len(table)} reports in reports_joining_nothing.csv joined a study of the index"},
+        {"kind": "reports file with only its header", "dataset": "hospital", "table": "run",
+         "input": "ground_truth/hostile/reports_header_only.csv",
+         "reason": "hospital: 0 of 0 reports in reports_header_only.csv joined a study of the index (the file holds"
+                   " no report, only its header)"},
+        {"kind": "salt changed between ingestion and the text stage", "dataset": "hospital", "table": "run",
+         "input": "privacy.salt", "reason": "the salt changed since ingestion"},
+    ]
+
+
 def add_fault_corpus(root: str | Path) -> pd.DataFrame:
     """Write every fault into the cohort under ``root``; the table of faults is also saved as ground truth."""
     root = Path(root)
     shutil.rmtree(root / "hospital" / "DICOM" / "FAULTS", ignore_errors=True)
-    rows = _dicom_faults(root) + _report_faults(root) + _ctrate_faults(root) + _radchest_faults(root)
+    rows = (_dicom_faults(root) + _report_faults(root) + _ctrate_faults(root) + _radchest_faults(root)
+            + _run_faults(root))
     table = pd.DataFrame(rows)
     table.to_csv(root / "ground_truth" / "faults.csv", index=False)
     return table
