@@ -47,7 +47,8 @@ test-cluster: install
 # The reliability suite alone, printing its figures (fault kinds, quarantined, lost, resume, PHI, determinism).
 reliability: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -s tests/test_faults.py \
-		tests/test_reliability.py tests/test_phi_and_env.py tests/test_training.py | grep -E "RELIABILITY|passed|failed"
+		tests/test_reliability.py tests/test_phi_and_env.py tests/test_training.py tests/test_hostile_inputs.py \
+		| grep -E "RELIABILITY|passed|failed"
 
 lint: install
 	$(SNAKEMAKE) --lint --configfile config/config.yaml
