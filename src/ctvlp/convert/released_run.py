@@ -78,7 +78,8 @@ def run_config_for(config: dict, release) -> dict:
     m["separate_depth_heads"] = arch.copy_heads
     m["weights_dir"] = None
     m["text_encoder"].update(finetune="frozen", pooling=arch.pooling, max_tokens=arch.max_tokens)
-    cfg["train"]["prompt_scale"] = float(release.logit_scale)
+    if cfg["train"].get("prompt_scale") is None:  # null: exp(t), as a trained run records it (RadFinder's zero-shot)
+        cfg["train"]["prompt_scale"] = float(release.logit_scale)
     return cfg
 
 
