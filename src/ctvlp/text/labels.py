@@ -20,8 +20,8 @@ from typing import Protocol
 
 import yaml
 
-from ctvlp.text.context import (Trigger, compile_lower, default_rules_file, find_triggers, load_rules, lower,
-                                status, word_starts)
+from ctvlp.text.context import (FirstCharIndex, Trigger, compile_lower, default_rules_file, find_triggers,
+                                load_rules, lower, status, word_starts)
 from ctvlp.text.sentences import sentence_spans
 
 
@@ -39,11 +39,30 @@ class LabelSet:
     name: str
     version: str
     labels: tuple[str, ...]
-    # label -> (synonyms that start a word, matched where ``any_anchored`` found one; compound-word synonyms,
-    # searched) in lower case
+    # label -> (synonyms that start a word, compound-word synonyms searched inside words), lower case
     patterns: dict[str, tuple[re.Pattern | None, re.Pattern | None]]
     prompts: dict[str, dict[str, list[str]]]  # label -> positive/negative -> prompts
-    any_anchored: re.Pattern | None = None  # every label's word-start synonyms: where to look at all
+    # One pass per report, not one per label. Word-start synonyms: per first character, one pattern with an
+    # optional lookahead group per label, so a single match call at a word start says which labels' synonyms begin
+    # there and where each ends (several labels may share a start: "calcification of the aorta and coronary").
+    anchored_index: FirstCharIndex | None = None
+    # Compound-word synonyms: where any of them occurs, then the same one-call test of every label there.
+    infix_scan: re.Pattern | None = None
+    infix_at_once: tuple[re.Pattern, tuple[tuple[int, str], ...]] | None = None
+
+
+def _at_once(alternatives: dict[str, list[str]], word_start: bool) -> tuple[re.Pattern, tuple[tuple[int, str], ...]] | None:
+    """One optional lookahead group per label with alternatives: (pattern, ((group number, label), ...))."""
+    parts, names = [], []
+    for j, (label, alts) in enumerate(alternatives.items()):
+        if alts:
+            start = r"(?<!\w)" if word_start else ""
+            parts.append(rf"(?=(?P<g{j}>{start}(?:{'|'.join(alts)})(?!\w)))?")
+            names.append((f"g{j}", label))
+    if not parts:
+        return None
+    pattern = compile_lower("".join(parts))
+    return pattern, tuple((pattern.groupindex[name], label) for name, label in names)
 
 
 def default_label_set_file() -> str:
@@ -53,25 +72,32 @@ def default_label_set_file() -> str:
 @functools.lru_cache(maxsize=8)
 def load_label_set(path: str | None = None) -> LabelSet:
     spec = yaml.safe_load(Path(path or default_label_set_file()).read_text(encoding="utf-8"))
-    patterns, prompts = {}, {}
+    patterns, prompts, synonyms_of = {}, {}, {}
     for label, entry in spec["labels"].items():
         synonyms = [s for lang in ("en", "de") for s in entry.get(lang) or []]
         # synonyms that start with \w* (compound words: "Lungenrundherd") are searched from their fixed part,
         # which the regex engine finds much faster; the match is then widened to its word start
         anchored = [s for s in synonyms if not s.startswith("\\w*")]
         infix = [s[3:] for s in synonyms if s.startswith("\\w*")]
+        bodies = (r"(?:" + "|".join(anchored) + r")(?!\w)" if anchored else None,
+                  r"(?:" + "|".join(infix) + r")(?!\w)" if infix else None)
         try:
-            patterns[label] = (compile_lower(r"(?:" + "|".join(anchored) + r")(?!\w)") if anchored else None,
-                               compile_lower(r"(?:" + "|".join(infix) + r")(?!\w)") if infix else None)
+            patterns[label] = tuple(compile_lower(b) if b else None for b in bodies)
         except re.error as err:
             raise ValueError(f"{path or default_label_set_file()}: label '{label}': bad synonym pattern: {err}") from err
+        synonyms_of[label] = (anchored, infix)
         prompts[label] = {"positive": list(entry["prompts"]["positive"]),
                           "negative": list(entry["prompts"]["negative"])}
         if len(prompts[label]["positive"]) < 1 or len(prompts[label]["negative"]) < 1:
             raise ValueError(f"{path}: label '{label}' needs positive and negative prompts")
-    everything = [p.pattern for p, _ in patterns.values() if p is not None]
-    any_anchored = compile_lower(r"(?<!\w)(?:" + "|".join(everything) + ")") if everything else None
-    return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts, any_anchored)
+    flat = [(label, syn) for label, (anchored, _) in synonyms_of.items() for syn in anchored]
+    anchored_index = FirstCharIndex([syn for _, syn in flat], lambda keep: _at_once(
+        {label: [syn for (lab, syn), k in zip(flat, keep) if k and lab == label] for label in synonyms_of}, True))
+    infix = {label: compound for label, (_, compound) in synonyms_of.items()}
+    every_infix = [x for alts in infix.values() for x in alts]
+    infix_scan = compile_lower("|".join(every_infix)) if every_infix else None
+    return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts, anchored_index,
+                    infix_scan, _at_once(infix, False))
 
 
 def _word_start(text: str, i: int) -> int:
@@ -95,17 +121,29 @@ class RuleLabeler:
     def mentions(self, text: str, lang: str = "en") -> list[tuple[str, str, str]]:
         """(label, mention text, status) for every synonym found: what the labels are made of."""
         low = lower(text)
+        label_set = self.label_set
         starts = word_starts(low)
-        candidates, pos, scan = [], 0, self.label_set.any_anchored
-        while scan is not None and (hit := scan.search(low, pos)):  # one C-speed scan for every label
-            candidates.append(hit.start())
-            pos = hit.start() + 1
-        found = []
-        for label, (anchored, infix) in self.label_set.patterns.items():
-            if anchored is not None:
-                found += [(label, i, m.end()) for i in candidates if (m := anchored.match(low, i))]
-            if infix is not None:
-                found += [(label, _word_start(low, m.start()), m.end()) for m in infix.finditer(low)]
+        found, seen = [], set()
+        index = label_set.anchored_index
+        for i in starts if index is not None else ():  # one match call per word start for every label
+            at_once = index.get(low[i])
+            if at_once is None:
+                continue
+            m = at_once[0].match(low, i)
+            for g, label in at_once[1]:
+                end = m.end(g)
+                if end > i:
+                    found.append((label, i, end))
+        scan, pos = label_set.infix_scan, 0
+        while scan is not None and (hit := scan.search(low, pos)):  # compound words: wherever one occurs
+            i = pos = hit.start()
+            pos += 1
+            m = label_set.infix_at_once[0].match(low, i)
+            for g, label in label_set.infix_at_once[1]:
+                end = m.end(g)
+                if end > i and (key := (label, _word_start(low, i), end)) not in seen:
+                    seen.add(key)
+                    found.append(key)
         if not found:
             return []
         out = []
