@@ -299,7 +299,8 @@ def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: 
                             and _outside_parens(sentence, m.start())] + [window_start])
         if patterns["comparison"].search(window, clause_start, c.start()):
             return patterns["adjacent"].fullmatch(gap) is not None
-        if not any(_outside_parens(sentence, cue_end + m.start()) for m in re.finditer(r"[,:]", gap)):
+        crossed = [m for m in re.finditer(r"[,:]", gap) if _outside_parens(sentence, cue_end + m.start())]
+        if not crossed or (len(crossed) == 1 and re.match(r"\s*:", gap)):  # "Prior CT: nodule (series 2, image 80)"
             return True
         return patterns["intro"].match(window, clause_start) is not None
     return False
