@@ -57,3 +57,43 @@ def test_rules_file_errors_name_the_file(tmp_path):
     bad.write_text("en:\n  - {literal: 'no', category: NEGATED_EXISTENCE, direction: FORWARD, pattern: '(unclosed'}\n")
     with pytest.raises(ValueError, match="rules.yaml"):
         load_rules(str(bad))
+
+
+PARAPHRASES = [  # issue 24: paraphrases, loan words and scope
+    ("Enlarged cardiac silhouette.", "en", {"Cardiomegaly": 1}),
+    ("Splenic artery wall calcification.", "en", {"Arterial wall calcification": 1,
+                                                  "Coronary artery wall calcification": 0}),
+    ("Coronary and aortic calcifications.", "en", {"Arterial wall calcification": 1,
+                                                   "Coronary artery wall calcification": 1}),
+    ("Coronary arteries show extensive calcification.", "en", {"Coronary artery wall calcification": 1}),
+    ("Wandverkalkungen der A. lienalis.", "de", {"Arterial wall calcification": 1}),
+    ("Koronar- und Aortenverkalkungen.", "de", {"Coronary artery wall calcification": 1,
+                                               "Arterial wall calcification": 1}),
+    ("Ausgeprägte Koronarkalzifikationen.", "de", {"Coronary artery wall calcification": 1}),
+    ("Konsolidation im Unterlappen.", "de", {"Consolidation": 1}),
+    ("Hiläre LK-Vergrößerung re. auf 12 mm.", "de", {"Lymphadenopathy": 1}),
+    ("A 7 mm ground-glass nodule in the right upper lobe.", "en", {"Lung nodule": 1, "Lung opacity": 0}),
+    ("7 mm Milchglasknötchen im Oberlappen.", "de", {"Lung nodule": 1, "Lung opacity": 0}),
+    ("Findings consistent with persistent atelectasis.", "en", {"Medical material": 0, "Atelectasis": 1}),
+    ("Postentzündliche Residuen.", "de", {"Medical material": 0}),
+    ("Cystic fibrosis with bronchiectasis.", "en", {"Pulmonary fibrotic sequela": 0, "Bronchiectasis": 1}),
+    ("Previously enlarged mediastinal lymph nodes have decreased.", "en", {"Lymphadenopathy": 0}),
+    ("Größenregredienz der vormals vergrößerten Lymphknoten.", "de", {"Lymphadenopathy": 0}),
+    ("No new pulmonary nodules.", "en", {"Lung nodule": 0}),
+    ("Resolved pleural effusion.", "en", {"Pleural effusion": 0}),
+    ("Vollständig regredienter Rundherd.", "de", {"Lung nodule": 0}),
+    ("Teilweise regredienter Pleuraerguss.", "de", {"Pleural effusion": 1}),
+    ("Eine Milchglastrübung im Unterlappen ist fraglich, DD Artefakt.", "de", {"Lung opacity": -1}),
+]
+
+
+@pytest.mark.parametrize("text, lang, expected", PARAPHRASES, ids=[c[0][:40] for c in PARAPHRASES])
+def test_paraphrases_and_scope(text, lang, expected):
+    labels = extract_labels(text, lang)
+    assert {k: labels[k] for k in expected} == expected
+
+
+def test_one_pass_finds_every_label_sharing_a_start():
+    """Two labels whose synonyms begin at the same word are both found (one match call per word start)."""
+    found = {label for label, _, _ in RuleLabeler().mentions("Calcification of the aorta and coronary arteries.")}
+    assert found == {"Arterial wall calcification", "Coronary artery wall calcification"}

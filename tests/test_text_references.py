@@ -113,3 +113,58 @@ def test_a_series_governs_the_images_after_it_and_described_findings_are_current
 ])
 def test_words_between_series_and_image(text, expected):
     assert [(r.series, r.image) for r in find_references(text)] == expected
+
+
+# ---- issue 24: confidence, notations, series from the sentence, prior-study scope ------------------------------------
+@pytest.mark.parametrize("text, expected", [
+    ("Nodule (series 3, image 45).", [(3, 45, "high")]),
+    ("Nodule (series:image 3:58).", [(3, 58, "high")]),
+    ("Nodule (Se:4 Im:120).", [(4, 120, "high")]),
+    ("Nodule (S4:I120).", [(4, 120, "high")]),
+    ("Knötchen, Bi. 44 (Se. 3), zu klein.", [(3, 44, "high")]),
+    ("Knötchen li. Oberlappen, Serie 3 #66, 5 mm.", [(3, 66, "high")]),
+    ("Nebennierenadenom (Bild 105; Serie 5).", [(5, 105, "high")]),
+    ("Calcified granuloma (image 142).", [(None, 142, "medium")]),
+    ("Mild bronchial wall thickening (sl. 210).", [(None, 210, "medium")]),
+    ("On series 4, the largest nodule is at image 145 and the second largest at image 170.",
+     [(4, 145, "medium"), (4, 170, "medium")]),
+    ("A 2 mm nodule on image 87 and a 3 mm nodule on image 92, both in series 3.", [(3, 87, "medium"), (3, 92, "high")]),
+    ("Ein Knötchen auf Bild 87 und ein Knötchen auf Bild 92, jeweils Serie 3.", [(3, 87, "medium"), (3, 92, "high")]),
+    ("Small cyst in the liver dome (Im 33).", [(None, 33, "low")]),
+    ("Konsolidierung posterobasal, 210/380.", [(None, 210, "low")]),
+])
+def test_confidence_and_notations(text, expected):
+    assert [(r.series, r.image, r.confidence) for r in find_references(text)] == expected
+
+
+def test_series_named_alone_does_not_cross_a_semicolon_or_another_series():
+    assert [r.series for r in find_references("Series 3 is degraded; nodule on image 45.")] == [None]
+    refs = find_references("On series 4, nodule at image 45 and, in series 5, mass at image 60.")
+    assert [(r.series, r.image) for r in refs] == [(4, 45), (5, 60)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Previously, the 7 mm nodule was seen at Se 4/Im 110.", [True]),
+    ("On the prior CT dated 01/15/2022, this lesion was seen on image 77 of series 3.", [True]),
+    ("On the baseline scan, the nodule measured 4 mm (series 2, image 80).", [True]),
+    ("On the 2021 study, the nodule measured 4 mm (series 2, image 80).", [True]),
+    ("Compared with the CT of 12.03.2024 (series 5, image 88), the node has decreased.", [True]),
+    ("Prior CT: nodule 4 mm (series 2, image 80).", [True]),
+    ("Das Knötchen, vorbeschrieben auf Bild 71 (Serie 2), ist konstant.", [True]),
+    ("Der in der Baseline-Untersuchung auf Bild 88 beschriebene Herd ist nicht mehr abgrenzbar.", [True]),
+    ("Compared with the prior study, the nodule (series 3, image 45) has grown.", [False]),
+    ("Im Vergleich zur Voruntersuchung neuer Rundherd (Serie 3, Bild 45).", [False]),
+    ("Prior CT from 2020 showed no nodule, new nodule now at image 45.", [False]),
+    ("Prior to contrast, the lesion measured 30 HU (image 45).", [False]),
+])
+def test_prior_study_scope_reaches_across_punctuation_from_an_introductory_phrase(text, expected):
+    assert [r.prior for r in find_references(text)] == expected
+
+
+def test_min_confidence_orders_the_levels():
+    from ctvlp.text.mining import meets, min_confidence_of
+    assert meets("high", "medium") and meets("medium", "medium") and not meets("low", "medium")
+    assert min_confidence_of({"mining": {"min_confidence": "high"}}) == "high"
+    assert min_confidence_of({}) in ("high", "medium")  # the schema's default
+    with pytest.raises(ValueError, match="min_confidence"):
+        min_confidence_of({"mining": {"min_confidence": "sure"}})

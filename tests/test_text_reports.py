@@ -166,6 +166,30 @@ def test_mining_two_studies_sharing_an_accession_and_prior_references():
     assert (snippets.snippet == "Rundherd rechts").all()
 
 
+def test_min_confidence_keeps_guesses_out_of_the_targets_and_in_the_qc():
+    from ctvlp.text.pipeline import mine_snippets
+    acc = P("hospital", "accession", "ONE")
+    index = pd.DataFrame(_study("S1", acc, "F1", 0.0))
+    series = pd.DataFrame([{"study_key": "S1", "accession_key": acc, "series_number": 2, "status": "ok"}])
+    affine = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 5, -45, 0, 0, 0, 1]
+    volumes = pd.DataFrame([{"volume_id": "V1", "scan_id": "C1", "dataset": "hospital", "status": "ok",
+                             "accession_key": acc, "frame_key": "F1", "affine": affine, "shape": [64, 64, 10]}])
+    text = "Rundherd rechts (Serie 2, Bild 3). Erguss links (Bild 5). Verdichtung basal, 7/30."
+    reports = pd.DataFrame([{"volume_id": "V1", "dataset": "hospital", "split": "train", "accession_key": acc,
+                             "language": "de", "findings": text, "impression": "", "text": text, "flags": ""}])
+    kept = {}
+    for level in ("high", "medium", "low"):
+        snippets, qc = mine_snippets(reports, index, series, volumes, bin_voxels=2, min_confidence=level)
+        kept[level] = list(snippets.image)
+        assert list(qc.confidence) == ["high", "medium", "low"]  # every reference in the QC, with its confidence
+        below = qc[qc.reason_code == "below_min_confidence"]
+        assert all(level in reason for reason in below.reason)
+        assert "confidence" in snippets.columns
+    assert kept == {"high": [3], "medium": [3, 5], "low": [3, 5, 7]}  # "7/30": a viewer overlay, a guess
+    snippets, _ = mine_snippets(reports, index, series, volumes, bin_voxels=2)  # the schema's default
+    assert list(snippets.image) == [3, 5]
+
+
 def test_column_check_reads_only_the_header(tmp_path):
     from ctvlp.text.report_io import check_report_columns
     path = tmp_path / "reports.csv"
