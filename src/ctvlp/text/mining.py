@@ -307,30 +307,31 @@ def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: 
 
 
 def _series_of_images(sentence: str, inside: list[tuple[str, re.Match]], offset: int,
-                      patterns: dict[str, re.Pattern]) -> list[int | None]:
+                      patterns: dict[str, re.Pattern], priors: list[bool]) -> list[int | None]:
     """The series an image-only reference takes from its sentence: the nearest series before it (a reference
     with a series, or a series named alone: "On series 4, the nodule is at image 145"), unless a semicolon or
     another series word stands between; else a series after it that a distributive word hands to every image
-    before it ("image 87 and ... image 92, both in series 3", "Bild 87 ... Bild 92, jeweils Serie 3")."""
+    before it ("image 87 and ... image 92, both in series 3", "Bild 87 ... Bild 92, jeweils Serie 3"). A reference
+    to a prior study never lends its series to a current one, nor the other way round."""
     spans = [(m.start() - offset, m.end() - offset) for _, m in inside]
-    anchors = [(m.start("s") - offset, m.end("s") - offset, int(m.group("s"))) for _, m in inside
-               if "s" in m.re.groupindex and m.group("s")]
-    anchors += [(m.start("s"), m.end("s"), int(m.group("s"))) for m in patterns["series_mention"].finditer(sentence)
-                if not any(a <= m.start() < b for a, b in spans)]
+    anchors = [(m.start("s") - offset, m.end("s") - offset, int(m.group("s")), prior)
+               for (_, m), prior in zip(inside, priors) if "s" in m.re.groupindex and m.group("s")]
+    anchors += [(m.start("s"), m.end("s"), int(m.group("s")), None)
+                for m in patterns["series_mention"].finditer(sentence) if not any(a <= m.start() < b for a, b in spans)]
     anchors.sort()
     out: list[int | None] = []
-    for (name, m), (a, b) in zip(inside, spans):
-        if name != "image_only" or m.group("a") is None:
+    for (name, m), (a, b), prior in zip(inside, spans, priors):
+        if name != "image_only":
             out.append(None)
             continue
         series = None
-        before = [x for x in anchors if x[1] <= a]
+        before = [x for x in anchors if x[1] <= a and x[3] in (None, prior)]
         if before:
             gap = sentence[before[-1][1]:a]
             if ";" not in gap and not patterns["series_word"].search(gap):
                 series = before[-1][2]
         if series is None:
-            after = [x for x in anchors if x[0] >= b]
+            after = [x for x in anchors if x[0] >= b and x[3] in (None, prior)]
             if after:
                 gap = sentence[b:after[0][0]]
                 words = patterns["series_word"].findall(gap)
@@ -370,7 +371,8 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
         local = [(m.start() - s_start, m.end() - s_start) for _, m in inside]
         sentence = text[s_start:s_end]
         cuts = [0] + [c if c >= 0 else None for c in _clause_cuts(sentence, local)] + [len(sentence)]
-        governing = _series_of_images(sentence, inside, s_start, patterns)
+        priors = [_is_prior(sentence, a, b, local[i - 1][1] if i else 0, patterns) for i, (a, b) in enumerate(local)]
+        governing = _series_of_images(sentence, inside, s_start, patterns, priors)
         for i, (name, m) in enumerate(inside):
             lo = next(c for c in reversed(cuts[: i + 1]) if c is not None)
             hi = next(c for c in cuts[i + 1:] if c is not None)
@@ -379,7 +381,7 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
             snippet = _snippet(clause, clause_spans, patterns["cue"])
             if len(snippet) < 3:  # references only: fall back to the whole sentence
                 snippet = _snippet(sentence, local, patterns["cue"])
-            prior = _is_prior(sentence, local[i][0], local[i][1], local[i - 1][1] if i else 0, patterns)
+            prior = priors[i]
             for series, image, image_range, pattern in _references(name, m):
                 inherited = False
                 if series is None and governing[i] is not None:
