@@ -84,6 +84,9 @@ PARAPHRASES = [  # issue 24: paraphrases, loan words and scope
     ("Vollständig regredienter Rundherd.", "de", {"Lung nodule": 0}),
     ("Teilweise regredienter Pleuraerguss.", "de", {"Pleural effusion": 1}),
     ("Eine Milchglastrübung im Unterlappen ist fraglich, DD Artefakt.", "de", {"Lung opacity": -1}),
+    ("Lunge frei von Rundherden, Infiltraten und Erguss.", "de", {"Lung nodule": 0, "Pleural effusion": 0}),
+    ("No pleural effusion, mild atelectasis and bronchial wall thickening.", "en",
+     {"Pleural effusion": 0, "Atelectasis": 1, "Peribronchial thickening": 1}),
 ]
 
 

@@ -29,6 +29,8 @@ ABSENT = ("NEGATED_EXISTENCE", "RESOLVED", "INDICATION", "HISTORICAL")
 UNCERTAIN = "POSSIBLE_EXISTENCE"
 DEFAULT_SCOPE = 8
 LIST_JOINER = re.compile(r"\b(?:or|nor|oder|noch|bzw)\b|\bor\s+any\b", re.IGNORECASE)
+# a trigger with ``lists: and`` ("free of", "frei von", "without", "ohne") also runs through a list joined by "and"
+LIST_JOINER_AND = re.compile(LIST_JOINER.pattern + r"|\b(?:and|und|sowie)\b", re.IGNORECASE)
 WORD = re.compile(r"\w+")
 QUESTION = re.compile(r"[^.;:,]{0,20}\?")
 
@@ -41,6 +43,7 @@ class Rule:
     pattern: re.Pattern
     max_scope: int
     body: str = ""
+    lists_with_and: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def load_rules(path: str | None = None) -> tuple[Rule, ...]:
                 body = entry.get("pattern") or re.escape(entry["literal"])
                 rules.append(Rule(entry["literal"], entry["category"], entry["direction"],
                                   re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE),
-                                  int(entry.get("max_scope") or DEFAULT_SCOPE), body))
+                                  int(entry.get("max_scope") or DEFAULT_SCOPE), body, entry.get("lists") == "and"))
             except (KeyError, re.error) as err:
                 raise ValueError(f"{path}: {lang} rule {entry!r}: {err}") from err
     return tuple(rules)
@@ -195,7 +198,8 @@ def _words(text: str) -> int:
     return len(WORD.findall(text))
 
 
-def _blocked(text: str, a: int, b: int, terminators: list[Trigger], forward: bool, to_sentence_end: bool) -> bool:
+def _blocked(text: str, a: int, b: int, terminators: list[Trigger], forward: bool, to_sentence_end: bool,
+             joiner: re.Pattern = LIST_JOINER) -> bool:
     """Whether a clause boundary lies in text[a:b] (between trigger and finding)."""
     if any(a <= t.start < b for t in terminators) or ";" in text[a:b]:
         return True
@@ -206,7 +210,7 @@ def _blocked(text: str, a: int, b: int, terminators: list[Trigger], forward: boo
             return True
         rest = text[a + m.end():]
         clause_end = min([i for i in (rest.find(";"), rest.find(":")) if i >= 0] + [len(rest)])
-        if not LIST_JOINER.search(rest[:clause_end]):
+        if not joiner.search(rest[:clause_end]):
             return True
     return False
 
@@ -226,7 +230,8 @@ def status(sentence: str, start: int, end: int, triggers: list[Trigger]) -> str:
         if not applies and d in ("FORWARD", "BIDIRECTIONAL") and t.end <= start:
             indication = t.rule.category == "INDICATION"
             applies = ((indication or _words(sentence[t.end:start]) <= t.rule.max_scope)
-                       and not _blocked(sentence, t.end, start, terminators, True, indication))
+                       and not _blocked(sentence, t.end, start, terminators, True, indication,
+                                        LIST_JOINER_AND if t.rule.lists_with_and else LIST_JOINER))
         if not applies and d in ("BACKWARD", "BIDIRECTIONAL") and t.start >= end:
             applies = (_words(sentence[end:t.start]) <= t.rule.max_scope
                        and not _blocked(sentence, end, t.start, terminators, False, False))
