@@ -47,7 +47,12 @@ def fake_paper_roots(tmp_path: Path) -> dict:
     (tmp_path / "inspect" / "full" / "CTPA").mkdir(parents=True, exist_ok=True)
     for prefix in ("study_mapping", "impressions", "splits"):
         (tmp_path / "inspect" / "full" / f"{prefix}_20250611.tsv").write_text("impression_id\n")
+    release = tmp_path / "radfinder"  # RadFinder's release folder (config/release.yaml's train.release_dir)
+    release.mkdir(exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        (release / name).write_bytes(b"")
     return {"results": str(tmp_path / "results"), "logs": str(tmp_path / "logs"), "model": {"weights_dir": str(weights)},
+            "train": {"release_dir": str(release)},
             "data": {"hospital": {"dicom_root": str(roots["dicom"]), "reports_csv": str(tmp_path / "reports.csv")},
                      "ct_rate": {"root": str(roots["ctrate"]), "release": "fixed"},
                      "rad_chestct": {"root": str(roots["rad"])},

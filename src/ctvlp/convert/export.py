@@ -17,14 +17,12 @@ the authors' tensors.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ctvlp.core.state_dict import as_umask_allows, save_tensors
+from ctvlp.convert.importer import atomic_folder
+from ctvlp.core.state_dict import save_tensors
 from ctvlp.models.loading import load_trained_model
 from ctvlp.models.radfinder_release import CONFIG, WEIGHTS
 from ctvlp.models.text_encoder import merge_peft_state
@@ -160,10 +158,7 @@ def export_release(run_dir: str | Path, out_dir: str | Path, metrics: dict | Non
     if datasets is None:
         datasets = sorted(config["train"].get("datasets") or [])
     run = run_dir.name
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    as_umask_allows(tmp)
-    try:
+    with atomic_folder(out_dir) as tmp:
         with torch.no_grad():
             save_tensors(release_state(model, config), tmp / WEIGHTS)
         cfg = release_config(model, config, run)
@@ -172,10 +167,4 @@ def export_release(run_dir: str | Path, out_dir: str | Path, metrics: dict | Non
                **{k: cfg["image_preprocessing"][k] for k in ("pixdim", "sliding_window_size")}}
         (tmp / PREPROCESSOR).write_text(json.dumps(pre, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(config, run, metrics, datasets))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -39,6 +40,23 @@ RELEASED = {  # the names SPECTRE publishes its weights under
     "text_head": "SigLIP_projection_head_text.pt",
     "text": "spectre_qwen3_embedding_0.6B_lora.pt",
 }
+
+
+@contextmanager
+def atomic_folder(out_dir: Path):
+    """A temporary sibling folder to fill; it replaces ``out_dir`` only when the block ends without an error
+    (nothing written otherwise), with the mode the umask allows (mkdtemp's 0700 would hide it from the lab's group)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    as_umask_allows(tmp)
+    try:
+        yield tmp
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def sha256(path: Path) -> str:
@@ -115,10 +133,7 @@ def import_weights(config: dict, sources: dict[str, Path], out_dir: Path, preset
     parts = convert_parts(model, WindowEncoder(WindowEncoderSpec.from_config(cfg)), states, text_base, merged_text)
     files = {f for p, _ in states.values() for f in ([p / "config.json", *weight_files(p)] if p.is_dir() else [p])}
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    as_umask_allows(tmp)  # mkdtemp's 0700 would hide the imported folder from the lab's group
-    try:
+    with atomic_folder(out_dir) as tmp:
         for part, state in parts.items():
             save_tensors(state, part_file(tmp, part))
         manifest = {"format": FORMAT, "preset": preset, "architecture": architecture(config),
@@ -133,10 +148,4 @@ def import_weights(config: dict, sources: dict[str, Path], out_dir: Path, preset
                         "tokenizer_max_length") if release is not None else None,
                     "licence": "SPECTRE weights: CC-BY-NC-SA 4.0 (non-commercial, share alike)"}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

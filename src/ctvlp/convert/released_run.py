@@ -21,12 +21,12 @@ tokens move by ~2e-4; ``load_release`` itself uses 1e-6).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 
+from ctvlp.convert.importer import sha256
 from ctvlp.core.config import resolve_model_path
 from ctvlp.core.state_dict import save_tensors
 from ctvlp.models.radfinder_release import CONFIG, load_release, weight_files
@@ -34,14 +34,6 @@ from ctvlp.models.vit_blocks import LN_EPS
 from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 
 TRAINED, RELEASED = "trained", "released"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def release_dir(config: dict) -> Path:
