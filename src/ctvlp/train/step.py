@@ -46,6 +46,8 @@ class EncoderCalls(nn.Module):
         if tensors is None:  # a trainable window encoder: tokens computed here, with gradients
             tensors = {k: v.to(payload["device"]) for k, v in
                        collate([self.features.tokens(v) for v in payload["volumes"]]).items()}
+        else:  # frozen features, kept float16 on the host until this micro-batch runs
+            tensors = to_device(tensors, payload["device"])
         if payload.get("rope_log_scale") is not None:
             tensors = {**tensors, "rope_log_scale": payload["rope_log_scale"]}
         views = self.model.encode_scan_views(tensors)  # main head, image copy head, depth bins (copy head)
@@ -55,6 +57,17 @@ class EncoderCalls(nn.Module):
         if payload["snippets"]:
             out["snippet"] = self.model.encode_snippets(payload["snippets"]).float()
         return out
+
+
+def to_device(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A micro-batch's host tensors on ``device``, floating ones as float32 (the model's master dtype).
+
+    Why micro-batches stay on the host until their pass: a step holds all of them (64 at the paper's 4,096
+    pairs) twice over, in both gradient-caching phases, and float32 copies of all of them on the GPU would
+    take several GB per rank at long scans. Only the running micro-batch is on the device; pinned host memory
+    (the loader's, on CUDA) makes the copy asynchronous."""
+    return {k: v.to(device, non_blocking=True).float() if v.is_floating_point() else v.to(device, non_blocking=True)
+            for k, v in tensors.items()}
 
 
 def wrap_encoders(model: nn.Module, features, world: int) -> nn.Module:
@@ -114,8 +127,7 @@ class GradCacheStep:
         index = item["index"].tolist()
         batch = [t.train[i] for i in index]
         owners = [(k, text, b) for k, s in enumerate(batch) for text, b in s.snippets]
-        tensors = item.get("tensors")
-        payload = {"tensors": None if tensors is None else {k: v.to(t.device, non_blocking=True) for k, v in tensors.items()},
+        payload = {"tensors": item.get("tensors"),  # host tensors: moved to the device when the job runs
                    "volumes": [s.volume_id for s in batch], "device": t.device,
                    "texts": [s.text for s in batch], "snippets": [text for _, text, _ in owners],
                    "rope_log_scale": rope_log_scales(t.model.combiner.spec.rescale_coords, t.cfg.seed, step, index,
