@@ -9,8 +9,9 @@
 #
 #   CTVLP_SLURM_TEST=1 tests/slurm/run_slurm_test.sh WORKDIR [apptainer]   (exit 0 = passed; prints its reasons)
 #
-# With `apptainer` (Apptainer installed, tests/slurm/setup_apptainer.sh) it also builds the data image and runs
-# the ingest and text rules with --sdm apptainer through Slurm, comparing their outputs with the local run.
+# With `apptainer` (Apptainer installed, tests/slurm/setup_apptainer.sh) it also builds the data image and the gpu
+# image (a sandbox folder) and runs the ingest and text rules, then rule window_features in the gpu image, with
+# --sdm apptainer through Slurm, comparing their outputs with the local run.
 set -euo pipefail
 WORK=$(realpath -m "${1:?usage: run_slurm_test.sh WORKDIR [apptainer]}")
 MODE=${2:-}
@@ -44,6 +45,17 @@ if [[ $MODE == apptainer && ! -s $IMAGE ]]; then
     setsid "$REPO/tools/build_image.sh" data "$IMAGE" >"$WORK/build_data.log" 2>&1 </dev/null &
   BUILD_PID=$!
   trap 'kill -- -$BUILD_PID 2>/dev/null || true; stop_test_cluster' EXIT
+fi
+# the gpu image beside it, as a sandbox folder (apptainer build --sandbox: no squashfs step, which would take most
+# of its build time); apptainer_part.sh runs rule window_features in it
+GPU_IMAGE=${CTVLP_GPU_IMAGE:-$WORK/ctvlp-gpu}
+if [[ $MODE == apptainer && ! -e $GPU_IMAGE/opt/venv ]]; then
+  log "building the gpu image in the background (tools/build_image.sh gpu with --sandbox: make container-gpu's build)"
+  START_GPU_BUILD=$(date +%s)
+  APPTAINER_BUILD_ARGS="${APPTAINER_BUILD_ARGS:---fakeroot} --sandbox" PYTHON=$PY \
+    setsid "$REPO/tools/build_image.sh" gpu "$GPU_IMAGE" >"$WORK/build_gpu.log" 2>&1 </dev/null &
+  GPU_BUILD_PID=$!
+  trap 'kill -- -${BUILD_PID:-$GPU_BUILD_PID} -$GPU_BUILD_PID 2>/dev/null || true; stop_test_cluster' EXIT
 fi
 
 # ---- the same targets through Slurm and locally -----------------------------------------------------------
