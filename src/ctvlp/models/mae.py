@@ -77,5 +77,5 @@ def mae_loss(encoder: WindowEncoder, decoder: MAEDecoder, windows: torch.Tensor,
     target = (target - mean) / (var + norm_pix_eps).sqrt()
     masked = torch.ones(tokens.shape[:2], dtype=torch.bool, device=windows.device)
     masked.scatter_(1, keep, False)
-    err = ((pred - target) ** 2).mean(-1)
+    err = ((pred.float() - target.float()) ** 2).mean(-1)  # float32 loss also under bf16 autocast
     return (err * masked).sum() / masked.sum()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec, build_
 from ctvlp.train.checkpoint import load_checkpoint, restore, save_checkpoint, set_aside_other_settings
 from ctvlp.train.optim import warmup_cosine
 from ctvlp.train.settings import Section
+from ctvlp.train.step import autocast
 
 LOSS_LOG = "loss.tsv"
 
@@ -73,26 +75,38 @@ class PretrainSpec:
 class WindowSampler:
     """Random window-size crops of the cached volumes, reproducible per step.
 
+    ``volumes``: cache files (the rule) or arrays (tests). A file is opened (memory-mapped) for one draw and
+    released after it: holding every training volume mapped at once keeps one file descriptor per volume
+    open, which stops near 10^5 volumes with "too many open files"; a draw reads only its crop either way.
     A crop is redrawn (up to a few times) while less than ``min_foreground`` of its voxels are above air
     (scaled value 0.03, about -940 HU): corners of the field of view teach nothing."""
 
-    def __init__(self, volumes: list[np.ndarray], window: tuple[int, int, int], seed: int,
+    def __init__(self, volumes: Sequence[np.ndarray | str | Path], window: tuple[int, int, int], seed: int,
                  min_foreground: float = 0.1, tries: int = 4):
-        usable = [v for v in volumes if all(s >= w for s, w in zip(v.shape, window))]
+        usable = [v for v in volumes if all(s >= w for s, w in zip(self._shape(v), window))]
         if not usable:
             raise ValueError(f"no cached volume is as large as one window {tuple(window)}")
         self.volumes, self.window, self.seed = usable, tuple(window), seed
         self.min_foreground, self.tries = min_foreground, tries
+
+    @staticmethod
+    def _open(volume: np.ndarray | str | Path) -> np.ndarray:
+        return volume if isinstance(volume, np.ndarray) else read_cached(volume)
+
+    @classmethod
+    def _shape(cls, volume: np.ndarray | str | Path) -> tuple[int, ...]:
+        return tuple(cls._open(volume).shape)  # a file's header only; its mapping is released on return
 
     def batch(self, step: int, n: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, step])
         out = np.empty((n, 1, *self.window), dtype=np.float32)
         for i in range(n):
             for _ in range(self.tries):
-                vol = self.volumes[int(rng.integers(len(self.volumes)))]
+                vol = self._open(self.volumes[int(rng.integers(len(self.volumes)))])
                 start = [int(rng.integers(s - w + 1)) for s, w in zip(vol.shape, self.window)]
-                crop = vol[tuple(slice(a, a + w) for a, w in zip(start, self.window))]
-                if (np.asarray(crop) > 0.03).mean() >= self.min_foreground:
+                crop = np.array(vol[tuple(slice(a, a + w) for a, w in zip(start, self.window))])  # a copy: read now
+                del vol  # the file's mapping (and its descriptor) goes with its last reference
+                if (crop > 0.03).mean() >= self.min_foreground:
                     break
             out[i, 0] = crop
         return torch.from_numpy(out)
@@ -146,7 +160,8 @@ def pretrain_window_encoder(encoder: WindowEncoder, sampler: WindowSampler, spec
         windows = sampler.batch(step, spec.batch_size).to(device)
         generator = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)
         keep = random_keep(len(windows), n_tokens, spec.mask_ratio, generator)
-        loss = mae_loss(encoder, decoder, windows, keep, spec.norm_pix_eps)
+        with autocast(device, True):  # bf16 on a GPU (ViT-L at batch 256 would not fit in float32); CPU: float32
+            loss = mae_loss(encoder, decoder, windows, keep, spec.norm_pix_eps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(pair.parameters(), 1.0)
@@ -199,14 +214,15 @@ def training_volumes(volumes, datasets: list[str]) -> list[str]:
 def pretrain_from_cache(config: dict, volume_ids: list[str], cache_dir: str | Path, run_dir: str | Path,
                         out_path: str | Path, log=None) -> dict:
     """The rule's work: a seeded random-init window encoder of the configured architecture, pretrained on
-    crops of the cached volumes (memory-mapped: only the crops are read), written to ``out_path``."""
+    crops of the cached volumes (each file opened for its draw only: only the crops are read), written to
+    ``out_path``."""
     if not volume_ids:
         raise ValueError("pretrain: no accepted training volume to pretrain the window encoder on")
     spec = PretrainSpec.from_config(config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     arch = WindowEncoderSpec.from_config({**config, "pretrain": {"enabled": False}})
     encoder = build_window_encoder(arch, int(config["seed"])).to(device)
-    volumes = [read_cached(cache_file(cache_dir, v)) for v in volume_ids]
+    volumes = [cache_file(cache_dir, v) for v in volume_ids]
     sampler = WindowSampler(volumes, arch.window, spec.seed, spec.min_foreground)
     rows = pretrain_window_encoder(encoder, sampler, spec, Path(run_dir), log=log)
     save_encoder(encoder, out_path)
