@@ -115,6 +115,8 @@ RATE_SOURCES = {name: entry["rate_labels"] for name, entry in SOURCES.items() if
 RATE_OUTPUTS = (
     [f"{TEXT}/rate_labels.parquet", f"{TEXT}/rate_prompts.parquet", f"{TEXT}/label_groups.json"] if RATE_DIR else []
 )
+# what rule train reads of them (ctvlp.train.prompt_set: the groups rate_abdomen / rate_chest of the prompt loss)
+RATE_TRAIN_INPUTS = RATE_OUTPUTS[:2]
 
 # ---- training runs ---------------------------------------------------------------------------------------------
 # One training run per row of the ablation table. Each row must be able to start (its overrides name config

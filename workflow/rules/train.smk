@@ -76,6 +76,7 @@ rule train:
         snippets=f"{RESULTS}/text/snippets.parquet",
         prompts=f"{RESULTS}/text/prompts.parquet",
         weights=WEIGHTS,
+        rate=RATE_TRAIN_INPUTS,  # RATE's labels and question prompts (rate_labels, rate_prompts) when configured
     output:
         f"{RESULTS}/runs/{{run}}/final.json",
     log:

@@ -11,6 +11,8 @@ with logged(snakemake.log[0]) as log:
               "reports": snakemake.input.reports, "labels": snakemake.input.labels,
               "snippets": snakemake.input.snippets, "prompts": snakemake.input.prompts,
               "feature_dir": snakemake.params.feature_dir, "cache_dir": snakemake.params.cache_dir}
+    if snakemake.input.rate:  # [rate_labels, rate_prompts] when RATE labels are configured (else empty)
+        inputs.update(zip(("rate_labels", "rate_prompts"), snakemake.input.rate))
     # params.cfg: the run's effective config (ctvlp.train.launch.run_config), never the privacy section
     result = launch(dict(snakemake.params.cfg), Path(snakemake.params.run_dir), inputs,
                     gpus=int(snakemake.resources.get("gpu", 0) or 0), threads=snakemake.threads,

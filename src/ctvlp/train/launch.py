@@ -16,8 +16,10 @@ from typing import Callable, Mapping
 
 from ctvlp.core.config import ConfigError
 from ctvlp.core.params import canonical, select
+from ctvlp.ingest.inputs import rate_config_dir
 from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.plan import BatchPlan
+from ctvlp.train.prompt_set import trained_groups
 
 # What a training run reads of the config (and what its config.json holds; the privacy section never):
 # the model, its training, the preprocessing and pretraining it starts from, the label set the CLI
@@ -34,6 +36,9 @@ def run_config(config: Mapping, overrides: Mapping[str, object]) -> dict:
     # a trained row does not read the release keys (a released row: rule import_release, which does)
     skip = {"ablations"} | (set() if effective["train"].get("source") == "released" else {"source", "release_dir"})
     out["train"] = select(effective["train"], [k for k in effective["train"] if k not in skip])
+    if "prompt_groups" in out["train"]:  # the groups it trains: RATE's only where RATE labels are configured
+        groups, _ = trained_groups(out["train"]["prompt_groups"], rate_config_dir(effective) is not None)
+        out["train"]["prompt_groups"] = dict(sorted(groups.items()))
     return dict(sorted(out.items()))
 
 
@@ -55,11 +60,20 @@ def check_runs(config: Mapping, runs: Mapping[str, Mapping[str, object]]) -> Bat
             BatchPlan.check(effective, world_size(config))
         except ConfigError as err:
             raise ConfigError(f"{err} (ablation run '{run}')") from None
+        try:
+            trained_groups(effective["train"].get("prompt_groups") or {}, rate_config_dir(effective) is not None)
+        except ValueError as err:
+            raise ConfigError(f"{err} (ablation run '{run}')") from None
         flag = bool((effective.get("pretrain") or {}).get("enabled"))
         if flag != bool((config.get("pretrain") or {}).get("enabled")) and not config["preprocess"]["keep_volumes"]:
             raise ConfigError(f"config key 'preprocess.keep_volumes': ablation run '{run}' sets pretrain.enabled: "
                               f"{flag}, which needs the other encoder's features from the volume cache, but "
                               "preprocess.keep_volumes is false")
+    _, dropped = trained_groups(config["train"].get("prompt_groups") or {}, rate_config_dir(dict(config)) is not None)
+    if dropped:
+        logging.getLogger("ctvlp.train").warning(
+            "train.prompt_groups %s: not trained, no RATE labels (text.rate.config_dir is null); the prompt loss "
+            "uses the text stage's labels", ", ".join(dropped))
     return BatchPlan.check(config, world_size(config))
 
 

@@ -5,6 +5,11 @@ The prompts table (rule ``report_text``) has one row per (label, polarity, rank)
 names form the group ``ct_rate`` and any other label the group ``other``. ``train.prompt_groups``
 gives each group's weight (RadFinder: CT-RATE 5, RATE chest and abdomen 1); only labels of configured
 groups are trained, and a configured group the prompts file lacks stops the run before training.
+
+RATE's question prompts (rule ``rate_labels``: groups ``abdomen``/``chest``) join the prompt loss as the groups
+``rate_abdomen``/``rate_chest`` when ``text.rate.config_dir`` is set (``training_prompts``). Without RATE labels
+the rate groups of ``train.prompt_groups`` are dropped from the run's effective config (``trained_groups``: the
+paper preset names them, but the authors publish no RATE label files), with one warning while the workflow parses.
 """
 
 from __future__ import annotations
@@ -15,6 +20,44 @@ import numpy as np
 import pandas as pd
 
 from ctvlp.core.label_set import CTRATE_LABELS
+
+
+# train.prompt_groups names -> the group of rule rate_labels' prompt table
+RATE_GROUPS = {"rate_abdomen": "abdomen", "rate_chest": "chest"}
+TEXT_GROUPS = ("ct_rate", "other")  # the text stage's prompts table: CT-RATE labels, any other label set
+
+
+def trained_groups(groups: dict[str, float], rate_on: bool) -> tuple[dict[str, float], list[str]]:
+    """(the groups a run trains, the rate groups dropped because no RATE labels are configured). An unknown
+    group name raises ValueError naming the allowed ones (a typo would otherwise stop the run after its start)."""
+    allowed = TEXT_GROUPS + tuple(RATE_GROUPS)
+    unknown = [g for g in groups if g not in allowed]
+    if unknown:
+        raise ValueError(f"config key 'train.prompt_groups.{unknown[0]}': unknown group (allowed: {', '.join(allowed)})")
+    dropped = [g for g in groups if g in RATE_GROUPS and not rate_on]
+    return {g: float(w) for g, w in groups.items() if g not in dropped}, dropped
+
+
+def training_prompts(prompts: pd.DataFrame, rate_prompts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The text stage's prompts (group ``ct_rate``/``other`` unless the table names its groups) and, when RATE is
+    on, rule rate_labels' question prompts as ``rate_<modality>``: one table for ``PromptSet.from_table``."""
+    if "group" not in prompts.columns:
+        prompts = prompts.assign(group=np.where(prompts.label.isin(CTRATE_LABELS), "ct_rate", "other"))
+    if rate_prompts is None or rate_prompts.empty:
+        return prompts
+    names = {modality: group for group, modality in RATE_GROUPS.items()}
+    rate = rate_prompts.assign(group=rate_prompts.group.map(names))
+    return pd.concat([prompts, rate[list(prompts.columns)]], ignore_index=True)
+
+
+def with_rate_labels(labels: pd.DataFrame, rate_labels: pd.DataFrame | None) -> pd.DataFrame:
+    """The text stage's label table with RATE's question columns joined by volume (a volume without a RATE row has
+    -1, unknown, for every question; one without a text-stage row has -1 for the CT-RATE labels)."""
+    if rate_labels is None or rate_labels.empty:
+        return labels
+    questions = rate_labels.drop(columns=[c for c in ("dataset", "labeler", "labeler_version", "split")
+                                          if c in rate_labels.columns])
+    return labels.merge(questions, on="volume_id", how="outer")
 
 
 @dataclass(frozen=True)
@@ -35,8 +78,7 @@ class PromptSet:
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, group_weights: dict[str, float], source: str = "prompts") -> "PromptSet":
-        if "group" not in table.columns:
-            table = table.assign(group=np.where(table.label.isin(CTRATE_LABELS), "ct_rate", "other"))
+        table = training_prompts(table)
         present = set(table.group)
         for group in group_weights:
             if group not in present:

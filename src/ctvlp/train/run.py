@@ -20,7 +20,7 @@ from ctvlp.features.window import LiveFeatures
 from ctvlp.inference.embedding import evaluate_samples
 from ctvlp.models.window_encoder import WindowEncoderSpec
 from ctvlp.train.data import FeatureSet, build_samples
-from ctvlp.train.prompt_set import PromptSet, prompt_lists
+from ctvlp.train.prompt_set import PromptSet, prompt_lists, training_prompts, with_rate_labels
 from ctvlp.train.settings import Section, TrainSettings
 from ctvlp.train.trainer import Trainer
 
@@ -28,7 +28,9 @@ from ctvlp.train.trainer import Trainer
 def load_prompt_set(paths: dict, config: dict) -> PromptSet:
     """The labels and prompts of the prompt loss, from the text stage's prompts table and the group weights."""
     groups = TrainSettings.from_config(config).prompt_groups
-    return PromptSet.from_table(pd.read_parquet(paths["prompts"]), groups, source=str(paths["prompts"]))
+    rate = pd.read_parquet(paths["rate_prompts"]) if paths.get("rate_prompts") else None
+    source = " + ".join(str(paths[k]) for k in ("prompts", "rate_prompts") if paths.get(k))
+    return PromptSet.from_table(training_prompts(pd.read_parquet(paths["prompts"]), rate), groups, source=source)
 
 
 def load_inputs(paths: dict, config: dict | None = None) -> tuple[list, FeatureSet | LiveFeatures, dict]:
@@ -36,7 +38,9 @@ def load_inputs(paths: dict, config: dict | None = None) -> tuple[list, FeatureS
     the cached voxels (``paths['cache_dir']``); every other run reads the frozen features."""
     volumes = pd.read_parquet(paths["volumes"])
     features = pd.concat([pd.read_parquet(p) for p in paths["feature_shards"]], ignore_index=True)
-    samples = build_samples(volumes, pd.read_parquet(paths["reports"]), pd.read_parquet(paths["labels"]),
+    rate_labels = pd.read_parquet(paths["rate_labels"]) if paths.get("rate_labels") else None
+    labels = with_rate_labels(pd.read_parquet(paths["labels"]), rate_labels)
+    samples = build_samples(volumes, pd.read_parquet(paths["reports"]), labels,
                             pd.read_parquet(paths["snippets"]), features)
     end_to_end = config is not None and WindowEncoderSpec.from_config(config).trainable
     source = LiveFeatures(paths["cache_dir"]) if end_to_end else FeatureSet(paths["feature_dir"])
