@@ -121,16 +121,34 @@ def release_config(model, config: dict, run: str) -> dict:
     }
 
 
+HEADLINE = {  # metrics.json path -> card name: the numbers the paper reports per data set
+    ("retrieval", "t2i_scans", "R@1"): "text-to-image R@1", ("retrieval", "t2i_scans", "R@5"): "text-to-image R@5",
+    ("retrieval", "t2i_scans", "R@10"): "text-to-image R@10", ("zero_shot", "ensemble", "macro_auc"): "zero-shot AUC",
+    ("localization", "model", "mae_mm"): "localization MAE (mm)",
+}
+
+
+def headline_metrics(metrics: dict) -> dict[str, float]:
+    """{"<set>/<metric>": value} of the run's metrics.json (point estimates; the CIs stay in that file)."""
+    out = {}
+    for name, section in metrics.items():
+        if not isinstance(section, dict) or "set" not in section:
+            continue
+        for path, label in HEADLINE.items():
+            node = section
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            value = node.get("value") if isinstance(node, dict) else node
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+                out[f"{name}/{label}"] = float(value)
+    return out
+
+
 def model_card(config: dict, run: str, metrics: dict | None, datasets: list[str]) -> str:
     """README.md with YAML front matter (licence, datasets, metrics) as on the Hugging Face hub."""
     lines = ["---", f"license: {LICENCE}", "library_name: ctvlp", "tags: [computed-tomography, vision-language, "
              "3d-medical-imaging, retrieval]", "datasets:"] + [f"  - {d}" for d in datasets or ["unspecified"]]
-    flat = {}
-    for dataset, values in (metrics or {}).items():
-        if isinstance(values, dict):
-            for name, value in values.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    flat[f"{dataset}/{name}"] = value
+    flat = headline_metrics(metrics or {})
     lines += ["model-index:", f"  - name: ctvlp-{run}", "    results:"]
     lines += [f"      - {{metric: {json.dumps(k)}, value: {v:.6g}}}" for k, v in sorted(flat.items())] or ["      []"]
     lines += ["---", "", f"# ctvlp run `{run}` in RadFinder's release layout", "",
