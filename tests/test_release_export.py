@@ -57,6 +57,7 @@ def windows(config: dict, grid: tuple[int, int, int], seed: int) -> torch.Tensor
     return torch.rand(int(np.prod(grid)), 1, wx, wy, wz, generator=g)
 
 
+@pytest.mark.slow  # builds, exports and reloads a demo-size model with its MiniLM text tower
 def test_export_round_trip(run_dir, tmp_path):
     from ctvlp.models.loading import load_trained_model
 

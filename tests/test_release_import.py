@@ -18,6 +18,8 @@ from ctvlp.cli import main, merged_config
 from ctvlp.core.config import resolve_model_path
 from ctvlp.models.release import model_config_problems
 
+pytestmark = pytest.mark.slow  # imports the oracle release through the CLI (tens of seconds on 2 busy cores)
+
 REPO = Path(__file__).resolve().parents[1]
 ORACLE = Path(__file__).parent / "data" / "radfinder"
 
