@@ -12,7 +12,7 @@ SNAKEMAKE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/snakemake
 # GPU_LOCK=requirements-gpu-cu12.lock (torch 2.10.0, CUDA 12.8; docs/cluster.md).
 GPU_LOCK ?= requirements-gpu.lock
 
-.PHONY: install demo test test-demo test-cluster lint clean lock bench bench-smoke envs slurm-profile reliability \
+.PHONY: install demo test test-demo test-cluster lint clean lock bench bench-smoke gpu-check envs slurm-profile reliability \
 	container-data container-gpu container-report
 
 install: $(STAMP)
@@ -60,6 +60,11 @@ bench: install
 # Every benchmark at toy size (minutes): they run, so none can rot; their numbers mean nothing.
 bench-smoke: install
 	$(BIN)/python benchmarks/run_all.py --smoke
+
+# The prepared GPU check (<= 8 min on one H100/H200): gpu-marked tests, bench_gpu.py and 3 paper-dim training steps
+# over 4,096 pairs; without CUDA the CPU-possible part, listing what it skipped (docs/performance.md).
+gpu-check: install
+	bash benchmarks/gpu_check.sh
 
 # Install profiles/slurm as ~/.config/snakemake/slurm with the site's values, e.g.
 #   make slurm-profile CPU_PARTITION=cpu GPU_PARTITION=gpu ACCOUNT=mylab GPU_MODEL=a100

@@ -136,11 +136,10 @@ class GradCacheStep:
                 "bin": torch.tensor([b for _, _, b in owners], dtype=torch.long, device=t.device)}
         return self._call("micro", payload), meta
 
-    def __call__(self, step: int, micro: list[dict]) -> dict[str, float]:
+    def jobs(self, step: int, micro: list[dict]) -> tuple[list, list, list[str], dict[str, list[int]]]:
+        """(jobs, metas, kinds, sizes) of a step: this process's prompt chunks, then its micro-batches; ``sizes``
+        per kind, every process's share (for the gather). ``benchmarks/bench_gpu.py`` counts their FLOPs."""
         t, c, objective = self.t, self.t.cfg, self.t.objective
-        t.model.train()
-        t.optimizer.zero_grad(set_to_none=True)
-        batch = torch.from_numpy(t.global_batch(step))
         jobs, metas, kinds = [], [], []
         sizes = {"micro": [t.plan.per_rank] * t.world}
         if objective.uses_prompts:
@@ -155,6 +154,14 @@ class GradCacheStep:
             jobs.append(job)
             metas.append(meta)
             kinds.append("micro")
+        return jobs, metas, kinds, sizes
+
+    def __call__(self, step: int, micro: list[dict]) -> dict[str, float]:
+        t, c, objective = self.t, self.t.cfg, self.t.objective
+        t.model.train()
+        t.optimizer.zero_grad(set_to_none=True)
+        batch = torch.from_numpy(t.global_batch(step))
+        jobs, metas, kinds, sizes = self.jobs(step, micro)
         direct = t.world == 1 and len(micro) == 1  # one pass holds the whole batch: no re-run
         if direct:
             outs = [job() for job in jobs]
