@@ -11,7 +11,7 @@ from ctvlp.core.compute import DeviceError, driver_floor, missing_cuda_message, 
 
 
 @pytest.mark.parametrize("driver, cuda, expected", [
-    ("550.54.15", "13.0", ["NVIDIA driver 550.54.15 found", "CUDA 13.0", "driver >= 580", "CUDA 12 (driver >= 525"]),
+    ("550.54.15", "13.0", ["NVIDIA driver 550.54.15 found", "CUDA 13.0", "driver >= 580", "drivers >= 525", "GPU_LOCK=requirements-gpu-cu12.lock"]),
     (None, "13.0", ["no NVIDIA driver found", "driver >= 580", "--nv"]),
     ("580.65.06", "13.0", ["NVIDIA driver 580.65.06 found", "CUDA_VISIBLE_DEVICES"]),
     ("535.104.05", "12.8", ["535.104.05", "CUDA_VISIBLE_DEVICES"]),

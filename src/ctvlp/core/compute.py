@@ -87,7 +87,7 @@ def missing_cuda_message(rule: str, gpus: int, driver: str | None, torch_cuda: s
     major = int(driver.split(".")[0])
     if floor and major < floor:
         return head + (f"NVIDIA driver {driver} found, but torch {torch_version} is built for CUDA {torch_cuda}, "
-                       f"which needs {need}. Update the driver, or use a torch built for CUDA 12 (driver >= "
-                       f"{DRIVER_FLOOR[12]}; docs/cluster.md)")
+                       f"which needs {need}. Update the driver, or use the CUDA 12 lock for drivers >= "
+                       f"{DRIVER_FLOOR[12]} (make envs GPU_LOCK=requirements-gpu-cu12.lock; docs/cluster.md)")
     return head + (f"NVIDIA driver {driver} found and torch {torch_version} is built for CUDA {torch_cuda} "
                    f"({need}), yet no GPU is visible: check CUDA_VISIBLE_DEVICES and that the job was given its GPUs")
