@@ -50,8 +50,8 @@ CUDA=$($PY -c "import torch; print(int(torch.cuda.is_available()))")
 
 if [[ $CUDA == 1 ]]; then
   part "gpu-marked tests (bf16 autocast, padded attention kernel, NCCL, resumed CUDA RNG)" 120 \
-    $PY -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_gpu_attention.py tests/test_gpu_memory.py \
-    tests/test_gpu_nccl.py
+    env CUBLAS_WORKSPACE_CONFIG=:4096:8 $PY -m pytest -q -rs -p no:cacheprovider -m gpu tests/test_gpu_attention.py \
+    tests/test_gpu_memory.py tests/test_gpu_nccl.py
   part "bench_gpu.py at paper dims (windows/s, trainer step pairs/s, peak memory, MFU)" 90 \
     $PY benchmarks/bench_gpu.py --paper
   part "3 optimiser steps of the paper preset, gradient caching over 4,096 pairs" 260 \

@@ -66,8 +66,23 @@ def test_sampler_reads_files_per_draw_and_draws_what_arrays_give(tmp_path):
 
 # ---- on a GPU (make gpu-check) ------------------------------------------------------------------------------
 
+@pytest.fixture
+def deterministic_cuda():
+    """Deterministic CUDA kernels (the math SDPA kernel: the efficient kernels' backward accumulates with atomics),
+    so that a resumed run can equal an uninterrupted one bit for bit and a difference means the RNG state.
+    cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 before CUDA starts (benchmarks/gpu_check.sh sets it)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 @pytest.mark.gpu
-def test_mae_pretraining_runs_under_bf16_autocast_and_resumes_equal_on_cuda(tmp_path, monkeypatch):
+def test_mae_pretraining_runs_under_bf16_autocast_and_resumes_equal_on_cuda(tmp_path, monkeypatch, deterministic_cuda):
     """The encoder's blocks run in bf16 under autocast (loss float32), and a resumed CUDA run ends with the
     weights of an uninterrupted one (mask and crops drawn from (seed, step))."""
     from ctvlp.models import window_encoder
@@ -90,7 +105,8 @@ def test_mae_pretraining_runs_under_bf16_autocast_and_resumes_equal_on_cuda(tmp_
 
 
 @pytest.mark.gpu
-def test_resumed_cuda_training_with_dropout_equals_an_uninterrupted_one(tiny_data, tmp_path):  # noqa: F811
+def test_resumed_cuda_training_with_dropout_equals_an_uninterrupted_one(tiny_data, tmp_path,  # noqa: F811
+                                                                        deterministic_cuda):
     """bf16 autocast, LoRA dropout drawn from the CUDA generator, gradient caching over micro-batches of 2:
     the per-process RNG state in the checkpoint makes the resumed run draw what the uninterrupted one did."""
     samples, feats = tiny_data
