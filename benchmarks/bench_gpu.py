@@ -180,7 +180,11 @@ def model_flops(trainer: Trainer, micro: list[dict]) -> float:
     checkpointing off: the work the model needs, without what checkpointing and caching recompute."""
     checkpointing = trainer.cfg.text_checkpointing
     if checkpointing:
-        trainer.model.text.model.gradient_checkpointing_disable()
+        tower = trainer.model.text.model  # (the name in transformers >= 5.2x, as enable_text_checkpointing)
+        if hasattr(tower, "activation_checkpointing_disable"):
+            tower.activation_checkpointing_disable()
+        else:
+            tower.gradient_checkpointing_disable()
     counter = FlopCounterMode(display=False)
     try:
         jobs, *_ = trainer._step.jobs(0, micro)
