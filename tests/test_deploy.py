@@ -1,5 +1,6 @@
 """Deployment seams of the gpu rules: torchrun's workers import ctvlp where it is not installed (the
-`--sdm conda` environment), every GPU rule asks Slurm for one node."""
+`--sdm conda` environment). (One node per GPU job: tests/slurm/check_slurm_run.py; the gpu image:
+tests/slurm/apptainer_part.sh; the whole paper path: tests/test_paper_journey.py.)"""
 
 from __future__ import annotations
 
