@@ -103,8 +103,19 @@ def test_accepted_plus_rejected_equals_inputs_for_every_source(fault_run):
     assert len(qc[qc.dataset == "rad_chestct"]) == len(set(summary.NoteAcc_DEID.astype(str)) | on_disk)
     assert set(qc.status) == {"accepted", "rejected"} and (qc[qc.status == "rejected"].reason != "").all()
     inputs = bad_files + n_series + len(ctrate_files) + len(set(summary.NoteAcc_DEID.astype(str)) | on_disk)
-    print(f"RELIABILITY inputs: {inputs}, quarantined: {(qc.status == 'rejected').sum()}, "
-          f"lost: {inputs - len(qc)}")
+    counted = qc[qc.dataset.isin(["hospital", "ct_rate", "rad_chestct"])]  # the sources counted above
+    print(f"RELIABILITY inputs: {inputs}, quarantined: {(counted.status == 'rejected').sum()}, "
+          f"lost: {inputs - len(counted)} (hospital, CT-RATE, Rad-ChestCT counted here with pydicom and the file "
+          "system; every source's lost column in results/qc/summary.md)")
+    assert inputs == len(counted)
+    rows = [line.split("|")[1:-1] for line in (fault_run / "results" / "qc" / "summary.md").read_text().split(
+        "\n\n")[1].splitlines()[2:]]  # | dataset | inputs | accepted | rejected | lost |
+    lost = {cells[0].strip(): int(cells[4]) for cells in rows}
+    faults = pd.read_csv(demo / "ground_truth" / "faults.csv", dtype=str, keep_default_na=False)
+    print(f"RELIABILITY fault corpus: {len(faults)} kinds, {sum(int(c[1]) for c in rows)} inputs over "
+          f"{len(rows)} sources, {sum(int(c[3]) for c in rows)} quarantined, lost: {sum(lost.values())} "
+          f"(results/qc/summary.md)")
+    assert set(lost.values()) == {0}, lost
     raw = (demo / "hospital" / "reports" / "reports.csv").read_bytes().decode("utf-8", errors="surrogateescape")
     reports = list(csv.DictReader(io.StringIO(raw, newline="")))
     text_qc = _table(fault_run, "text_qc")
@@ -140,8 +151,8 @@ def test_end_to_end_run_carries_its_encoder_into_embed_and_the_cli(fault_run, tm
     test = vols[(vols.dataset == "hospital") & (vols.split == "test") & (vols.status == "ok")].sort_values("volume_id")
     volume_id = test.volume_id.iloc[0]
     index = pd.read_parquet(fault_run / "results" / "ingest" / "dicom_index")  # partitioned dataset
-    folder = fault_run / "demo_data" / "hospital" / "DICOM" / Path(
-        index[index.series_key.str[1:] == volume_id[1:]].path.iloc[0]).parent
+    folder = fault_run / "demo_data" / "hospital" / "DICOM" / Path(  # the series read (a fallback's too)
+        index[index.series_key == test.source.iloc[0]].path.iloc[0]).parent
     out = tmp_path / "emb.safetensors"
     proc = subprocess.run([sys.executable, "-m", "ctvlp.cli", "embed", "--checkpoint", str(run), "--scan",
                            str(folder), "--out", str(out)], capture_output=True, text=True, timeout=300)

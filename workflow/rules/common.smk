@@ -1,8 +1,6 @@
 # Imports, paths, shared globals and input functions of every rule file, all defined here before any rule file
 # uses them (the rule files hold rules only).
 # Parsing imports no torch (tests/test_workflow_rerun.py checks it): only torch-free library modules here.
-from snakemake.settings.enums import RerunTrigger
-
 from ctvlp.core.config import ConfigError, data_sources
 from ctvlp.privacy.salt import current_fingerprint, salt_changed, stored_check
 from ctvlp.core.params import canonical, select
@@ -53,6 +51,7 @@ QC = f"{RESULTS}/qc/qc.parquet"
 QC_SUMMARY = f"{RESULTS}/qc/summary.md"
 TEXT = f"{RESULTS}/text"
 CLAIMS = f"{RESULTS}/tables/claims.md"  # the paper's claims in miniature (rule claims)
+PROBE = f"{RESULTS}/tables/linear_probe.md"  # the window features' linear-probe ceiling (rule linear_probe, demo)
 
 # ---- config as params --------------------------------------------------------------------------------------
 # Every rule passes the config keys its script reads as params (only those keys, ctvlp.core.params.select;
@@ -65,13 +64,13 @@ CLAIMS = f"{RESULTS}/tables/claims.md"  # the paper's claims in miniature (rule 
 # (ctvlp.privacy.salt.fingerprint; the Snakefile has already stopped the run when no salt is set).
 SALT_ID = current_fingerprint(config["privacy"])
 # The index stores the fingerprint of the salt it was made with: a run with another salt says so before any job.
-# With the params trigger (the default) the index and everything after it are redone with the new salt; without
-# it the old index would meet the new pseudonyms (no report would join a study): the run stops instead.
+# With the params trigger (the default) the index and everything after it are redone with the new salt; a text
+# stage that still meets the old index (--rerun-triggers without params, results copied without .snakemake)
+# stops with the same words (ctvlp.text.stage.check_reports_joined).
 SALT_CHANGED = salt_changed(stored_check(DICOM_INDEX), SALT_ID, DICOM_INDEX)
-if SALT_CHANGED and RerunTrigger.PARAMS not in workflow.rerun_triggers:
-    raise ConfigError(f"ctvlp: privacy: {SALT_CHANGED}; without --rerun-triggers params nothing would redo it")
 if SALT_CHANGED:
-    print(f"ctvlp: privacy: {SALT_CHANGED}; the index and every step after it are redone", file=sys.stderr)
+    print(f"ctvlp: privacy: {SALT_CHANGED}; the salt is a param of the index: it and every step after it are "
+          "redone (with the params rerun trigger, the default)", file=sys.stderr)
 
 # What ctvlp.ingest.IngestSettings reads: series selection, geometry rules, splits and the shard count.
 INGEST_KEYS = [
@@ -263,5 +262,6 @@ def all_targets():
         f"{RESULTS}/figures/{name}.png" for name in FIGURE_NAMES
     ]
     claims = [CLAIMS] if HAS_HOSPITAL and RUNS else []
+    claims += [PROBE] if DEMO["enabled"] and RUNS else []
     provenance = run_files(f"{RESULTS}/runs/{{run}}/provenance.json")
     return data_ready() + [VOLUMES, QC, QC_SUMMARY] + text + RATE_OUTPUTS + runs + evaluation + claims + provenance

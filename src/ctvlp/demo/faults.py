@@ -308,7 +308,8 @@ def _run_faults(root: Path) -> list[dict]:
     # latin-1 maps every byte to one character and back: the export's bytes (its cp1252 report too) stay as they are
     table = pd.read_csv(root / "hospital" / "reports" / "reports.csv", dtype=str, keep_default_na=False,
                         encoding="latin-1")
-    table["AccessionNumber"] = "X" + table["AccessionNumber"]  # known to no study of the export
+    for column in ("AccessionNumber", "PatientID"):  # known to no study of the export (nor by the fallbacks)
+        table[column] = "X" + table[column]
     table.to_csv(out / "reports_joining_nothing.csv", index=False, lineterminator="\n", encoding="latin-1")
     (out / "reports_header_only.csv").write_text(",".join(table.columns) + "\n")
     return [
