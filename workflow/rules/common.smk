@@ -114,7 +114,7 @@ RATE_SOURCES = {name: entry["rate_labels"] for name, entry in SOURCES.items() if
 RATE_OUTPUTS = (
     [f"{TEXT}/rate_labels.parquet", f"{TEXT}/rate_prompts.parquet", f"{TEXT}/label_groups.json"] if RATE_DIR else []
 )
-# what rule train reads of them (ctvlp.train.prompt_set: the groups rate_abdomen / rate_chest of the prompt loss)
+# what training reads of them (ctvlp.train.prompt_set, the groups rate_abdomen / rate_chest of the prompt loss)
 RATE_TRAIN_INPUTS = RATE_OUTPUTS[:2]
 
 # ---- training runs ---------------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def release_folder(run):
 
 
 def release_files(wc):
-    """The files rule import_release reads: config.json and the weights (one file, or the shard index)."""
+    """The files import_release reads, config.json and the weights (one file, or the shard index)."""
     folder = release_folder(wc.run)
     if folder.is_relative_to(Path(RESULTS)) or (folder / "model.safetensors").exists():
         return [str(folder / "config.json"), str(folder / "model.safetensors")]
@@ -249,9 +249,8 @@ def rule_kinds():
     kinds = {}
     for r in workflow.rules:
         env = str(r.conda_env or "")
-        kind = next((k for k in KINDS if env.endswith(f"/{k}.yaml")), None)
-        if kind:
-            kinds[r.name] = kind
+        if env and Path(env).stem in KINDS:  # ../../envs/<kind>.yaml
+            kinds[r.name] = Path(env).stem
     return dict(sorted(kinds.items()))
 
 
