@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from ctvlp.cli import main, merged_config
 from ctvlp.core.config import resolve_model_path
@@ -143,7 +142,15 @@ def flat_numbers(tree, prefix="") -> dict:
     return out
 
 
-def test_the_cli_reads_the_released_run(test_run):
-    cfg = json.loads((test_run / "results" / "runs" / "released" / "config.json").read_text())
+def test_the_cli_reads_the_released_run(test_run, tmp_path):
+    """`ctvlp embed` on the released run answers as on the run it was exported from."""
+    runs = test_run / "results" / "runs"
+    cfg = json.loads((runs / "released" / "config.json").read_text())
     assert cfg["train"]["source"] == "released" and cfg["model"]["text_encoder"]["finetune"] == "frozen"
-    assert yaml.safe_dump(cfg)  # plain JSON values: the CLI's ScanModel reads it as any run's
+    scan = sorted((test_run / "demo_data" / "ct_rate").rglob("*.nii.gz"))[0]
+    out = {}
+    for run in ("full", "released"):
+        assert main(["embed", "--checkpoint", str(runs / run), "--scan", str(scan), "--out",
+                     str(tmp_path / f"{run}.npy")]) == 0
+        out[run] = np.load(tmp_path / f"{run}.npy")
+    assert np.abs(out["full"] - out["released"]).max() <= ATOL
