@@ -44,7 +44,7 @@ SKIP = ("pip==", "setuptools==")
 KINDS = {
     "data": ["demo_cohort", "dicom_index", "dicom_index_merge", "manifest", "preprocess_shard", "qc_summary",
              "report_text", "mine_snippets", "rate_labels"],
-    "gpu": ["pretrain_window_encoder", "window_features", "preprocess_shard", "train", "embed"],
+    "gpu": ["pretrain_window_encoder", "window_features", "preprocess_shard", "train", "embed", "linear_probe"],
     "report": ["evaluate", "compare", "tables", "figures", "claims"],
 }
 # pydicom finds its decoder plugins through entry points, never an import a script makes: every kind that

@@ -34,11 +34,12 @@ REPO = Path(__file__).resolve().parents[2]
 RUNS = tuple(load_ablations(REPO / "config/ablations.tsv"))
 
 
-def test_demo_targets_loosely(demo_run):
-    """The issue's demo targets that the demo meets: localization <= 0.5 x the middle-bin baseline and clearly
-    better than without the localization loss, dev retrieval mean rank <= 25 % of the pool, held-out retrieval
-    better than chance; training times are printed (speed lives in benchmarks); the issue-17 targets (zero-shot AUC,
-    retrieval, localization ratio) are printed beside their goals and asserted only as better than chance."""
+def test_demo_targets(demo_run):
+    """The demo's targets: localization <= 0.5 x the middle-bin baseline and clearly better than without the
+    localization loss, dev retrieval mean rank <= 25 % of the pool, held-out retrieval better than chance; training
+    times are printed (speed lives in benchmarks). Zero-shot (issue 25, findings visible at the demo's resolution):
+    macro AUC >= 0.80 on the hospital test set and >= 0.75 on the CT-RATE mini, every planted finding >= 0.70 on the
+    hospital test set, the never-planted labels NA."""
     assert {"full", "no_localization", "no_prompts", "clip_loss"} <= set(RUNS)
     full, no_loc = metrics(demo_run, "full")["hospital"], metrics(demo_run, "no_localization")["hospital"]
     loc = full["localization"]
@@ -65,12 +66,23 @@ def test_demo_targets_loosely(demo_run):
     print("TARGETS zero-shot macro AUC", zs, "(goal >= 0.80 hospital, >= 0.75 CT-RATE);",
           "hospital t2i mean rank / pool", t2i["mean_rank"]["value"] / t2i["pool"], "(goal <= 0.20);",
           "loc MAE / middle-bin", loc["model"]["mae_mm"]["value"] / loc["middle_bin"]["mae_mm"]["value"], "(goal <= 0.5)")
-    assert zs["hospital"] > 0.5 and t2i["mean_rank"]["value"] < 0.5 * (t2i["pool"] + 1)  # loose: better than chance
+    assert t2i["mean_rank"]["value"] < 0.5 * (t2i["pool"] + 1)
+    assert zs["hospital"] >= 0.80 and zs["ct_rate"] >= 0.75, zs
+    from ctvlp.demo.findings import SIMULATED_LABELS
+
+    hospital = m["hospital"]["zero_shot"][ps]
+    per_label = {label: e["auc"]["value"] for label, e in hospital["per_label"].items() if label in SIMULATED_LABELS}
+    print("per planted finding, hospital:", per_label)
+    assert set(per_label) == set(SIMULATED_LABELS) and min(per_label.values()) >= 0.70, per_label
+    from ctvlp.core.label_set import CTRATE_LABELS
+
+    assert set(hospital["labels_na"]) == set(CTRATE_LABELS) - set(SIMULATED_LABELS)  # never planted: NA
 
 
 def test_pretraining_stage_and_the_claims_summary(demo_run):
     """The self-supervised stage ran (loss fell, weights written and used by the features), the random-encoder
-    run read its own feature set, the linear probe of both is printed, and the claims summary judges every claim."""
+    run read its own feature set, the linear-probe table holds both feature sets per finding (never-planted labels
+    NA), and the claims summary gives every claim a verdict, the pretrained-vs-random one decided on AUC."""
     from ctvlp.evaluate.probe import probe_results
 
     res = demo_run / "results"
@@ -82,13 +94,21 @@ def test_pretraining_stage_and_the_claims_summary(demo_run):
     assert "random init" in (demo_run / "logs" / "window_features" / "features_random_0.log").read_text()
     seconds = pd.read_csv(demo_run / "logs" / "benchmarks" / "pretrain_window_encoder.tsv", sep="\t").s.iloc[0]
     probes = {fs: probe_results(res, features=fs).probe_auc.mean() for fs in ("features", "features_random")}
-    print("PRETRAIN", seconds, "s (goal <= 240 s on 2 cores); linear-probe macro AUC, hospital test:", probes,
-          "(goal >= 0.85 pretrained)")
+    print("PRETRAIN", seconds, "s (goal <= 240 s on 2 cores); linear-probe macro AUC, hospital (5 folds by patient):",
+          probes)
     assert probes["features"] > 0.5
+    probe = (res / "tables" / "linear_probe.md").read_text()
+    print(probe)
+    assert "self-supervised encoder (features)" in probe and "random encoder (features_random)" in probe
+    assert probe.count("| Bronchiectasis | NA: no positives | NA: no positives |") == 3  # hospital, ct_rate, rad_chestct
+    from ctvlp.evaluate.claims import DECIDED, VERDICTS
+
     claims = (res / "tables" / "claims.md").read_text()
     print(claims)
-    assert claims.count("| reproduced |") + claims.count("| not reproduced |") + claims.count("| not testable here |") == 4
+    assert sum(claims.count(f"| {v} |") for v in VERDICTS) == 5 and "not reproduced" not in claims
     assert "random_encoder - full" in claims and "83.8" in claims
+    auc_row = next(line for line in claims.splitlines() if "beats the random one on zero-shot AUC" in line)
+    assert f"| {DECIDED} |" in auc_row, auc_row
 
 
 def test_html_report_collects_tables_and_figures(demo_run, tmp_path):

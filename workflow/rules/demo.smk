@@ -19,3 +19,29 @@ if DEMO["enabled"]:
             settings=canonical(DEMO),
         script:
             "../scripts/demo_cohort.py"
+
+    # every feature set an ablation run reads (the configured encoder's first)
+    PROBE_SETS = sorted({feature_set(run) for run in RUNS}, key=lambda fset: fset != "features")
+
+    rule linear_probe:
+        # The linear-probe ceiling of the window features per finding (ctvlp.evaluate.probe), for every feature set
+        # an ablation run reads (the self-supervised encoder's and the random one's): which findings the features
+        # resolve at all, beside the zero-shot tables.
+        input:
+            volumes=VOLUMES,
+            labels=f"{RESULTS}/text/labels.parquet",
+            shards=expand(f"{RESULTS}/{{fset}}/shard_{{shard}}.parquet", fset=PROBE_SETS, shard=SHARDS),
+        output:
+            report(PROBE, category="Tables"),
+        log:
+            f"{LOGS}/linear_probe.log",
+        conda:
+            ENVS["gpu"]
+        container:
+            CONTAINERS["gpu"]
+        params:
+            feature_sets=PROBE_SETS,
+            datasets=EVAL_SETS,
+            pretrained=PRETRAIN,
+        script:
+            "../scripts/linear_probe.py"
