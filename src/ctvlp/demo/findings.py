@@ -167,7 +167,7 @@ def _fibrotic_bands(rng: np.random.Generator, a: Anatomy) -> Lesion:
 
 _PLACERS = {
     "Lung nodule": _lung_lesion("Lung nodule", (8.0, 13.0), ("upper", "middle", "lower"), (30.0, 70.0)),
-    "Consolidation": _lung_lesion("Consolidation", (20.0, 27.0), ("upper", "lower"), (10.0, 45.0)),
+    "Consolidation": _lung_lesion("Consolidation", (20.0, 27.0), ("upper", "lower"), (15.0, 45.0)),
     "Atelectasis": _lung_lesion("Atelectasis", (22.0, 28.0), ("lower",), (5.0, 35.0)),
     "Pleural effusion": _pleural_effusion,
     "Emphysema": _emphysema,

@@ -14,7 +14,8 @@ import numpy as np
 
 AIR, FAT, SOFT, MUSCLE, BLOOD, LIVER, BONE = -1000.0, -90.0, 35.0, 45.0, 40.0, 60.0, 320.0
 LUNG, EMPHYSEMA_LUNG = -860.0, -950.0
-UNDERLAYS = frozenset({"Lung opacity", "Pulmonary fibrotic sequela"})  # painted before the other findings
+# painted before the other findings: a nodule or consolidation inside a bulla or a ground-glass patch stays solid
+UNDERLAYS = frozenset({"Emphysema", "Lung opacity", "Pulmonary fibrotic sequela"})
 # Density of each finding when a lesion does not carry its own (ctvlp.demo.findings draws one per patient).
 DEFAULT_HU = {"Lung nodule": 45.0, "Lymphadenopathy": 45.0, "Consolidation": 25.0, "Atelectasis": 20.0,
               "Pleural effusion": 12.0, "Pericardial effusion": 8.0, "Arterial wall calcification": 650.0,
@@ -114,7 +115,7 @@ class Phantom:
         hu[lung] = _hu(emphysema) if emphysema else LUNG
         self._heart(hu, x, y, z)
         self._vessels_spine_airway(hu, x, y, z, inner)
-        # faint findings first: a nodule inside a ground-glass patch keeps its solid HU
+        # underlays first (a bulla, ground glass, scars): a nodule or consolidation inside them keeps its solid HU
         for lesion in sorted(self.lesions, key=lambda lesion: lesion.label not in UNDERLAYS):
             _apply_lesion(hu, lesion, x, y, z, lung, a)
         return hu
