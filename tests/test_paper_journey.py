@@ -65,7 +65,7 @@ def journey_config(tmp: Path, cohort: Path, weights: Path, text: Path) -> dict:
         # prompt_groups: the paper's {ct_rate, rate_chest, rate_abdomen} stop training at its start: rule train reads
         # text/prompts.parquet, which holds the ct_rate group only (the RATE prompts go to rate_prompts.parquet and
         # no training input); /work/plan/NOTES.md, 2026-12-07. Until that is wired, the journey trains on ct_rate.
-        "train": {"ablations": str(tmp / "ablations.tsv"), "epochs": 2, "batch_size": 8, "micro_batch": 2,
+        "train": {"ablations": str(tmp / "ablations.tsv"), "epochs": 1, "batch_size": 8, "micro_batch": 2,
                   "prompt_batch": 8, "loader_workers": 0, "checkpoint_every": 2, "prompt_groups": {"ct_rate": 5.0}},
         "compute": {"train_gpus": 2, "allow_cpu": True, "train_threads": 2},
         "evaluate": {"bootstrap_resamples": 20,
