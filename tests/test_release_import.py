@@ -112,3 +112,31 @@ def test_wrong_dims_refused_before_writing(tmp_path, capsys):
                str(ORACLE / "release")])
     assert rc == 2 and not (tmp_path / "weights").exists()
     assert "do not fit the configured architecture" in capsys.readouterr().err
+
+
+def test_released_run_from_the_authors_folder(imported, tmp_path):
+    """Rule import_release's function on the authors' release: a run folder that load_trained_model reads, giving
+    the oracle's embeddings; the release's encoder differs from the configured (seeded) one, so the run keeps its own
+    (embed re-encodes the volume cache); windows that do not fit the release stop naming the key."""
+    from ctvlp.convert.released_run import import_release_run
+    from ctvlp.models.loading import load_trained_model
+
+    tmp, cfg = imported
+    config = merged_config([REPO / "config/config.yaml", cfg])
+    config["results"] = str(tmp_path)
+    config["pretrain"]["enabled"] = False
+    config["model"]["weights_dir"] = None
+    config["train"].update(source="released", release_dir=str(ORACLE / "release"))
+    result = import_release_run(config, tmp_path / "runs" / "radfinder")
+    assert result["source"] == "released" and result["steps"] == 0 and "re-encodes" in result["window_encoder"]
+    model, run_config = load_trained_model(tmp_path / "runs" / "radfinder")
+    assert run_config["model"]["text_encoder"]["max_tokens"] == 4096 and run_config["model"]["window_encoder"]["trainable"]
+    inp, exp = load_file(str(ORACLE / "inputs.safetensors")), load_file(str(ORACLE / "expected.safetensors"))
+    with torch.no_grad():
+        text = model.text_head(model.text.tower(inp["input_ids"], inp["attention_mask"]))
+    assert (text - exp["text_emb"]).abs().max() < 1e-5
+    assert run_config["train"]["prompt_scale"] == pytest.approx(exp["logit_scale"].item())
+
+    config["preprocess"]["window_voxels"] = [32, 32, 8]
+    with pytest.raises(ValueError, match="preprocess.window_voxels"):
+        import_release_run(config, tmp_path / "runs" / "other")
