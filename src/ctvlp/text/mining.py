@@ -35,9 +35,11 @@ NUM = rf"\d{{1,4}}(?![.,]?\d)(?![^\W\d_]){UNITS}"  # not "image 3D", not "2.5", 
 HEADINGS = r"(?:findings|impression|befund|beurteilung|clinical information|technique|technik|klinische angaben)\s*:"
 OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cues", "current_cues",
                  "ambiguous_image_words", "distributive_words", "comparison_cues", "compact_separators",
-                 "linking_words", "intro_words")
+                 "linking_words", "intro_words", "short_image", "short_series", "time_words", "ratio_words",
+                 "relative_words")
 CONFIDENCES = ("high", "medium", "low")  # best first
-HIGH_SHAPES = ("series_image", "image_series", "pair", "compact")
+HIGH_SHAPES = ("series_image", "image_series", "pair", "compact", "series_pair", "short_image_series",
+               "short_series_image")
 
 
 def meets(confidence: str, minimum: str) -> bool:
@@ -100,6 +102,11 @@ class Vocabulary:
     compact_separators: str
     linking_words: str
     intro_words: str
+    short_image: str
+    short_series: str
+    time_words: str
+    ratio_words: str
+    relative_words: str
 
     @classmethod
     def from_files(cls, files: tuple[str, ...]) -> "Vocabulary":
@@ -131,9 +138,11 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     """
     v = Vocabulary.from_files(files)
     marker = rf"(?:\s*{v.number_markers})?"
-    total = rf"(?:\s*(?:of|von|/)\s*\d{{1,4}}(?![.,]?\d))?"  # "image 150 of 312", "Im 187/312"
-    numspec = (rf"{marker}\s*(?P<a>{NUM})(?:\s*{v.ranges}\s*(?P<b>{NUM})|(?P<more>(?:\s*,?\s*{v.lists}\s*{NUM})+)"
-               rf"|{total})?")
+    total_of = r"\s*(?:of|von|/)\s*\d{1,4}(?![.,]?\d)"
+    # "images 40-44", "from image 160 through image 185", "images 40, 52 and 61", "images 190-205 and 212-220"
+    upto = rf"\s*{v.ranges}\s*(?:{v.image_only}(?![^\W\d_])\.?\s*)?"
+    numspec = (rf"{marker}\s*(?P<a>{NUM})(?:{total_of}|(?:{upto}(?P<b>{NUM}))?"
+               rf"(?P<more>(?:\s*,?\s*{v.lists}\s*{NUM}(?:\s*{v.ranges}\s*{NUM})?)+)?)")
     series = rf"{v.series}(?![^\W\d_])\.?{marker}\s*(?P<s>\d{{1,4}})(?![.,]?\d)"
     between = r"\s*[,;:/\-–(]?\s*(?:[^\W\d]+[,):]*\s+){0,4}?"  # a series governs the images of its clause
     flags = re.IGNORECASE
@@ -146,10 +155,27 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
                            r"(?![.,]?\d)(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "compact": re.compile(rf"\b{v.compact_series}(?P<s>\d{{1,4}})\s*{v.compact_separators}?\s*{v.compact_image}"
                               r"(?P<a>\d{1,4})\b(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
+        # "series 5:143", "Serie 3: 130-140"
+        "series_pair": re.compile(rf"\b{v.series}(?![^\W\d_])\.?\s*(?P<s>\d{{1,4}})\s*:\s*(?P<a>{NUM})"
+                                  rf"(?:\s*[-–]\s*(?P<b>{NUM}))?(?P<more>(?!x)x)?", flags),
+        # a bare colon pair is series:image ("(3:112)", "at 2:58", "(3:130-140)"); clock times and ratios are not
+        "colon_pair": re.compile(r"(?<![\w:./-])(?P<s>\d{1,4}):(?P<a>\d{1,4})(?:\s*[-–]\s*(?P<b>\d{1,4}))?"
+                                 r"(?![\w:/]|[.,]\d)(?P<more>(?!x)x)?", flags),
+        # a bare slash pair standing alone in parentheses after a finding ("(3/97)"): read as series/image, a guess
+        "slash_pair": re.compile(r"\((?P<s>\d{1,2})\s*/\s*(?P<a>\d{2,4})\)(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
+        # the short forms with a dot on both halves, either order: "B. 67 / S. 3", "S. 3 / B. 67"
+        "short_image_series": re.compile(rf"\b{v.short_image}\s*(?P<a>{NUM})\s*[/,;]\s*{v.short_series}\s*"
+                                         r"(?P<s>\d{1,4})\b(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
+        "short_series_image": re.compile(rf"\b{v.short_series}\s*(?P<s>\d{{1,4}})\s*[/,;]\s*{v.short_image}\s*"
+                                         rf"(?P<a>{NUM})(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
+        "time_context": re.compile(rf"{v.time_words}", flags),
+        "ratio_context": re.compile(rf"\b{v.ratio_words}\W*$", flags),
         "image_only": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}(?!\s*:)", flags),
         "overlay": re.compile(r"(?<![\w/.,:-])(?P<a>\d{1,4})\s*/\s*(?P<n>\d{2,4})(?![\w/.,]\d|\s*(?:mm|cm|ml|%))"
                               r"(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         "cue": re.compile(rf"(?:\b{v.cues}\s*)$", flags),
+        # one item of a list: an image or a range ("and 212-220")
+        "list_item": re.compile(rf"(?P<x>\d{{1,4}})(?:\s*{v.ranges}\s*(?P<y>\d{{1,4}}))?", flags),
         "series_word": re.compile(rf"\b{v.series}(?![^\W\d_])", flags),
         # a series named without an image ("On series 4, the nodule is at image 145"): it governs its sentence
         "series_mention": re.compile(rf"\b{series}", flags),
@@ -161,13 +187,17 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         "prior": re.compile(rf"(?<!\w){v.prior_cues}(?!\w)", flags),
         "prior_after": re.compile(rf"\s*[,)\]]?\s*(?:{v.connectors}|at|auf|im|vom|zur)\s+(?:{v.articles}\s+)?"
                                   rf"{v.prior_cues}(?!\w)", flags),
+        # a clause after the compared study that refers back to it
+        "relative": re.compile(rf"[^,;()]*(?:,|\s[–—-])\s*{v.relative_words}\b[^,;]*$", flags),
+        # between two items of one list ("prior images 3:30 and 3:105", "auf 3:30 bzw. 3:105")
+        "list_gap": re.compile(rf"\s*,?\s*(?:{v.lists})?\s*", flags),
         "current": re.compile(rf"\b{v.current_cues}\b", flags),
         # "new since the prior study (series 3, image 45)": a comparison, the image is in the current study
         "since": re.compile(r"\b(?:since|seit)\s+(?:\w+\s+)?$", flags),
         # "compared with the CT of [DATE] (series 5, image 88)": the cited image is in the compared study only
         # when it stands right after it; "compared with the prior study, the nodule (series 3, image 45)" is current
         "comparison": re.compile(rf"\b{v.comparison_cues}\b", flags),
-        "adjacent": re.compile(rf"(?:[\s,:(\[]|\b(?:{v.cues}|{v.linking_words}|{v.articles})\b)*", flags),
+        "adjacent": re.compile(rf"(?:[\s,:(\[–—-]|\b(?:{v.cues}|{v.linking_words}|{v.articles})\b)*", flags),
         # a prior cue reaches across a comma only from an introductory phrase: "Previously, the nodule was seen at
         # Se 4/Im 110", "On the prior CT dated [DATE], this lesion was seen on image 77 of series 3"
         "intro": re.compile(rf"\s*(?:{v.intro_words})\b", flags),
@@ -179,23 +209,48 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     }
 
 
-SHAPES = ("series_image", "image_series", "pair", "compact", "image_only", "overlay")
+SHAPES = ("series_image", "image_series", "pair", "compact", "series_pair", "short_image_series", "short_series_image",
+          "image_only", "colon_pair", "slash_pair", "overlay")
 
 
-def _plausible(name: str, m: re.Match) -> bool:
+def _colon_pair_plausible(m: re.Match, patterns: dict[str, re.Pattern]) -> bool:
+    """A colon pair is no clock time ("at 14:35", "um 10:15 Uhr": hour <= 23, two-digit minutes, with a time word
+    or a date nearby) and no ratio ("1:1", "ratio 2:1")."""
+    s, a = int(m.group("s")), int(m.group("a"))
+    if s == 0 or a == 0 or (s <= 10 and a <= 10):
+        return False
+    text = m.string
+    if patterns["ratio_context"].search(text, max(0, m.start() - 40), m.start()):
+        return False
+    if not (s <= 23 and len(m.group("a")) == 2 and a <= 59):
+        return True
+    if m.group("s").startswith("0") or (s >= 7 and re.search(r"\b(?:at|um|gegen|ab|since|seit|until|bis)\s*$",
+                                                               text[max(0, m.start() - 8): m.start()], re.I)):
+        return False  # "09:45", "at 14:35"
+    return not patterns["time_context"].search(text[max(0, m.start() - 100): m.end() + 20])
+
+
+def _plausible(name: str, m: re.Match, patterns: dict[str, re.Pattern]) -> bool:
     """German "Im 4. ICR" is "in the 4th intercostal space", not image 4; an overlay "M/N" counts only as a
     viewer's counter: M <= N, N >= 20, not a month/year or a ratio."""
     if name == "image_only":
         return not (re.match(r"im\b", m.group(), re.IGNORECASE) and re.match(r"\.\s*[^\W\d_]", m.string[m.end():]))
+    if name == "colon_pair":
+        return _colon_pair_plausible(m, patterns)
+    if name == "slash_pair":
+        s, a = int(m.group("s")), int(m.group("a"))
+        return 1 <= s <= 20 and a > s and not 1900 <= a <= 2100
     if name != "overlay":
         return True
     a, n = int(m.group("a")), int(m.group("n"))
+    if re.search(r"[^\W\d_]\s*$", m.string[max(0, m.start() - 20): m.start()]):
+        return False  # a labelled quantity ("score of 12/25", "RR 130/85"), not a viewer's counter
     return 1 <= a <= n and n >= 20 and not (1900 <= n <= 2100 and a <= 12)
 
 
 def _matches(text: str, patterns: dict[str, re.Pattern]) -> list[tuple[str, re.Match]]:
     """Non-overlapping matches; where shapes overlap the longer (series-bearing) one wins."""
-    found = [(name, m) for name in SHAPES for m in patterns[name].finditer(text) if _plausible(name, m)]
+    found = [(name, m) for name in SHAPES for m in patterns[name].finditer(text) if _plausible(name, m, patterns)]
     found.sort(key=lambda nm: (nm[1].start(), -(nm[1].end() - nm[1].start())))
     chosen, last_end = [], -1
     for name, m in found:
@@ -257,16 +312,22 @@ def _snippet(clause: str, local_spans: list[tuple[int, int]], cue: re.Pattern) -
     return _tidy("".join(out))
 
 
-def _references(name: str, m: re.Match) -> list[tuple[int | None, int, tuple[int, int] | None, str]]:
+def _references(name: str, m: re.Match, patterns: dict[str, re.Pattern]
+                ) -> list[tuple[int | None, int, tuple[int, int] | None, str]]:
     series = int(m.group("s")) if "s" in m.re.groupindex and m.group("s") else None
-    a = int(m.group("a"))
-    if m.group("b"):
-        lo, hi = sorted((a, int(m.group("b"))))
-        return [(series, (lo + hi) // 2, (lo, hi), f"{name}_range")]
+    items = [(int(m.group("a")), int(m.group("b")) if m.group("b") else None)]
     if m.group("more"):
-        images = [a] + [int(x) for x in re.findall(r"\d+", m.group("more"))]
-        return [(series, img, None, f"{name}_list") for img in images]
-    return [(series, a, None, name)]
+        items += [(int(i["x"]), int(i["y"]) if i["y"] else None)
+                  for i in patterns["list_item"].finditer(m.group("more"))]
+    kind = "_list" if len(items) > 1 else ""
+    out = []
+    for a, b in items:
+        if b is None:
+            out.append((series, a, None, name + kind))
+        else:
+            lo, hi = sorted((a, b))
+            out.append((series, (lo + hi) // 2, (lo, hi), f"{name}_range{kind}"))
+    return out
 
 
 def _outside_parens(text: str, pos: int) -> bool:
@@ -290,6 +351,8 @@ def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: 
     cues = [c for c in patterns["prior"].finditer(sentence, window_start) if c.start() < start]  # lookahead may see on
     for c in reversed(cues):
         cue_end = min(c.end(), start)
+        if patterns["relative"].match(window, cue_end) and not patterns["current"].search(window, cue_end):
+            return True  # "since the 2021 CT, where it was seen on image 201", "im Vor-CT vom 11/2023, wo ..."
         if patterns["since"].search(window, window_start, c.start()) or patterns["described"].match(window, cue_end):
             continue
         if patterns["current"].search(window, cue_end):
@@ -335,7 +398,11 @@ def _series_of_images(sentence: str, inside: list[tuple[str, re.Match]], offset:
             if after:
                 gap = sentence[b:after[0][0]]
                 words = patterns["series_word"].findall(gap)
-                if ";" not in gap and len(words) <= 1 and patterns["distributive"].search(gap):
+                alone = not any(b <= x < after[0][0] for x, _ in spans)  # no other reference between
+                # "images 87 and 92, both in series 3"; "image 88, best seen on the ... windows of series 2",
+                # "image 54 (1 mm slice thickness, series 4)": a series after the image with words between
+                if ";" not in gap and len(words) <= 1 and (patterns["distributive"].search(gap) or (
+                        alone and len(re.findall(r"[^\W\d_]+", gap)) <= 10 and not re.search(r"[.!?]\s", gap))):
                     series = after[0][2]
         out.append(series)
     return out
@@ -345,6 +412,8 @@ def _confidence(name: str, m: re.Match, series: int | None, inherited: bool, pat
     if name in HIGH_SHAPES:
         gap = m.group("gap") if "gap" in m.re.groupindex and m.group("gap") else ""
         return "high" if patterns["linking_gap"].fullmatch(gap) else "medium"
+    if name == "colon_pair":
+        return "medium"
     if name == "image_only":
         if inherited:
             return "medium"
@@ -371,7 +440,12 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
         local = [(m.start() - s_start, m.end() - s_start) for _, m in inside]
         sentence = text[s_start:s_end]
         cuts = [0] + [c if c >= 0 else None for c in _clause_cuts(sentence, local)] + [len(sentence)]
-        priors = [_is_prior(sentence, a, b, local[i - 1][1] if i else 0, patterns) for i, (a, b) in enumerate(local)]
+        priors: list[bool] = []
+        for i, (a, b) in enumerate(local):
+            if i and patterns["list_gap"].fullmatch(sentence, local[i - 1][1], a):
+                priors.append(priors[-1])  # an item of the previous reference's list shares its study
+            else:
+                priors.append(_is_prior(sentence, a, b, local[i - 1][1] if i else 0, patterns))
         governing = _series_of_images(sentence, inside, s_start, patterns, priors)
         for i, (name, m) in enumerate(inside):
             lo = next(c for c in reversed(cuts[: i + 1]) if c is not None)
@@ -382,7 +456,7 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
             if len(snippet) < 3:  # references only: fall back to the whole sentence
                 snippet = _snippet(sentence, local, patterns["cue"])
             prior = priors[i]
-            for series, image, image_range, pattern in _references(name, m):
+            for series, image, image_range, pattern in _references(name, m, patterns):
                 inherited = False
                 if series is None and governing[i] is not None:
                     series, inherited = governing[i], True

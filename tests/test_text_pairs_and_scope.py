@@ -1,0 +1,119 @@
+"""Issue 24, second round: bare colon pairs (not clock times or ratios), slash pairs as a low-confidence guess,
+a series named after the image with words between, ranges with a repeated image word and lists of ranges, dotted
+short forms, a prior study referred back to by a relative clause, and the label kinds of held-out set 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctvlp.text.labels import extract_labels
+from ctvlp.text.mining import find_references
+
+
+def refs(text: str) -> list[tuple]:
+    return [(r.prior, r.series, r.image_range or r.image, r.confidence) for r in find_references(text)]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Small bulla in the left apex (2:17).", [(False, 2, 17, "medium")]),
+    ("A lymph node in the left hilum at 5:61.", [(False, 5, 61, "medium")]),
+    ("Tree-in-bud nodules (5:70, 5:74 and 5:81).", [(False, 5, 70, "medium"), (False, 5, 74, "medium"),
+                                                    (False, 5, 81, "medium")]),
+    ("Varikose Bronchiektasen (4:150-166).", [(False, 4, (150, 166), "medium")]),
+    ("Embolus in a segmental artery (series 6:98).", [(False, 6, 98, "high")]),
+    ("Rundherd rechts basal (Serie 3: 240).", [(False, 3, 240, "high")]),
+])
+def test_colon_pairs_are_series_and_image(text, expected):
+    assert refs(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "The study was acquired at 11:42 on a 64-slice scanner.",
+    "Befund telefonisch mitgeteilt um 16:05 Uhr.",
+    "Examination started at 08:30.",
+    "Report signed at 17:20.",
+    "Kontrastmittel im Verhältnis 1:3 verdünnt.",
+    "The fat-to-muscle ratio of 2:1 is normal.",
+    "Fat to soft tissue 1:1.",
+])
+def test_clock_times_and_ratios_are_no_colon_pairs(text):
+    assert refs(text) == []
+
+
+def test_bare_slash_pair_in_parentheses_is_a_low_confidence_series_image_guess():
+    assert refs("Pleural thickening along the left base (4/233).") == [(False, 4, 233, "low")]
+    assert refs("Konsolidierung posterobasal, 210/380.") == [(False, None, 210, "low")]  # a viewer's counter
+    for labelled in ("Total severity score of 14/25.", "Gesamtscore 12/25.", "Two thirds (2/3) of the lobe.",
+                     "Comparison with the CT (04/2023)."):
+        assert refs(labelled) == [], labelled
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Small nodule, image 102, best appreciated on the thin-section lung series 7.", [(False, 7, 102, "medium")]),
+    ("Herd in Bild 64 (Rekonstruktion 1 mm, Serie 9).", [(False, 9, 64, "medium")]),
+    ("Lytic lesion in T11, image 210 (bone kernel series 6).", [(False, 6, 210, "medium")]),
+    # another reference or a semicolon between keeps the series off
+    ("Nodule on image 40 is unchanged; series 3 was degraded by motion.", [(False, None, 40, "medium")]),
+])
+def test_series_after_the_image_with_words_between(text, expected):
+    assert refs(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Consolidation from image 120 through image 141 of series 5.", [(False, 5, (120, 141), "high")]),
+    ("Konsolidierung von Bild 60 bis Bild 72 der Serie 3.", [(False, 3, (60, 72), "high")]),
+    ("Septal thickening on series 4, images 30-41 and 55-60.", [(False, 4, (30, 41), "high"),
+                                                               (False, 4, (55, 60), "high")]),
+    ("Noduli in Serie 2, Bilder 12 und 40-44.", [(False, 2, 12, "high"), (False, 2, (40, 44), "high")]),
+])
+def test_ranges_with_a_repeated_image_word_and_lists_of_ranges(text, expected):
+    assert refs(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Granulom im Oberlappen, B. 120 / S. 4.", [(False, 4, 120, "high")]),
+    ("Granulom im Oberlappen, S. 4 / B. 120.", [(False, 4, 120, "high")]),
+    ("Milchglasherd (Se6/B77).", [(False, 6, 77, "high")]),
+    ("Lymphknoten (Se.-Nr. 5, Bild-Nr. 33).", [(False, 5, 33, "high")]),
+])
+def test_short_forms(text, expected):
+    assert refs(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Scar unchanged since the 2019 CT, where it was seen on image 88 (series 3).", [(True, 3, 88, "high")]),
+    ("Im Vergleich zum Vor-CT vom 02/2022, wo der Herd auf Bild 40 (Serie 3) 6 mm maß, jetzt 5 mm.",
+     [(True, 3, 40, "high")]),
+    ("Narbe, seit dem CT von 2019 konstant, dort in Bild 12 (Serie 4).", [(True, 4, 12, "high")]),
+    ("Im Vergleich zum Ausgangsbefund – Serie 4, Bild 66 – regredienter Erguss.", [(True, 4, 66, "high")]),
+    ("Vergleich mit der Voruntersuchung, Bild 15, Serie 2: unverändert.", [(True, 2, 15, "high")]),
+    ("Stable nodules (3:41 and 3:98), on the prior CT at 3:40 and 3:96.",
+     [(False, 3, 41, "medium"), (False, 3, 98, "medium"), (True, 3, 40, "medium"), (True, 3, 96, "medium")]),
+    # a comparison without a clause pointing back leaves the reference current
+    ("Since the 2019 CT the scar has grown, now on image 88 (series 3).", [(False, 3, 88, "high")]),
+])
+def test_prior_study_named_back_by_a_relative_clause_or_a_list(text, expected):
+    assert refs(text) == expected
+
+
+@pytest.mark.parametrize("text, lang, label, expected", [
+    ("The pacemaker has been removed since the last study.", "en", "Medical material", 0),
+    ("Portkatheter zwischenzeitlich explantiert.", "de", "Medical material", 0),
+    ("Pacemaker in situ.", "en", "Medical material", 1),
+    ("Moderate aortic valve calcification.", "en", "Arterial wall calcification", 0),
+    ("Verkalkung der Aortenklappe.", "de", "Arterial wall calcification", 0),
+    ("Ectatic ascending aorta with marked mural calcification.", "en", "Arterial wall calcification", 1),
+    ("Wandverkalkungen der Aorta descendens.", "de", "Arterial wall calcification", 1),
+    ("Wandverkalkungen der Koronararterien.", "de", "Arterial wall calcification", 0),
+    ("Solider Mikronodulus im Mittellappen.", "de", "Lung nodule", 1),
+    ("Linear density in the left base, atelectasis versus scar.", "en", "Atelectasis", -1),
+    ("Streifige Verdichtung links, Narbe vs. Dystelektase.", "de", "Pulmonary fibrotic sequela", -1),
+    ("Consolidation in the right lower lobe, pneumonia versus aspiration.", "en", "Consolidation", 1),
+    ("Rechts basal ist ein kleiner Erguss nicht sicher auszuschließen.", "de", "Pleural effusion", -1),
+    ("Erguss rechts vollständig resorbiert.", "de", "Pleural effusion", 0),
+    ("Kleiner Erguss resorbiert.", "de", "Pleural effusion", 0),
+    ("Pattern of non-fibrotic NSIP.", "en", "Pulmonary fibrotic sequela", 0),
+    ("Non-enlarged mediastinal lymph nodes.", "en", "Lymphadenopathy", 0),
+])
+def test_held_out_2_label_kinds(text, lang, label, expected):
+    assert extract_labels(text, lang)[label] == expected
