@@ -14,6 +14,7 @@ WORKFLOW_DIR = Path(str(workflow.current_basedir))
 # appends this process's search path to each script's, inside conda environments and containers alike).
 sys.path.insert(0, str(WORKFLOW_DIR / "src"))
 from ctvlp.core.config import ConfigError, validate_config
+from ctvlp.core.logs import keep_unfinished_logs
 from ctvlp.ingest.inputs import check_inputs
 from ctvlp.models.release import model_config_problems
 from ctvlp.privacy.salt import config_privacy_problems
@@ -65,6 +66,12 @@ include: "workflow/rules/text.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/provenance.smk"
+
+
+# The log of a job killed (or failed) in an earlier run is kept beside its rerun's as <name>.attempt-<n>.log:
+# Snakemake deletes a job's log before running it again (run start only; not in dry runs nor in job processes).
+onstart:
+    keep_unfinished_logs(LOGS)
 
 
 # Seconds-long bookkeeping on the submitting node instead of one Slurm job each (the slurm profile also groups

@@ -176,7 +176,7 @@ def test_a_fallback_is_counted_in_the_shard_line():
 
 
 def test_an_unfinished_jobs_log_is_kept_beside_the_rerun(tmp_path):
-    from ctvlp.core.logs import DONE, logged
+    from ctvlp.core.logs import DONE, START, keep_unfinished_logs, logged
 
     log = tmp_path / "rule.log"
     log.write_text("reading part 3 ...\n")  # what a SIGKILLed job leaves
@@ -187,6 +187,11 @@ def test_an_unfinished_jobs_log_is_kept_beside_the_rerun(tmp_path):
     with logged(log) as logger:  # a finished job's log is replaced, not kept
         logger.info("third")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rule.attempt-1.log", "rule.log"]
+    # at a run's start (Snakemake deletes a job's log before rerunning it): only logs of logged() that did not end
+    log.write_text(f"{START}\nkilled here\n")
+    (tmp_path / "shell.log").write_text("a shell rule's log\n")
+    assert keep_unfinished_logs(tmp_path) == [tmp_path / "rule.attempt-2.log"]
+    assert (tmp_path / "shell.log").exists() and not log.exists()
 
 
 # ---- reports that join nothing; a changed salt (library level) ----------------------------------------------
@@ -311,7 +316,7 @@ def test_a_killed_and_resumed_run_writes_the_salt_nowhere(test_run, tmp_path):
     """A fresh ingestion of the test cohort, SIGKILLed while a script rule runs (its pickled-config script is
     left in .snakemake/scripts), then --rerun-incomplete to the end: no file under the working directory holds
     the salt, the scanner finds it where it is planted, and the killed job's log is kept beside the rerun's."""
-    from ctvlp.core.logs import DONE
+    from ctvlp.core.logs import DONE, START
 
     work = tmp_path / "work"
     work.mkdir()
@@ -324,9 +329,10 @@ def test_a_killed_and_resumed_run_writes_the_salt_nowhere(test_run, tmp_path):
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     scripts = work / ".snakemake" / "scripts"
 
-    def running() -> bool:  # a script rule's pickled script exists and a job's log is not finished
-        logs = [p for p in (work / "logs").rglob("*.log") if "benchmarks" not in p.parts]
-        return bool(list(scripts.glob("tmp*.py"))) and any(DONE not in p.read_text(errors="replace") for p in logs)
+    def running() -> bool:  # an index job (a script rule) is under way: its script exists, its log is unfinished
+        logs = list((work / "logs" / "dicom_index").glob("part_*.log"))
+        texts = [p.read_text(errors="replace") for p in logs]
+        return bool(list(scripts.glob("tmp*.py"))) and any(START in t and DONE not in t for t in texts)
 
     deadline = time.time() + 600
     while time.time() < deadline and job.poll() is None and not running():
@@ -337,14 +343,15 @@ def test_a_killed_and_resumed_run_writes_the_salt_nowhere(test_run, tmp_path):
     assert left, "no script rule was running when the run was killed"
     left_over = left[0].read_bytes()  # the pickled config of a killed job's script
     assert _salted_files(work, DEMO_SALT) == []  # what the killed run left
-    killed_logs = {p.relative_to(work / "logs") for p in (work / "logs").rglob("*.log")}
+    killed_logs = {p.relative_to(work / "logs") for p in (work / "logs" / "dicom_index").glob("part_*.log")
+                   if START in (t := p.read_text(errors="replace")) and DONE not in t}
     assert run_snakemake(work, "--unlock", *args).returncode == 0
     again = run_snakemake(work, *args, "--rerun-incomplete")
     assert again.returncode == 0, again.stderr[-3000:]
     assert _salted_files(work, DEMO_SALT) == []  # and everything after the resumed run
-    kept = [p for p in (work / "logs").rglob("*.attempt-1.log")]
-    assert kept and {p.with_name(p.name.replace(".attempt-1", "")).relative_to(work / "logs") for p in kept} <= \
-        killed_logs
+    kept = {p.with_name(p.name.replace(".attempt-1", "")).relative_to(work / "logs")
+            for p in (work / "logs").rglob("*.attempt-1.log")}
+    assert killed_logs and killed_logs <= kept, (killed_logs, kept)  # the killed job's log, beside the rerun's
     # the scanner finds the salt where it is planted: as text, and pickled into a copy of a left-over script
     planted = work / ".snakemake" / "scripts" / "planted.py"
     planted.write_bytes(left_over + f"\n# {DEMO_SALT}\n".encode())

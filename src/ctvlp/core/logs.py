@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+START = "ctvlp: job started"  # the first line of every log written here
 DONE = "ctvlp: job finished"  # the last line of a log whose job ended normally
 
 
@@ -30,11 +31,30 @@ def keep_unfinished(path: Path) -> Path | None:
     return kept
 
 
+def keep_unfinished_logs(folder: str | Path) -> list[Path]:
+    """Every log under ``folder`` written by :func:`logged` whose job did not finish, kept as by
+    :func:`keep_unfinished`. The workflow calls this when a run starts (``onstart``: the main process, after the
+    lock, before any job; not in dry runs), because Snakemake deletes a job's log before the job runs again."""
+    kept = []
+    for path in sorted(Path(folder).rglob("*.log")) if Path(folder).is_dir() else []:
+        if ".attempt-" in path.name:
+            continue
+        try:
+            with open(path, "rb") as f:
+                started = f.read(len(START)) == START.encode()
+        except OSError:
+            continue
+        if started and (moved := keep_unfinished(path)) is not None:
+            kept.append(moved)
+    return kept
+
+
 @contextlib.contextmanager
 def logged(path: str | Path, name: str = "ctvlp") -> Iterator[logging.Logger]:
-    """Redirect output of a rule's work into ``path``; exceptions are logged before they propagate. The log of an
-    earlier attempt that did not finish is kept beside it (:func:`keep_unfinished`); a finished job's log ends
-    with the line ``DONE``."""
+    """Redirect output of a rule's work into ``path``; exceptions are logged before they propagate. The log starts
+    with the line ``START`` and, when the job ends normally, ends with ``DONE``; the log of an earlier attempt that
+    did not finish is kept beside it (:func:`keep_unfinished`, and :func:`keep_unfinished_logs` at the start of a
+    run, before Snakemake deletes it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = keep_unfinished(path)
@@ -45,6 +65,7 @@ def logged(path: str | Path, name: str = "ctvlp") -> Iterator[logging.Logger]:
         logger = logging.getLogger(name)
         logger.setLevel(logging.INFO)
         logger.addHandler(handler)
+        stream.write(f"{START}\n")
         if kept is not None:
             logger.info("the log of an earlier attempt that did not finish is kept as %s", kept.name)
         try:
