@@ -38,7 +38,7 @@ OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cue
                  "linking_words", "intro_words", "short_image", "short_series", "time_words", "ratio_words",
                  "relative_words")
 CONFIDENCES = ("high", "medium", "low")  # best first
-HIGH_SHAPES = ("series_image", "image_series", "pair", "compact", "series_pair", "short_image_series",
+HIGH_SHAPES = ("series_image", "image_series", "pair", "compact", "compact_reversed", "series_pair", "short_image_series",
                "short_series_image")
 
 
@@ -159,8 +159,11 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         "series_pair": re.compile(rf"\b{v.series}(?![^\W\d_])\.?\s*(?P<s>\d{{1,4}})\s*:\s*(?P<a>{NUM})"
                                   rf"(?:\s*[-–]\s*(?P<b>{NUM}))?(?P<more>(?!x)x)?", flags),
         # a bare colon pair is series:image ("(3:112)", "at 2:58", "(3:130-140)"); clock times and ratios are not
-        "colon_pair": re.compile(r"(?<![\w:./-])(?P<s>\d{1,4}):(?P<a>\d{1,4})(?:\s*[-–]\s*(?P<b>\d{1,4}))?"
+        "colon_pair": re.compile(rf"(?<![\w:./-])(?P<s>\d{{1,4}}):(?P<a>{NUM})(?:\s*[-–]\s*(?P<b>{NUM}))?"
                                  r"(?![\w:/]|[.,]\d)(?P<more>(?!x)x)?", flags),
+        # the compact form image first: "IM45/SE3", "B77/S4"
+        "compact_reversed": re.compile(rf"\b{v.compact_image}(?P<a>\d{{1,4}})\s*{v.compact_separators}?\s*"
+                                       rf"{v.compact_series}(?P<s>\d{{1,4}})\b(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         # a bare slash pair standing alone in parentheses after a finding ("(3/97)"): read as series/image, a guess
         "slash_pair": re.compile(r"\((?P<s>\d{1,2})\s*/\s*(?P<a>\d{2,4})\)(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         # the short forms with a dot on both halves, either order: "B. 67 / S. 3", "S. 3 / B. 67"
@@ -209,7 +212,7 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     }
 
 
-SHAPES = ("series_image", "image_series", "pair", "compact", "series_pair", "short_image_series", "short_series_image",
+SHAPES = ("series_image", "image_series", "pair", "compact", "compact_reversed", "series_pair", "short_image_series", "short_series_image",
           "image_only", "colon_pair", "slash_pair", "overlay")
 
 
@@ -243,7 +246,8 @@ def _plausible(name: str, m: re.Match, patterns: dict[str, re.Pattern]) -> bool:
     if name != "overlay":
         return True
     a, n = int(m.group("a")), int(m.group("n"))
-    if re.search(r"[^\W\d_]\s*$", m.string[max(0, m.start() - 20): m.start()]):
+    before = m.string[max(0, m.start() - 20): m.start()]
+    if re.search(r"[^\W\d_]\s*$", before) and not re.search(r"\b(?:at|on|auf|see|siehe|vgl\.|cf\.)\s*$", before, re.I):
         return False  # a labelled quantity ("score of 12/25", "RR 130/85"), not a viewer's counter
     return 1 <= a <= n and n >= 20 and not (1900 <= n <= 2100 and a <= 12)
 
@@ -440,12 +444,12 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
         local = [(m.start() - s_start, m.end() - s_start) for _, m in inside]
         sentence = text[s_start:s_end]
         cuts = [0] + [c if c >= 0 else None for c in _clause_cuts(sentence, local)] + [len(sentence)]
-        priors: list[bool] = []
-        for i, (a, b) in enumerate(local):
-            if i and patterns["list_gap"].fullmatch(sentence, local[i - 1][1], a):
-                priors.append(priors[-1])  # an item of the previous reference's list shares its study
-            else:
-                priors.append(_is_prior(sentence, a, b, local[i - 1][1] if i else 0, patterns))
+        priors = [_is_prior(sentence, a, b, local[i - 1][1] if i else 0, patterns) for i, (a, b) in enumerate(local)]
+        # the items of one list ("prior images 3:30 and 3:105", "3:30 and 3:105 on the prior study") share a study
+        group = [0]
+        for i in range(1, len(local)):
+            group.append(group[-1] + (patterns["list_gap"].fullmatch(sentence, local[i - 1][1], local[i][0]) is None))
+        priors = [any(p for p, g in zip(priors, group) if g == group[i]) for i in range(len(priors))]
         governing = _series_of_images(sentence, inside, s_start, patterns, priors)
         for i, (name, m) in enumerate(inside):
             lo = next(c for c in reversed(cuts[: i + 1]) if c is not None)
