@@ -114,6 +114,10 @@ def test_prior_study_named_back_by_a_relative_clause_or_a_list(text, expected):
     ("Kleiner Erguss resorbiert.", "de", "Pleural effusion", 0),
     ("Pattern of non-fibrotic NSIP.", "en", "Pulmonary fibrotic sequela", 0),
     ("Non-enlarged mediastinal lymph nodes.", "en", "Lymphadenopathy", 0),
+    ("Non-calcified nodule in the right upper lobe.", "en", "Lung nodule", 1),  # "non-" negates only its finding
+    ("Interval removal of the right internal jugular central venous catheter.", "en", "Medical material", 0),
+    ("Calcified aortic valve.", "en", "Arterial wall calcification", 0),
+    ("Small pericardial effusion cannot be entirely excluded.", "en", "Pericardial effusion", -1),
 ])
 def test_held_out_2_label_kinds(text, lang, label, expected):
     assert extract_labels(text, lang)[label] == expected
