@@ -118,6 +118,10 @@ def test_prior_study_named_back_by_a_relative_clause_or_a_list(text, expected):
     ("Interval removal of the right internal jugular central venous catheter.", "en", "Medical material", 0),
     ("Calcified aortic valve.", "en", "Arterial wall calcification", 0),
     ("Small pericardial effusion cannot be entirely excluded.", "en", "Pericardial effusion", -1),
+    ("Mediastinale Lymphome bis 18 mm.", "de", "Lymphadenopathy", 1),  # enlarged nodes, the radiological sense
+    ("Right hemothorax.", "en", "Pleural effusion", 1),
+    ("Hämatothorax rechts.", "de", "Pleural effusion", 1),
+    ("Verdickte Interlobärsepten.", "de", "Interlobular septal thickening", 1),
 ])
 def test_held_out_2_label_kinds(text, lang, label, expected):
     assert extract_labels(text, lang)[label] == expected
