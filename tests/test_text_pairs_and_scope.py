@@ -122,6 +122,8 @@ def test_prior_study_named_back_by_a_relative_clause_or_a_list(text, expected):
     ("Right hemothorax.", "en", "Pleural effusion", 1),
     ("Hämatothorax rechts.", "de", "Pleural effusion", 1),
     ("Verdickte Interlobärsepten.", "de", "Interlobular septal thickening", 1),
+    ("LAD calcification.", "en", "Coronary artery wall calcification", 1),
+    ("Koronararterienverkalkungen.", "de", "Coronary artery wall calcification", 1),
 ])
 def test_held_out_2_label_kinds(text, lang, label, expected):
     assert extract_labels(text, lang)[label] == expected
