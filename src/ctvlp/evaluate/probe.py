@@ -121,7 +121,11 @@ def probe_table(results: Path, feature_sets: dict[str, str], datasets: list[str]
              "What the frozen window features can resolve at all, per finding: zero-shot AUC is bounded by it. "
              "A finding at chance here cannot be learned by any training of the layers above the window encoder.",
              ""]
+    labels = pd.read_parquet(Path(results) / "text/labels.parquet")
     for ds in datasets:
+        if not (labels.dataset == ds).any():
+            parts += [f"## {ds}", "", "No labelled volumes.", ""]
+            continue
         tables = {name: probe_results(results, ds, c, fset, folds).set_index("label")
                   for name, fset in feature_sets.items()}
         first = next(iter(tables.values()))
