@@ -22,6 +22,7 @@ def refs(text: str) -> list[tuple]:
     ("Varikose Bronchiektasen (4:150-166).", [(False, 4, (150, 166), "medium")]),
     ("Embolus in a segmental artery (series 6:98).", [(False, 6, 98, "high")]),
     ("Rundherd rechts basal (Serie 3: 240).", [(False, 3, 240, "high")]),
+    ("The lesion (2:10) is stable.", [(False, 2, 10, "medium")]),
 ])
 def test_colon_pairs_are_series_and_image(text, expected):
     assert refs(text) == expected
@@ -35,6 +36,8 @@ def test_colon_pairs_are_series_and_image(text, expected):
     "Kontrastmittel im Verhältnis 1:3 verdünnt.",
     "The fat-to-muscle ratio of 2:1 is normal.",
     "Fat to soft tissue 1:1.",
+    "Fragestellung: Rundherd? Aufnahmezeit 10:20.",
+    "The nodule measures 12:9 mm.",
 ])
 def test_clock_times_and_ratios_are_no_colon_pairs(text):
     assert refs(text) == []

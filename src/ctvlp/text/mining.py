@@ -218,9 +218,9 @@ SHAPES = ("series_image", "image_series", "pair", "compact", "compact_reversed",
 
 def _colon_pair_plausible(m: re.Match, patterns: dict[str, re.Pattern]) -> bool:
     """A colon pair is no clock time ("at 14:35", "um 10:15 Uhr": hour <= 23, two-digit minutes, with a time word
-    or a date nearby) and no ratio ("1:1", "ratio 2:1")."""
+    or a date nearby) and no ratio ("1:1", "3:2", "ratio of 1:10")."""
     s, a = int(m.group("s")), int(m.group("a"))
-    if s == 0 or a == 0 or (s <= 10 and a <= 10):
+    if s == 0 or a == 0 or (s <= 9 and a <= 9):
         return False
     text = m.string
     if patterns["ratio_context"].search(text, max(0, m.start() - 40), m.start()):
