@@ -10,6 +10,9 @@ precision >= 0.99 at recall >= 0.90) and report-level label macro F1 (target >= 
   * the second held-out set    tests/data/heldout_2/ (issue 24; written by someone who never saw the rules and
     frozen with its hash before the rules changed; reported on once, then tuned to in issue 24's second round:
     a development set now, labelled so; printed when its FROZEN file is there, unless --skip heldout_2),
+  * the third held-out set     tests/data/heldout_3/ (issue 24's second round; written by someone who never saw the
+    rules and frozen with its hash before it was opened, after the round's last rule change; printed when its
+    FROZEN file is there, unless --skip heldout_3),
   * the demo cohort            DEMO_ROOT (default demo_data; `make demo` writes it),
 plus the rule path's throughput (target >= 2,000 reports/s on one core, with the machine's load beside it) and
 whether any demo snippet spans two sentences.
@@ -19,7 +22,7 @@ prior-study reference must be marked prior. Labels are scored 1 vs not-1 over al
 gold -1 (explicitly uncertain) cells left out; a label is left out of the macro mean where it has neither a
 gold nor a predicted positive (F1 undefined).
 
-Usage: python benchmarks/bench_text.py [DEMO_ROOT] [--skip heldout_2] [--repeats N]
+Usage: python benchmarks/bench_text.py [DEMO_ROOT] [--skip heldout_2] [--skip heldout_3] [--repeats N]
 """
 
 from __future__ import annotations
@@ -223,7 +226,7 @@ def report_bodies(paths: list[Path]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demo_root", nargs="?", type=Path, default=REPO / "demo_data")
-    parser.add_argument("--skip", action="append", default=[], choices=["heldout", "heldout_2", "demo"],
+    parser.add_argument("--skip", action="append", default=[], choices=["heldout", "heldout_2", "heldout_3", "demo"],
                         help="leave a set out (repeatable)")
     parser.add_argument("--repeats", type=int, default=3, help="throughput rounds (the best counts)")
     args = parser.parse_args()
@@ -243,6 +246,13 @@ def main() -> None:
                   sorted(held2.glob("reports_*.jsonl")))
     else:
         print("held-out 2: tests/data/heldout_2/FROZEN not present yet")
+    held3 = DATA / "heldout_3"
+    if "heldout_3" in args.skip:
+        print("held-out 3: skipped (--skip heldout_3)")
+    elif (held3 / "FROZEN").exists():
+        print_set("held-out 3 (frozen)", sorted(held3.glob("references_*.tsv")), sorted(held3.glob("reports_*.jsonl")))
+    else:
+        print("held-out 3: tests/data/heldout_3/FROZEN not present yet")
     if (root / "ground_truth").exists() and "demo" not in args.skip:
         demo_scores(root)
     else:
