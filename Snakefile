@@ -16,8 +16,8 @@ sys.path.insert(0, str(WORKFLOW_DIR / "src"))
 from ctvlp.core.config import ConfigError, validate_config
 from ctvlp.core.logs import keep_unfinished_logs
 from ctvlp.ingest.inputs import check_inputs
-from ctvlp.models.release import model_config_problems
-from ctvlp.privacy.salt import config_privacy_problems
+from ctvlp.models.weights_dir import model_config_problems
+from ctvlp.privacy.config_checks import config_privacy_problems
 
 min_version("9.0")
 # Nothing may be fetched from a model hub at run time: every model is a local path.

@@ -18,7 +18,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ctvlp.models.release import FORMAT, MANIFEST, architecture  # noqa: E402
+from ctvlp.models.weights_dir import FORMAT, MANIFEST, architecture  # noqa: E402
 
 
 def load(name: str) -> dict:

@@ -196,7 +196,7 @@ def test_an_unfinished_jobs_log_is_kept_beside_the_rerun(tmp_path):
 
 # ---- reports that join nothing; a changed salt (library level) ----------------------------------------------
 def test_no_report_joining_says_so_and_names_a_changed_salt(tmp_path):
-    from ctvlp.privacy.salt import fingerprint, salt_changed
+    from ctvlp.core.salt import fingerprint, salt_changed
     from ctvlp.text.stage import ReportsJoinError, check_reports_joined
 
     rows = [{"kind": "report", "reason": "no study with this accession number"}] * 3

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from ctvlp.cli import main
 from ctvlp.models.ctvlp_model import CTVLPModel
 from ctvlp.models.rope import grid_index
-from ctvlp.models.release import model_config_problems
+from ctvlp.models.weights_dir import model_config_problems
 from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 
 REPO = Path(__file__).resolve().parents[1]

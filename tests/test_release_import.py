@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from ctvlp.cli import main, merged_config
 from ctvlp.core.config import resolve_model_path
-from ctvlp.models.release import model_config_problems
+from ctvlp.models.weights_dir import model_config_problems
 
 pytestmark = pytest.mark.slow  # imports the oracle release through the CLI (tens of seconds on 2 busy cores)
 

@@ -2,7 +2,7 @@
 # uses them (the rule files hold rules only).
 # Parsing imports no torch (tests/test_workflow_rerun.py checks it): only torch-free library modules here.
 from ctvlp.core.config import ConfigError, data_sources
-from ctvlp.privacy.salt import current_fingerprint, salt_changed, stored_check
+from ctvlp.core.salt import current_fingerprint, salt_changed, stored_check
 from ctvlp.core.params import canonical, select
 from ctvlp.core.provenance import software_state
 from ctvlp.ingest.inputs import bind_paths, rate_config_dir
@@ -61,7 +61,7 @@ PROBE = f"{RESULTS}/tables/linear_probe.md"  # the window features' linear-probe
 # resolve_salt(snakemake.config["privacy"]) from the variable privacy.salt_env names (the Snakefile moves a salt
 # given in the config there, so the pickled config holds none), and the rules that pseudonymize get SALT_ID instead, a keyed fingerprint of the salt (HMAC-SHA256 of a fixed
 # text, 12 hex digits: no more than any pseudonym in the results reveals), so a new salt reruns them.
-# (ctvlp.privacy.salt.fingerprint; the Snakefile has already stopped the run when no salt is set).
+# (ctvlp.core.salt.fingerprint; the Snakefile has already stopped the run when no salt is set).
 SALT_ID = current_fingerprint(config["privacy"])
 # The index stores the fingerprint of the salt it was made with: a run with another salt says so before any job.
 # With the params trigger (the default) the index and everything after it are redone with the new salt; a text
@@ -69,8 +69,11 @@ SALT_ID = current_fingerprint(config["privacy"])
 # stops with the same words (ctvlp.text.stage.check_reports_joined).
 SALT_CHANGED = salt_changed(stored_check(DICOM_INDEX), SALT_ID, DICOM_INDEX)
 if SALT_CHANGED:
-    print(f"ctvlp: privacy: {SALT_CHANGED}; the salt is a param of the index: it and every step after it are "
-          "redone (with the params rerun trigger, the default)", file=sys.stderr)
+    print(
+        f"ctvlp: privacy: {SALT_CHANGED}; the salt is a param of the index: it and every step after it are "
+        "redone (with the params rerun trigger, the default)",
+        file=sys.stderr,
+    )
 
 # What ctvlp.ingest.IngestSettings reads: series selection, geometry rules, splits and the shard count.
 INGEST_KEYS = [
@@ -203,6 +206,8 @@ PAPER_TABLES = [
     "paper_localization",
     "paper_comparison",  # every published number beside this run's (ctvlp.evaluate.comparison)
 ]
+
+
 # The runs compared with the published numbers: the reference run and every run of released weights.
 def is_released(run):
     return apply_overrides(config, RUNS[run])["train"].get("source") == "released"
@@ -214,6 +219,8 @@ COMPARISON_RUNS = [REFERENCE] + [run for run in RUNS if run != REFERENCE and is_
 def released_weights(wc):
     """The release files a run of released weights was imported from (their hashes go into its provenance)."""
     return release_files(wc) if is_released(wc.run) else []
+
+
 TABLE_NAMES = (
     ["main_results", "ablations"]
     + (["localization"] if HAS_HOSPITAL else [])

@@ -3,7 +3,7 @@ written in chunks into the partitioned dataset (one parquet file per bucket)."""
 from ctvlp.core.ids import resolve_salt
 from ctvlp.io.index_store import write_counts, write_part
 from ctvlp.core.logs import logged
-from ctvlp.privacy.salt import CHECK_KEY, fingerprint
+from ctvlp.core.salt import CHECK_KEY, fingerprint
 
 with logged(snakemake.log[0]) as log:
     p = snakemake.params

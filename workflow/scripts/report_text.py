@@ -4,7 +4,7 @@ import pandas as pd
 from ctvlp.core.ids import resolve_salt
 from ctvlp.core.logs import logged
 from ctvlp.io import index_store
-from ctvlp.privacy.salt import stored_check
+from ctvlp.core.salt import stored_check
 from ctvlp.text.pipeline import labels_summary
 from ctvlp.text.stage import build_text, chat_client
 

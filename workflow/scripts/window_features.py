@@ -7,7 +7,7 @@ import torch
 
 from ctvlp.core.logs import logged
 from ctvlp.features.window import extract_features, feature_file
-from ctvlp.models.release import weights_provenance
+from ctvlp.models.weights_dir import weights_provenance
 from ctvlp.models.window_encoder import WindowEncoderSpec, build_window_encoder
 from ctvlp.features.cache import cache_file
 

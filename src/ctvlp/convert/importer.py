@@ -28,7 +28,7 @@ from ctvlp.convert.radfinder import read_radfinder
 from ctvlp.core.state_dict import WeightFileError, as_umask_allows, load_strict, read_state, save_tensors
 from ctvlp.models.ctvlp_model import CTVLPModel
 from ctvlp.models.radfinder_release import head_names, weight_files
-from ctvlp.models.release import FORMAT, MANIFEST, architecture
+from ctvlp.models.weights_dir import FORMAT, MANIFEST, architecture
 from ctvlp.models.spectre import convert_backbone, loralib_to_peft
 from ctvlp.models.weights import PARTS, part_file
 from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec

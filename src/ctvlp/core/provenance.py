@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -69,9 +70,10 @@ def _package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
-        if name == "ctvlp":  # the workflow's own src/ on the search path, not installed
-            from ctvlp import __version__
-            return __version__
+        if name == "ctvlp":  # the workflow's own src/ on the search path, not installed: its __init__'s version
+            # (read, not imported: core sits below the package root)
+            found = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parents[1] / "__init__.py").read_text(), re.M)
+            return found.group(1) if found else None
         return None
 
 

@@ -29,7 +29,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ctvlp.io.dicom import HEADER_FIELDS, read_headers
-from ctvlp.privacy.salt import CHECK_KEY, merged_check
+from ctvlp.core.salt import CHECK_KEY, merged_check
 
 _STR = ["path", "path_key", "reason", "patient_key", "study_key", "accession_key", "series_key", "frame_key",
         "image_type", "series_kind", "transfer_syntax", "patient_age", "patient_sex", "Modality",
@@ -202,7 +202,7 @@ def summarize(root: str | Path, part_counts: list[dict]) -> dict:
     return {"parts": len(part_counts), "files_walked": sum(c["files"] for c in part_counts),
             "files_read": sum(c["read"] for c in part_counts), "files_reused": sum(c["reused"] for c in part_counts),
             "rows": rows, "parquet_files": len(files),
-            # the fingerprint of the salt the parts were made with (ctvlp.privacy.salt): compared before text jobs
+            # the fingerprint of the salt the parts were made with (ctvlp.core.salt): compared before text jobs
             CHECK_KEY: merged_check(part_counts)}
 
 

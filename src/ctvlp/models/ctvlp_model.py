@@ -20,7 +20,7 @@ from torch import nn
 from ctvlp.losses import LogitScale
 from ctvlp.models.combiner import CombinerSpec, FeatureCombiner
 from ctvlp.models.heads import SigLIPHead
-from ctvlp.models.release import weights_provenance
+from ctvlp.models.weights_dir import weights_provenance
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
 from ctvlp.models.weights import load_part, part_file
 from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec, build_window_encoder

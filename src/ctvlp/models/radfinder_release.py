@@ -14,7 +14,7 @@ architecture is not in the release (the authors' code hard-codes Qwen3-Embedding
 it, as a dict or a folder holding ``config.json``.
 
 The returned ``ReleaseModel`` wraps a ``CTVLPModel`` with its window encoder: window features, the token batch
-(``ctvlp.features.window.volume_tokens`` / ``collate``), the combiner paths and the heads are the very code that
+(``ctvlp.models.tokens.volume_tokens`` / ``collate``), the combiner paths and the heads are the very code that
 training, ``embed`` and the CLI run. Method names and arguments follow the authors' ``RadFinderModel``:
 ``pixel_values`` (N, 1, H, W, D) windows of all scans concatenated (each scan's windows row-major over its window
 grid, D fastest), ``grid_size`` (B, 3) window grid per scan, ``input_ids``/``attention_mask`` (S, L) token ids
@@ -32,13 +32,13 @@ from safetensors import safe_open
 from torch import nn
 
 from ctvlp.core.state_dict import WeightFileError, load_strict
-from ctvlp.features.window import collate, volume_tokens
 from ctvlp.losses import LogitScale
 from ctvlp.models import combiner as combiner_module
 from ctvlp.models import window_encoder as window_module
 from ctvlp.models.combiner import CombinerSpec
 from ctvlp.models.ctvlp_model import CTVLPModel, HeadSpec
 from ctvlp.models.spectre import convert_backbone
+from ctvlp.models.tokens import collate, volume_tokens
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
 from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec
 
@@ -208,7 +208,7 @@ class ReleaseModel(nn.Module):
         self.model, self.arch, self.config = model, arch, config
 
     def image_batch(self, pixel_values: torch.Tensor, grid_size, chunk: int = 16) -> dict[str, torch.Tensor]:
-        """Windows -> window features -> the token batch the combiner reads (``ctvlp.features.window.collate``)."""
+        """Windows -> window features -> the token batch the combiner reads (``ctvlp.models.tokens.collate``)."""
         if pixel_values.ndim != 5:
             raise ValueError(f"pixel_values must be (N, C, H, W, D), got {tuple(pixel_values.shape)}")
         grid = torch.as_tensor(grid_size).reshape(-1, 3).long().cpu()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctvlp.privacy.salt import fingerprint, salt_changed
+from ctvlp.core.salt import fingerprint, salt_changed
 from ctvlp.text.labels import Labeler, LabelSet, RuleLabeler, load_label_set
 from ctvlp.text.llm import ChatClient, LLMLabeler, LLMSettings, Translator, load_glossary, load_question_set
 from ctvlp.text.pipeline import (ctrate_text, dicom_identities, hospital_reports, label_reports, prompts_table,
@@ -77,7 +77,7 @@ class ReportsJoinError(ValueError):
 def check_reports_joined(qc_rows: list[dict], joined: int, reports_file: str | Path,
                          salt_note: str | None = None) -> None:
     """Raise :class:`ReportsJoinError` when none of the reports export's reports joined a volume (``salt_note``:
-    ``ctvlp.privacy.salt.salt_changed``'s line when the salt now set is not the index's); a salt that changed
+    ``ctvlp.core.salt.salt_changed``'s line when the salt now set is not the index's); a salt that changed
     stops the stage even if some reports joined, since every pseudonym made now is foreign to the index."""
     if joined and not salt_note:
         return
@@ -106,7 +106,7 @@ def build_text(sources: dict, volumes: pd.DataFrame, salt: bytes, text_cfg: dict
     ``index``: the hospital DICOM index's ``path``, ``reason`` and ``study_key`` columns (one header per study is
     read to scrub the patient's identifiers from report bodies); ``client``: the LLM client when
     :func:`needs_llm` (labeler llm or translation); ``index_salt_check``: the salt fingerprint stored with the
-    index (``ctvlp.privacy.salt``). No hospital report joining a study stops the stage with
+    index (``ctvlp.core.salt``). No hospital report joining a study stops the stage with
     :class:`ReportsJoinError`, which says how many were read and whether the salt changed since ingestion."""
     label_set = load_label_set(text_cfg.get("label_set"))
     labeler = make_labeler(text_cfg, label_set, client)

@@ -99,9 +99,7 @@ def worker_env(env: Mapping[str, str], threads: int) -> dict[str, str]:
     site-packages folder in ``PYTHONPATH`` would go before the standard library)."""
     import site
 
-    import ctvlp
-
-    root = str(Path(ctvlp.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # .../src of .../src/ctvlp/train/launch.py
     sites = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
     out = {**env, "OMP_NUM_THREADS": str(threads)}
     if root not in sites:

@@ -72,19 +72,3 @@ def salt_changed(stored: str | None, current: str | None, where: str | Path) -> 
     return (f"the salt changed since ingestion: {where} was made with a salt of fingerprint {stored}, the salt "
             f"now set gives {current}, so no pseudonym made now matches the index (restore the salt, or re-ingest "
             "with the new one)")
-
-
-def config_privacy_problems(config: Mapping) -> list[str]:
-    """What stops a run before any job, for privacy: no salt (``privacy``), and report text that would go to an
-    LLM endpoint off the site (``text.llm.base_url`` when ``text.labeler: llm`` or ``text.translate`` is set; see
-    ``ctvlp.text.llm.endpoint_problem``)."""
-    from ctvlp.text.llm import endpoint_problem
-    from ctvlp.text.stage import needs_llm
-
-    problems = [p for p in [salt_problem(config.get("privacy") or {})] if p]
-    text = config.get("text") or {}
-    if needs_llm(text):
-        problem = endpoint_problem(text.get("llm") or {})
-        if problem:
-            problems.append(problem)
-    return problems
