@@ -128,7 +128,6 @@ rule import_release:
 rule export_hf:
     input:
         final=f"{RESULTS}/runs/{{run}}/final.json",
-        metrics=f"{RESULTS}/runs/{{run}}/metrics.json",
         pretrained=lambda wc: [PRETRAINED] if PRETRAIN else [],
     output:
         config=f"{RESULTS}/export/{{run}}/config.json",

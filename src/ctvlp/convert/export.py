@@ -158,7 +158,8 @@ def model_card(config: dict, run: str, metrics: dict | None, datasets: list[str]
               "## Training data", ""]
     lines += [f"- {d}" for d in datasets or ["(not recorded)"]]
     lines += ["", "## Metrics", "", "The run's test-split metrics (`metrics.json` of the run; bootstrap CIs there)."
-              if flat else "No metrics.json beside the run when it was exported.", ""]
+              if flat else "No metrics in this export (the workflow's own export for a released row carries none; "
+              "`ctvlp export-hf` after the run's evaluation adds them).", ""]
     lines += [f"- {k}: {v:.4f}" for k, v in sorted(flat.items())]
     lines += ["", "## Licence", "",
               f"Weights: {LICENCE.upper()} (non-commercial, share alike), as the SPECTRE and RadFinder weights they "

@@ -12,7 +12,6 @@ the configured dims fit the weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from torch import nn
 
 from ctvlp.convert.loralib import base_state, merged_lora
 from ctvlp.convert.radfinder import read_radfinder
+from ctvlp.core.provenance import sha256_file as sha256
 from ctvlp.core.state_dict import WeightFileError, as_umask_allows, load_strict, read_state, save_tensors
 from ctvlp.models.ctvlp_model import CTVLPModel
 from ctvlp.models.radfinder_release import head_names, weight_files
@@ -57,14 +57,6 @@ def atomic_folder(out_dir: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert_parts(model, window: nn.Module, states: dict[str, tuple[Path, dict[str, torch.Tensor]]],

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ctvlp.convert.importer import sha256
+from ctvlp.core.provenance import sha256_file as sha256
 from ctvlp.core.config import resolve_model_path
 from ctvlp.core.state_dict import save_tensors
 from ctvlp.models.radfinder_release import CONFIG, load_release, weight_files
