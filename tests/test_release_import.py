@@ -136,6 +136,17 @@ def test_released_run_from_the_authors_folder(imported, tmp_path):
         text = model.text_head(model.text.tower(inp["input_ids"], inp["attention_mask"]))
     assert (text - exp["text_emb"]).abs().max() < 1e-5
     assert run_config["train"]["prompt_scale"] == pytest.approx(exp["logit_scale"].item())
+    # the run's modules compute with the release's LayerNorm eps (RadFinder: 1e-6): its image embeddings, through
+    # the authors' interface over the run's own model, are the oracle's
+    from ctvlp.models.radfinder_release import ReleaseModel, load_release
+
+    assert run_config["model"]["layer_norm_eps"] == 1e-6 and result["layer_norm_eps"]["run"] == 1e-6
+    assert {m.eps for m in model.combiner.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-6}
+    arch = load_release(ORACLE / "release", tiny_text_folder(tmp_path / "text")).arch
+    with torch.no_grad():
+        image = ReleaseModel(model, arch, run_config).encode_image_retrieval(inp["pixel_values"].float(),
+                                                                              inp["grid_size"])
+    assert (image - exp["image_retrieval_emb"]).abs().max() < 1e-5
 
     config["preprocess"]["window_voxels"] = [32, 32, 8]
     with pytest.raises(ValueError, match="preprocess.window_voxels"):

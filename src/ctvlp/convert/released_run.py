@@ -14,8 +14,9 @@ The window encoder: when the release's holds the same weights as the configured 
 frozen-encoder run; RadFinder's release over SPECTRE's imported backbone, which RadFinder kept frozen) the run reads
 the configured encoder's frozen features (no extra cost); otherwise, with a volume cache (``preprocess.keep_volumes``),
 it keeps the release's encoder and ``embed`` re-encodes the cache with it (as an end-to-end run); without a cache
-that is an error. Known deviation: RadFinder's modules use LayerNorm eps 1e-6, the workflow's 1e-5 (the backbone's
-tokens move by ~2e-4; ``load_release`` itself uses 1e-6).
+that is an error. The run's ``model.layer_norm_eps`` is the release's (RadFinder: 1e-6): the combiner, and a
+re-encoding window encoder, compute as the authors'. Known deviation: frozen window features of the configured
+encoder were computed with SPECTRE's 1e-5 (the backbone's tokens move by ~2e-4).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def run_config_for(config: dict, release) -> dict:
     m["embed_dim"] = arch.heads.embed_dim
     m["separate_depth_heads"] = arch.copy_heads
     m["weights_dir"] = None
+    m["layer_norm_eps"] = release.arch.layer_norm_eps  # the combiner (and a re-encoding encoder) as the release's
     m["text_encoder"].update(finetune="frozen", pooling=arch.pooling, max_tokens=arch.max_tokens)
     if cfg["train"].get("prompt_scale") is None:  # null: exp(t), as a trained run records it (RadFinder's zero-shot)
         cfg["train"]["prompt_scale"] = float(release.logit_scale)
@@ -108,7 +110,9 @@ def import_release_run(config: dict, run_dir: str | Path, log=None) -> dict:
               "release_run": (release.config.get("ctvlp") or {}).get("run"),
               "window_encoder": "the release's own (re-encodes the volume cache)"
               if cfg["model"]["window_encoder"]["trainable"] else "the configured encoder's features (same weights)",
-              "layer_norm_eps": {"release": release.arch.layer_norm_eps, "workflow": LN_EPS}}
+              "layer_norm_eps": {"release": release.arch.layer_norm_eps, "run": cfg["model"]["layer_norm_eps"],
+                                 "frozen_window_features": None if cfg["model"]["window_encoder"]["trainable"]
+                                 else LN_EPS}}
     (run_dir / "final.json").write_text(json.dumps(result, indent=1))
     if log is not None:
         log.info("released model %s -> %s (no training): %s", folder, run_dir, result["window_encoder"])

@@ -20,9 +20,10 @@ from torch import nn
 from ctvlp.losses import LogitScale
 from ctvlp.models.combiner import CombinerSpec, FeatureCombiner
 from ctvlp.models.heads import SigLIPHead
-from ctvlp.models.weights_dir import weights_provenance
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
+from ctvlp.models.vit_blocks import set_layer_norm_eps
 from ctvlp.models.weights import load_part, part_file
+from ctvlp.models.weights_dir import weights_provenance
 from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec, build_window_encoder
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ class CTVLPModel(nn.Module):
         model = cls(CombinerSpec.from_config(config), TextEncoderSpec.from_config(config), HeadSpec.from_config(config),
                     config["model"]["separate_depth_heads"], tuple(config["train"].get("logit_init", (2.302585, -10.0))),
                     window, standardize_features=not weights_dir)
+        eps = config["model"].get("layer_norm_eps")
+        if eps is not None:  # a run of RadFinder's release: its modules' LayerNorm eps (1e-6) on the same weights
+            for module in (model.window, model.combiner):
+                if module is not None:
+                    set_layer_norm_eps(module, eps)
         if load_window_weights:  # building to train: say which start (a checkpoint's loader stays quiet)
             (log.info if weights_dir else log.warning)(weights_provenance(config))
             if weights_dir:

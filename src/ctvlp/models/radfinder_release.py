@@ -38,8 +38,9 @@ from ctvlp.models import window_encoder as window_module
 from ctvlp.models.combiner import CombinerSpec
 from ctvlp.models.ctvlp_model import CTVLPModel, HeadSpec
 from ctvlp.models.spectre import convert_backbone
-from ctvlp.models.tokens import collate, volume_tokens
 from ctvlp.models.text_encoder import TextEncoder, TextEncoderSpec
+from ctvlp.models.tokens import collate, volume_tokens
+from ctvlp.models.vit_blocks import set_layer_norm_eps
 from ctvlp.models.window_encoder import WindowEncoder, WindowEncoderSpec
 
 CONFIG = "config.json"
@@ -56,13 +57,6 @@ LORA_LEAVES = (".lora_A", ".lora_B")
 # RadFinder's backbone and combiner build their LayerNorms with eps 1e-6 (SPECTRE's own release: 1e-5, the
 # workflow's default); measured on the oracle: 1e-5 instead moves the backbone's tokens by ~2e-4
 RADFINDER_LN_EPS = 1e-6
-
-
-def set_layer_norm_eps(module: nn.Module, eps: float) -> None:
-    """Every LayerNorm of ``module`` (window encoder, combiner) with ``eps``."""
-    for m in module.modules():
-        if isinstance(m, nn.LayerNorm):
-            m.eps = float(eps)
 
 
 def head_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -16,6 +16,14 @@ from ctvlp.models.rope import AxialRope3D, apply_rope
 LN_EPS = 1e-5  # SPECTRE's ViT builders pass nn.LayerNorm (eps 1e-5), not timm's 1e-6 default
 
 
+def set_layer_norm_eps(module: nn.Module, eps: float) -> None:
+    """Every LayerNorm of ``module`` with ``eps``: RadFinder's modules use 1e-6 where SPECTRE's use 1e-5 (the
+    weights are the same; ``model.layer_norm_eps`` of a run built from RadFinder's release says so)."""
+    for m in module.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.eps = float(eps)
+
+
 class LayerScale(nn.Module):
     def __init__(self, dim: int, init_value: float = 1.0):
         super().__init__()
