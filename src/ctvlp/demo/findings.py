@@ -3,11 +3,6 @@
 Fourteen of the eighteen CT-RATE abnormalities are simulated (more than twelve, as CT-RATE's own
 label spread); the other four never occur in the demo (their ground truth is 0), which keeps every
 label either learnable or honestly absent.
-
-Size, density and position are drawn per patient. Every finding spans at least ``MIN_SPAN_VOXELS``
-voxels along each axis at the demo's resampled spacing (preprocess.spacing_mm, 3 x 3 x 6 mm): its
-smallest extent is at least ``MIN_EXTENT_MM`` (x, y, z), so no encoder is asked to see a finding
-that the preprocessing averages away (tests/demo/test_demo_findings.py measures it).
 """
 
 from __future__ import annotations
@@ -32,11 +27,6 @@ SIMULATED_LABELS: tuple[str, ...] = (
     "Lung opacity",
     "Pulmonary fibrotic sequela",
 )
-
-
-DEMO_SPACING_MM = (3.0, 3.0, 6.0)  # config/config.yaml preprocess.spacing_mm
-MIN_SPAN_VOXELS = 2
-MIN_EXTENT_MM = tuple(MIN_SPAN_VOXELS * s for s in DEMO_SPACING_MM)
 
 
 def sample_anatomy(rng: np.random.Generator, scale: float = 1.0) -> Anatomy:
@@ -79,14 +69,13 @@ def _lobe_name(side: str, lobe: str) -> str:
     return f"{side} {lobe} lobe"
 
 
-def _lung_lesion(label: str, radius_range: tuple[float, float], lobes: tuple[str, ...],
-                 hu_range: tuple[float, float]):
+def _lung_lesion(label: str, radius_range: tuple[float, float], lobes: tuple[str, ...]):
     def place(rng: np.random.Generator, a: Anatomy) -> Lesion:
         side = str(rng.choice(["right", "left"]))
         lobe = str(rng.choice(lobes))
         r = float(rng.uniform(*radius_range)) * a.scale
         center = _lobe_position(rng, a, side, lobe, margin=r + 6.0)
-        return Lesion(label, center, r, side, _lobe_name(side, lobe), hu=float(rng.uniform(*hu_range)))
+        return Lesion(label, center, r, side, _lobe_name(side, lobe))
 
     return place
 
@@ -96,88 +85,77 @@ def _pleural_effusion(rng: np.random.Generator, a: Anatomy) -> Lesion:
     lx, ly = a.lung_center(side)
     r = float(rng.uniform(40, 55)) * a.scale
     return Lesion("Pleural effusion", (lx, ly + 60 * a.scale, a.z_dome + 20 * a.scale), r, side,
-                  f"{side} pleural space", hu=float(rng.uniform(5, 20)))
+                  f"{side} pleural space")
 
 
 def _emphysema(rng: np.random.Generator, a: Anatomy) -> Lesion:
     side = str(rng.choice(["right", "left"]))
-    r = float(rng.uniform(10, 16)) * a.scale
-    center = _lobe_position(rng, a, side, "upper", margin=r + 6.0)
-    # the bulla's radius; the whole lung is darker, by a density drawn per patient
-    return Lesion("Emphysema", center, r, side, "both upper lobes", focal=False, hu=float(rng.uniform(-965, -935)))
+    center = _lobe_position(rng, a, side, "upper", margin=16.0)
+    return Lesion("Emphysema", center, 9.0 * a.scale, side, "both upper lobes", focal=False)
 
 
-def _cardiomegaly(rng: np.random.Generator, a: Anatomy) -> Lesion:
-    """The radius is the enlarged heart's (48 mm x scale x growth): the phantom reads the growth from it."""
-    grow = float(rng.uniform(1.22, 1.4))
-    return Lesion("Cardiomegaly", a.heart_center, 48.0 * a.scale * grow, "", "heart", focal=False)
+def _heart_finding(label: str):
+    def place(rng: np.random.Generator, a: Anatomy) -> Lesion:
+        return Lesion(label, a.heart_center, 48.0 * a.scale, "", "heart", focal=False)
 
-
-def _pericardial_effusion(rng: np.random.Generator, a: Anatomy) -> Lesion:
-    return Lesion("Pericardial effusion", a.heart_center, 48.0 * a.scale, "", "heart", focal=False,
-                  hu=float(rng.uniform(0, 18)), thickness=float(rng.uniform(12, 18)))
+    return place
 
 
 def _aortic_calcification(rng: np.random.Generator, a: Anatomy) -> Lesion:
     ax, ay = a.aorta_center
-    z = a.z_dome + float(rng.uniform(35, 90)) * a.scale
-    # radius: half the plaque's length along the aorta; thickness across the wall (>= 2 voxels in x)
-    return Lesion("Arterial wall calcification", (ax + a.aorta_radius, ay, z), float(rng.uniform(16, 28)) * a.scale,
-                  "", "descending aorta", hu=float(rng.uniform(450, 900)), thickness=float(rng.uniform(7, 10)))
+    z = a.z_dome + float(rng.uniform(25, 100)) * a.scale
+    return Lesion("Arterial wall calcification", (ax + a.aorta_radius, ay, z), 12.0 * a.scale, "",
+                  "descending aorta")
 
 
 def _coronary_calcification(rng: np.random.Generator, a: Anatomy) -> Lesion:
     hx, hy, hz = a.heart_center
     s = a.scale
     center = (hx + 28 * s, hy - 25 * s, hz + float(rng.uniform(0, 20)) * s)
-    return Lesion("Coronary artery wall calcification", center, float(rng.uniform(7, 10)) * s, "left",
-                  "left anterior descending artery", hu=float(rng.uniform(500, 900)))
+    return Lesion("Coronary artery wall calcification", center, 4.0 * s, "left",
+                  "left anterior descending artery")
 
 
 def _port(rng: np.random.Generator, a: Anatomy) -> Lesion:
     s = a.scale
     z = a.z_apex - float(rng.uniform(25, 45)) * s
     center = (a.shift[0] - 72 * s, a.shift[1] - 98 * s, z)
-    return Lesion("Medical material", center, float(rng.uniform(10, 14)) * s, "right", "right anterior chest wall",
-                  hu=float(rng.uniform(2000, 3000)))
+    return Lesion("Medical material", center, 8.0 * s, "right", "right anterior chest wall")
 
 
 def _lymph_node(rng: np.random.Generator, a: Anatomy) -> Lesion:
     s = a.scale
     center = (a.shift[0] - 24 * s, a.shift[1] + float(rng.uniform(-20, 0)) * s,
               a.z_carina + float(rng.uniform(-8, 12)) * s)
-    return Lesion("Lymphadenopathy", center, float(rng.uniform(12, 17)) * s, "right", "right paratracheal region",
-                  hu=float(rng.uniform(30, 65)))
+    return Lesion("Lymphadenopathy", center, 11.0 * s, "right", "right paratracheal region")
 
 
 def _hiatal_hernia(rng: np.random.Generator, a: Anatomy) -> Lesion:
     s = a.scale
     center = (a.shift[0] + 8 * s, a.shift[1] + 30 * s, a.z_dome + 10 * s)
-    return Lesion("Hiatal hernia", center, float(rng.uniform(17, 24)) * s, "", "oesophageal hiatus",
-                  hu=float(rng.uniform(10, 35)))
+    return Lesion("Hiatal hernia", center, 15.0 * s, "", "oesophageal hiatus")
 
 
 def _fibrotic_bands(rng: np.random.Generator, a: Anatomy) -> Lesion:
     side = str(rng.choice(["right", "left"]))
-    r = float(rng.uniform(20, 28)) * a.scale
+    r = float(rng.uniform(16, 22)) * a.scale
     center = _lobe_position(rng, a, side, "upper", margin=10.0)
-    return Lesion("Pulmonary fibrotic sequela", center, r, side, _lobe_name(side, "upper"), focal=False,
-                  hu=float(rng.uniform(-250, -80)), thickness=float(rng.uniform(7, 10)))
+    return Lesion("Pulmonary fibrotic sequela", center, r, side, _lobe_name(side, "upper"), focal=False)
 
 
 _PLACERS = {
-    "Lung nodule": _lung_lesion("Lung nodule", (8.0, 13.0), ("upper", "middle", "lower"), (30.0, 70.0)),
-    "Consolidation": _lung_lesion("Consolidation", (20.0, 27.0), ("upper", "lower"), (15.0, 45.0)),
-    "Atelectasis": _lung_lesion("Atelectasis", (22.0, 28.0), ("lower",), (5.0, 35.0)),
+    "Lung nodule": _lung_lesion("Lung nodule", (5.5, 8.0), ("upper", "middle", "lower")),
+    "Consolidation": _lung_lesion("Consolidation", (17.0, 22.0), ("upper", "lower")),
+    "Atelectasis": _lung_lesion("Atelectasis", (20.0, 24.0), ("lower",)),
     "Pleural effusion": _pleural_effusion,
     "Emphysema": _emphysema,
-    "Cardiomegaly": _cardiomegaly,
-    "Pericardial effusion": _pericardial_effusion,
+    "Cardiomegaly": _heart_finding("Cardiomegaly"),
+    "Pericardial effusion": _heart_finding("Pericardial effusion"),
     "Arterial wall calcification": _aortic_calcification,
     "Coronary artery wall calcification": _coronary_calcification,
     "Medical material": _port,
     "Lymphadenopathy": _lymph_node,
     "Hiatal hernia": _hiatal_hernia,
-    "Lung opacity": _lung_lesion("Lung opacity", (16.0, 24.0), ("upper", "lower"), (-650.0, -450.0)),
+    "Lung opacity": _lung_lesion("Lung opacity", (12.0, 18.0), ("upper", "lower")),
     "Pulmonary fibrotic sequela": _fibrotic_bands,
 }

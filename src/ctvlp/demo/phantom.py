@@ -14,16 +14,7 @@ import numpy as np
 
 AIR, FAT, SOFT, MUSCLE, BLOOD, LIVER, BONE = -1000.0, -90.0, 35.0, 45.0, 40.0, 60.0, 320.0
 LUNG, EMPHYSEMA_LUNG = -860.0, -950.0
-# painted before the other findings: a nodule or consolidation inside a bulla or a ground-glass patch stays solid
-UNDERLAYS = frozenset({"Emphysema", "Lung opacity", "Pulmonary fibrotic sequela"})
-# Density of each finding when a lesion does not carry its own (ctvlp.demo.findings draws one per patient).
-DEFAULT_HU = {"Lung nodule": 45.0, "Lymphadenopathy": 45.0, "Consolidation": 25.0, "Atelectasis": 20.0,
-              "Pleural effusion": 12.0, "Pericardial effusion": 8.0, "Arterial wall calcification": 650.0,
-              "Coronary artery wall calcification": 700.0, "Medical material": 2500.0, "Hiatal hernia": 20.0,
-              "Emphysema": EMPHYSEMA_LUNG, "Lung opacity": -550.0, "Pulmonary fibrotic sequela": -150.0,
-              "Cardiomegaly": BLOOD}
-DEFAULT_THICKNESS = {"Pericardial effusion": 9.0, "Arterial wall calcification": 5.5,
-                     "Pulmonary fibrotic sequela": 5.0}
+UNDERLAYS = frozenset({"Lung opacity", "Pulmonary fibrotic sequela"})  # painted before the other findings
 
 
 @dataclass(frozen=True)
@@ -36,8 +27,6 @@ class Lesion:
     side: str = ""  # "right" / "left" / "" (midline or diffuse)
     region: str = ""  # e.g. "right lower lobe"
     focal: bool = True  # focal findings get image references in reports
-    hu: float | None = None  # the finding's density, drawn per patient (None: the label's default, DEFAULT_HU)
-    thickness: float = 0.0  # mm: wall, band or fluid-rim thickness where the label has one (0: the default)
 
 
 @dataclass(frozen=True)
@@ -90,9 +79,6 @@ class Phantom:
     def labels(self) -> set[str]:
         return {lesion.label for lesion in self.lesions}
 
-    def lesion(self, label: str) -> Lesion | None:
-        return next((lesion for lesion in self.lesions if lesion.label == label), None)
-
     def render(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """HU at the given LPS positions (broadcastable arrays), without noise."""
         x, y, z = np.broadcast_arrays(*(np.asarray(a, dtype=np.float32) for a in (x, y, z)))
@@ -111,11 +97,10 @@ class Phantom:
         mediastinum = inner & (np.abs(bx) < 38 * s) & (by > -80 * s) & (by < 58 * s)
         mediastinum &= (z >= a.z_dome) & (z <= a.z_apex - 10 * s)
         hu[mediastinum] = FAT
-        emphysema = self.lesion("Emphysema")
-        hu[lung] = _hu(emphysema) if emphysema else LUNG
+        hu[lung] = EMPHYSEMA_LUNG if "Emphysema" in self.labels else LUNG
         self._heart(hu, x, y, z)
         self._vessels_spine_airway(hu, x, y, z, inner)
-        # underlays first (a bulla, ground glass, scars): a nodule or consolidation inside them keeps its solid HU
+        # faint findings first: a nodule inside a ground-glass patch keeps its solid HU
         for lesion in sorted(self.lesions, key=lambda lesion: lesion.label not in UNDERLAYS):
             _apply_lesion(hu, lesion, x, y, z, lung, a)
         return hu
@@ -135,14 +120,12 @@ class Phantom:
 
     def _heart(self, hu: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
         a = self.anatomy
-        enlarged, effusion = self.lesion("Cardiomegaly"), self.lesion("Pericardial effusion")
-        # an enlarged heart's lesion radius is the enlarged size (48 mm x scale x growth; 1.3 when not drawn)
-        grow = enlarged.radius / (48.0 * a.scale) if enlarged else 1.0
+        grow = 1.3 if "Cardiomegaly" in self.labels else 1.0
         radii = np.array([50.0, 42.0, 46.0]) * a.scale * grow
         cx, cy, cz = a.heart_center
-        if effusion:
-            shell = _ellipsoid(x - cx, y - cy, z - cz, *(radii + _thickness(effusion) * a.scale))
-            hu[shell] = _hu(effusion)
+        if "Pericardial effusion" in self.labels:
+            shell = _ellipsoid(x - cx, y - cy, z - cz, *(radii + 9.0 * a.scale))
+            hu[shell] = 8.0
         hu[_ellipsoid(x - cx, y - cy, z - cz, *radii)] = BLOOD
 
     def _vessels_spine_airway(self, hu, x, y, z, inner) -> None:
@@ -165,50 +148,40 @@ def _ellipsoid(dx, dy, dz, rx: float, ry: float, rz: float) -> np.ndarray:
     return (dx / rx) ** 2 + (dy / ry) ** 2 + (dz / rz) ** 2 <= 1.0
 
 
-def _hu(lesion: Lesion) -> float:
-    return DEFAULT_HU[lesion.label] if lesion.hu is None else float(lesion.hu)
-
-
-def _thickness(lesion: Lesion) -> float:
-    return lesion.thickness or DEFAULT_THICKNESS[lesion.label]
-
-
 def _apply_lesion(hu, lesion: Lesion, x, y, z, lung, a: Anatomy) -> None:
     """Paint one finding; lung-bound findings are masked by the lung so they keep its outline."""
     cx, cy, cz = lesion.center
     dx, dy, dz = x - cx, y - cy, z - cz
     r = lesion.radius
     label = lesion.label
-    value = _hu(lesion)
     if label in ("Lung nodule", "Lymphadenopathy"):
-        hu[_ellipsoid(dx, dy, dz, r, r, r)] = value
+        hu[_ellipsoid(dx, dy, dz, r, r, r)] = 45.0
     elif label == "Consolidation":
-        hu[_ellipsoid(dx, dy, dz, r, r, r * 0.9) & lung] = value
+        hu[_ellipsoid(dx, dy, dz, r, r, r * 0.9) & lung] = 25.0
     elif label == "Atelectasis":
-        hu[_ellipsoid(dx, dy, dz, r, r * 0.35, r * 0.8) & lung] = value
+        hu[_ellipsoid(dx, dy, dz, r, r * 0.3, r * 0.8) & lung] = 20.0
     elif label == "Pleural effusion":
         lx, ly = a.lung_center(lesion.side)
         dependent = (y > ly + 38.0 * a.scale) & (np.abs(x - lx) < 60.0 * a.scale)
-        hu[dependent & lung & (z < cz + r)] = value
+        hu[dependent & lung & (z < cz + r)] = 12.0
     elif label == "Arterial wall calcification":
         ax, ay = a.aorta_center
         rr = np.hypot(x - ax, y - ay)
-        t = _thickness(lesion)  # plaque thickness, about three quarters of it inside the lumen's outline
-        wall = (rr > a.aorta_radius - 0.73 * t) & (rr < a.aorta_radius + 0.27 * t) & (np.abs(dz) < r)
-        hu[wall & (x > ax)] = value
+        wall = (rr > a.aorta_radius - 4.0) & (rr < a.aorta_radius + 1.5) & (np.abs(dz) < r)
+        hu[wall & (x > ax)] = 650.0
     elif label == "Coronary artery wall calcification":
-        hu[_ellipsoid(dx, dy, dz, r, r, r)] = value
+        hu[_ellipsoid(dx, dy, dz, r, r, r)] = 700.0
     elif label == "Medical material":
-        hu[_ellipsoid(dx, dy, dz, r, r * 0.6, r)] = value
+        hu[_ellipsoid(dx, dy, dz, r, r * 0.6, r)] = 2500.0
     elif label == "Hiatal hernia":
         sac = _ellipsoid(dx, dy, dz, r, r, r)
-        hu[sac] = value
+        hu[sac] = 20.0
         hu[sac & (dz > 0)] = AIR
     elif label == "Emphysema":
         hu[_ellipsoid(dx, dy, dz, r, r, r) & lung] = AIR  # a bulla; the whole lung is darker too
     elif label == "Lung opacity":
-        hu[_ellipsoid(dx, dy, dz, r, r, r * 0.8) & lung] = value  # ground glass: denser than lung, not solid
+        hu[_ellipsoid(dx, dy, dz, r, r, r * 0.8) & lung] = -550.0  # ground glass: denser than lung, not solid
     elif label == "Pulmonary fibrotic sequela":
-        # two dense bands (scars) in the apex, ``thickness`` mm thick
+        # two thin dense bands (scars) in the apex, a few millimetres thick
         for shift in (-0.3 * r, 0.3 * r):
-            hu[_ellipsoid(dx, dy - shift, dz, r, _thickness(lesion) / 2, r * 0.5) & lung] = value
+            hu[_ellipsoid(dx, dy - shift, dz, r, 2.5, r * 0.5) & lung] = -150.0
