@@ -44,7 +44,14 @@ ctvlp = {l.split()[1] for s in scripts for l in open(s) if l.startswith('from ct
 ctvlp |= {'ctvlp.cli'} if '$KIND' in CLI_KINDS else set()
 print('\n'.join(sorted(kind_modules('$KIND') | ctvlp)))") > "$CTX/modules-$KIND.txt"
 mkdir -p "$CTX/wheels"
-"$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$CTX/wheels" "$REPO"
+# The wheel is built from a copy of the package's sources: setuptools writes build/ and *.egg-info into the
+# folder it builds, and two images built at once from the checkout itself (the Slurm test builds data and gpu
+# side by side) overwrite each other's build/lib, which once gave a wheel without the ctvlp package.
+mkdir -p "$CTX/pkg"
+cp "$REPO/pyproject.toml" "$REPO/README.md" "$CTX/pkg/"
+(cd "$REPO" && tar --exclude=__pycache__ --exclude='*.egg-info' -cf - src) | tar -xf - -C "$CTX/pkg"
+"$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$CTX/wheels" "$CTX/pkg"
+rm -rf "$CTX/pkg"
 TORCH=$(grep -E '^torch==' "$CTX/requirements-$KIND.txt" || true)
 if [[ -n $TORCH && $KIND != gpu ]]; then
   "$PY" -m pip download --quiet --no-deps --only-binary :all: -d "$CTX/wheels" "$TORCH"
