@@ -59,11 +59,14 @@ def lower(text: str) -> str:
     return low if len(low) == len(text) else "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
+def _case_flag(body: str) -> int:
+    return re.IGNORECASE if re.search(r"[A-ZÄÖÜ]", re.sub(r"\\.", "", body)) else 0
+
+
 def compile_lower(body: str) -> re.Pattern:
     """Patterns run on lower-cased text without IGNORECASE (about 2x faster with Unicode); a pattern with an
     upper-case literal keeps IGNORECASE."""
-    upper = re.search(r"[A-ZÄÖÜ]", re.sub(r"\\.", "", body))
-    return re.compile(body, re.IGNORECASE if upper else 0)
+    return re.compile(body, _case_flag(body))
 
 
 WORD_START = re.compile(r"(?<!\w)\w")
@@ -141,6 +144,111 @@ class FirstCharIndex:
         return self.patterns.get(char, self.other)
 
 
+_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT))
+
+
+def literal_prefixes(body: str, limit: int = 10, most: int = 256) -> frozenset[str] | None:
+    """Literal strings (at most ``limit`` characters) one of which begins every match of regular expression
+    ``body``, or None where a match may begin with a character class, a dot or the like ("\\w+ly"). Assertions
+    are skipped and a repeat ends the prefix, so the set may say too much, never too little: a gate, not a test."""
+    try:
+        tree = sre_parse.parse(body)
+    except re.error:
+        return None
+
+    class TooMany(Exception):
+        pass
+
+    def capped(found: set) -> set:
+        if len(found) > most:
+            raise TooMany
+        return found
+
+    def sequence(items: list, k: int, head: str) -> set[tuple[str, bool]]:
+        """(prefix, complete) pairs: complete when ``items`` were literal to their end."""
+        while k < len(items):
+            if len(head) >= limit:
+                return {(head, False)}
+            op, av = items[k]
+            if op in (sre.ASSERT, sre.ASSERT_NOT, sre.AT):
+                k += 1
+                continue
+            if op is sre.LITERAL:
+                head += chr(av)
+                k += 1
+                continue
+            if op is sre.IN and len(av) <= 8 and all(o is sre.LITERAL for o, _ in av):
+                return capped({x for _, a in av for x in sequence(items, k + 1, head + chr(a))})
+            if (op is sre.SUBPATTERN and not (av[1] or av[2])) or op is sre.BRANCH:
+                alternatives = [list(av[3])] if op is sre.SUBPATTERN else [list(a) for a in av[1]]
+                out: set[tuple[str, bool]] = set()
+                for alternative in alternatives:
+                    for prefix, complete in sequence(alternative, 0, head):
+                        out |= sequence(items, k + 1, prefix) if complete else {(prefix, False)}
+                return capped(out)
+            if op in _REPEATS:
+                low_count, _, sub = av
+                out = sequence(items, k + 1, head) if low_count == 0 else set()
+                return capped(out | {(prefix, False) for prefix, _ in sequence(list(sub), 0, head)})
+            return {(head, False)}
+        return {(head, True)}
+
+    try:
+        found = {prefix for prefix, _ in sequence(list(tree), 0, "")}
+    except TooMany:
+        return None
+    return None if "" in found else frozenset(found)
+
+
+def trie_regex(words: set[str] | frozenset[str]) -> str:
+    """A regular expression matching where one of ``words`` (literal strings) begins, written as a trie: a position
+    tries one branch per next character rather than every word, and every branch opens with a literal, which lets
+    the regex engine skip to the characters that can begin a word. A word ends the branch (it suffices)."""
+    tree: dict = {}
+    for word in words:
+        node = tree
+        for c in word:
+            node = node.setdefault(c, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        if "" in node:
+            return ""
+        branches = [re.escape(c) + emit(node[c]) for c in sorted(node)]
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return emit(tree)
+
+
+class StartGate:
+    """Where one of ``bodies`` may match, found by a single regex scan (in C) over the report instead of one Python
+    step per word: at word starts (``word_start``: positions of ``word_starts``) or anywhere. The positions are a
+    superset of the real matches (literal prefixes as a trie, and a body without a literal prefix as itself), so a
+    caller that matches its patterns at each of them finds what it would find at every word start (or position)."""
+
+    def __init__(self, bodies: list[str], word_start: bool = True):
+        prefixes = [literal_prefixes(b) for b in bodies]
+        # at a word start the first character is a word character: a prefix opening with another never matches there
+        words = {w for found in prefixes if found for w in found if not word_start or re.match(r"\w", w)}
+        branches = ([trie_regex(words)] if words else []) + [(r"(?=\w)" if word_start else "") + f"(?:{b})"
+                                                             for b, found in zip(bodies, prefixes) if found is None]
+        flags = max([_case_flag(b) for b in bodies] + [0])  # what the callers' patterns may match, at least
+        self.word_start = word_start
+        self.pattern = None if not branches else re.compile(
+            r"(?<!\w)(?=" + "|".join(branches) + ")" if word_start else "|".join(branches), flags)
+
+    def starts(self, low: str) -> list[int]:
+        if self.pattern is None:
+            return []
+        if self.word_start:
+            return [m.start() for m in self.pattern.finditer(low)]
+        out, pos = [], 0
+        while (hit := self.pattern.search(low, pos)) is not None:  # overlapping: every position where one begins
+            out.append(hit.start())
+            pos = hit.start() + 1
+        return out
+
+
 def default_rules_file() -> str:
     return str(resources.files("ctvlp") / "resources" / "context_rules.yaml")
 
@@ -177,12 +285,26 @@ def _combined(rules: tuple[Rule, ...]) -> FirstCharIndex:
     return FirstCharIndex([rules[i].body for i in order], build)
 
 
+_TABLES: dict[int, tuple[tuple[Rule, ...], FirstCharIndex, StartGate]] = {}
+
+
+def _tables(rules: tuple[Rule, ...]) -> tuple[tuple[Rule, ...], FirstCharIndex, StartGate]:
+    """The first-character index and the start gate of a rule tuple, looked up by identity: an lru_cache would hash
+    every rule (a dataclass of ~50) on every report. The entry keeps the tuple alive, so its id is not reused."""
+    found = _TABLES.get(id(rules))
+    if found is None or found[0] is not rules:
+        found = _TABLES[id(rules)] = (rules, _combined(rules), StartGate([r.body for r in rules]))
+    return found
+
+
 def find_triggers(text: str, rules: tuple[Rule, ...], lowered: bool = False,
                   starts: list[int] | None = None) -> list[Trigger]:
-    """Non-overlapping trigger matches, left to right ("no change" is a pseudo-trigger, not "no")."""
+    """Non-overlapping trigger matches, left to right ("no change" is a pseudo-trigger, not "no"). ``starts`` (word
+    starts) are where a trigger is tried; by default only those where one may begin (``StartGate``)."""
     low = text if lowered else lower(text)
-    starts = word_starts(low) if starts is None else starts
-    index, found, last = _combined(rules), [], -1
+    _, index, gate = _tables(rules)
+    starts = gate.starts(low) if starts is None else starts
+    found, last = [], -1
     for i in starts:
         if i < last:
             continue

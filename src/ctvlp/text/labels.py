@@ -20,8 +20,8 @@ from typing import Protocol
 
 import yaml
 
-from ctvlp.text.context import (FirstCharIndex, Trigger, compile_lower, default_rules_file, find_triggers,
-                                load_rules, lower, status, word_starts)
+from ctvlp.text.context import (FirstCharIndex, StartGate, Trigger, compile_lower, default_rules_file,
+                                find_triggers, load_rules, lower, status)
 from ctvlp.text.sentences import sentence_spans
 
 
@@ -47,8 +47,10 @@ class LabelSet:
     # there and where each ends (several labels may share a start: "calcification of the aorta and coronary").
     anchored_index: FirstCharIndex | None = None
     # Compound-word synonyms: where any of them occurs, then the same one-call test of every label there.
-    infix_scan: re.Pattern | None = None
+    infix_scan: StartGate | None = None
     infix_at_once: tuple[re.Pattern, tuple[tuple[int, str], ...]] | None = None
+    # The word starts where a word-start synonym may begin (one regex scan per report, ``StartGate``)
+    anchored_gate: StartGate | None = None
 
 
 def _at_once(alternatives: dict[str, list[str]], word_start: bool) -> tuple[re.Pattern, tuple[tuple[int, str], ...]] | None:
@@ -95,9 +97,9 @@ def load_label_set(path: str | None = None) -> LabelSet:
         {label: [syn for (lab, syn), k in zip(flat, keep) if k and lab == label] for label in synonyms_of}, True))
     infix = {label: compound for label, (_, compound) in synonyms_of.items()}
     every_infix = [x for alts in infix.values() for x in alts]
-    infix_scan = compile_lower("|".join(every_infix)) if every_infix else None
+    infix_scan = StartGate(every_infix, word_start=False) if every_infix else None
     return LabelSet(spec["name"], str(spec["version"]), tuple(spec["labels"]), patterns, prompts, anchored_index,
-                    infix_scan, _at_once(infix, False))
+                    infix_scan, _at_once(infix, False), StartGate([syn for _, syn in flat]))
 
 
 def _word_start(text: str, i: int) -> int:
@@ -122,32 +124,34 @@ class RuleLabeler:
         """(label, mention text, status) for every synonym found: what the labels are made of."""
         low = lower(text)
         label_set = self.label_set
-        starts = word_starts(low)
         found, seen = [], set()
         index = label_set.anchored_index
-        for i in starts if index is not None else ():  # one match call per word start for every label
+        for i in label_set.anchored_gate.starts(low) if index is not None else ():  # one match call per candidate
             at_once = index.get(low[i])
             if at_once is None:
                 continue
             m = at_once[0].match(low, i)
+            if m.lastindex is None:  # no label's synonym begins here
+                continue
+            regs = m.regs
             for g, label in at_once[1]:
-                end = m.end(g)
+                end = regs[g][1]
                 if end > i:
                     found.append((label, i, end))
-        scan, pos = label_set.infix_scan, 0
-        while scan is not None and (hit := scan.search(low, pos)):  # compound words: wherever one occurs
-            i = pos = hit.start()
-            pos += 1
+        for i in label_set.infix_scan.starts(low) if label_set.infix_scan is not None else ():  # compound words
             m = label_set.infix_at_once[0].match(low, i)
+            if m.lastindex is None:
+                continue
+            regs = m.regs
             for g, label in label_set.infix_at_once[1]:
-                end = m.end(g)
+                end = regs[g][1]
                 if end > i and (key := (label, _word_start(low, i), end)) not in seen:
                     seen.add(key)
                     found.append(key)
         if not found:
             return []
         out = []
-        triggers = find_triggers(low, self.rules, lowered=True, starts=starts)
+        triggers = find_triggers(low, self.rules, lowered=True)
         for a, b in sentence_spans(text, lang):
             inside = [f for f in found if a <= f[1] < b]
             if not inside:

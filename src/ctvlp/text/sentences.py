@@ -23,7 +23,6 @@ import yaml
 from pysbd.languages import Language
 
 _CANDIDATE = re.compile(r"[.!?;]?[.!?](?=\s+\S)")
-_WORD_BEFORE = re.compile(r"(\S+)$")
 _LETTERS = re.compile(r"[^\W\d_]{2,}(?:-[^\W\d_]+)*")
 _CLOSING = re.compile(r"[^.\s][)\]]$")
 _DOTTED = re.compile(r"(?:[a-zäöü]\.)+[a-zäöü]?")
@@ -65,8 +64,12 @@ def _segmenter(lang: str):
 
 
 def _word_before(line: str, i: int) -> str:
-    m = _WORD_BEFORE.search(line, 0, i)
-    return m.group(1) if m else ""
+    """The run of non-space characters that ends at ``line[i]`` (what ``re.search(r"(\\S+)$", line[:i])`` finds,
+    walked back from ``i``: the regular expression tried every start of the line, quadratic on long lines)."""
+    j = i
+    while j > 0 and not line[j - 1].isspace():
+        j -= 1
+    return line[j:i]
 
 
 def _is_abbreviation(word: str) -> bool:
