@@ -11,8 +11,9 @@ precision >= 0.99 at recall >= 0.90) and report-level label macro F1 (target >= 
     frozen with its hash before the rules changed; reported on once, then tuned to in issue 24's second round:
     a development set now, labelled so; printed when its FROZEN file is there, unless --skip heldout_2),
   * the third held-out set     tests/data/heldout_3/ (issue 24's second round; written by someone who never saw the
-    rules and frozen with its hash before it was opened, after the round's last rule change; printed when its
-    FROZEN file is there, unless --skip heldout_3),
+    rules and frozen with its hash before it was opened, after the round's last rule change; reported on once, then
+    tuned to in issue 24's third round: a development set now, labelled so; printed when its FROZEN file is there,
+    unless --skip heldout_3),
   * the demo cohort            DEMO_ROOT (default demo_data; `make demo` writes it),
 plus the rule path's throughput (target >= 2,000 reports/s on one core, with the machine's load beside it) and
 whether any demo snippet spans two sentences.
@@ -250,7 +251,8 @@ def main() -> None:
     if "heldout_3" in args.skip:
         print("held-out 3: skipped (--skip heldout_3)")
     elif (held3 / "FROZEN").exists():
-        print_set("held-out 3 (frozen)", sorted(held3.glob("references_*.tsv")), sorted(held3.glob("reports_*.jsonl")))
+        print_set("held-out 3 (development since issue 24's third round)",
+                  sorted(held3.glob("references_*.tsv")), sorted(held3.glob("reports_*.jsonl")))
     else:
         print("held-out 3: tests/data/heldout_3/FROZEN not present yet")
     if (root / "ground_truth").exists() and "demo" not in args.skip:
