@@ -130,3 +130,79 @@ def test_prior_study_named_back_by_a_relative_clause_or_a_list(text, expected):
 ])
 def test_held_out_2_label_kinds(text, lang, label, expected):
     assert extract_labels(text, lang)[label] == expected
+
+
+# Issue 24, third round: the error kinds of held-out set 3 (invented sentences, none copied from it)
+
+@pytest.mark.parametrize("text, expected", [
+    # compound names of an earlier study, hyphenated or abbreviated with a dot, and images from outside
+    ("Im Vergleichs-CT lag die Läsion auf Bild 88 der Serie 5.", [(True, 5, 88, "high")]),
+    ("Gegenüber der Vor-Unters. (Se 3, Bild 61) neu aufgetretener Knoten.", [(True, 3, 61, "high")]),
+    ("Im Basis-PET/CT Bild 120 der Serie 3 FDG-avid.", [(True, 3, 120, "high")]),
+    ("Auf den Fremdaufnahmen lag der Herd auf Bild 45 (Serie 2).", [(True, 2, 45, "high")]),
+    ("In der Basisserie (Serie 2) Bild 140 zeigt sich ein Knoten.", [(False, 2, 140, "medium")]),
+    ("Vergleichsweise kleiner Knoten im Unterlappen (Serie 3, Bild 77).", [(False, 3, 77, "high")]),
+    # a study named by month and year, or by a bare year opening its clause
+    ("The lesion on the June 2022 PET-CT was at image 88 of series 5.", [(True, 5, 88, "high")]),
+    ("As seen on the prior CT, series 2, image 101, the lobe was collapsed.", [(True, 2, 101, "high")]),
+    ("As noted on today's CT, series 2, image 101, the lobe is collapsed.", [(False, 2, 101, "high")]),
+    ("Neuer Erguss (Serie 3, Bild 90); 2021 an dieser Stelle (Bild 92) kein Erguss.",
+     [(False, 3, 90, "high"), (True, None, 92, "medium")]),
+    ("Status post lobectomy 2019, scar (series 3, image 40).", [(False, 3, 40, "high")]),
+    ("Lobektomie 2019 rechts, Narbe in Serie 3 Bild 40.", [(False, 3, 40, "high")]),
+    # a prior-study heading with words before its colon
+    ("Prior study (2019): scar at series 3, image 122.", [(True, 3, 122, "high")]),
+    ("Images of the earlier CT: nodule at series 4 image 61.", [(True, 4, 61, "high")]),
+])
+def test_prior_study_names_of_held_out_3(text, expected):
+    assert refs(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The nodule seen at series 4, image 60 is no longer seen.", [(True, 4, 60, "high")]),
+    ("Complete resolution of the left lower lobe consolidation (series 3, image 150).", [(True, 3, 150, "high")]),
+    ("Die Konsolidierung (Serie 3, Bild 150) ist nicht mehr nachweisbar.", [(True, 3, 150, "high")]),
+    ("Der Erguss in Serie 2 Bild 30 ist vollständig resorbiert.", [(True, 2, 30, "high")]),
+    # resolved in part, or in another clause: the finding is still there, the image current
+    ("The nodule at series 4 image 60 has partially resolved.", [(False, 4, 60, "high")]),
+    ("Die Konsolidierung (Serie 3, Bild 150) ist nahezu vollständig regredient.", [(False, 3, 150, "high")]),
+    ("The effusion has resolved; small nodule (series 3, image 45) unchanged.", [(False, 3, 45, "high")]),
+    ("The effusion has resolved and the nodule at series 3 image 45 is stable.", [(False, 3, 45, "high")]),
+    ("Der Erguss ist vollständig resorbiert, der Knoten (Serie 3, Bild 45) ist stabil.", [(False, 3, 45, "high")]),
+    ("High-resolution images show a nodule (series 3, image 45).", [(False, 3, 45, "high")]),
+])
+def test_a_finding_called_resolved_is_cited_in_the_prior_study(text, expected):
+    assert refs(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a semicolon inside the parentheses of one citation keeps its series, unless a plane names another series
+    ("Small nodule (series 4, image 33; also image 41).", [(False, 4, 33, "high"), (False, 4, 41, "medium")]),
+    ("Kleiner Knoten (Bild 33; Bild 41; jeweils Serie 4).", [(False, 4, 33, "medium"), (False, 4, 41, "high")]),
+    ("Small nodule (series 4, image 33; coronal image 80).", [(False, 4, 33, "high"), (False, None, 80, "medium")]),
+    ("Small nodule (series 4, image 33); also image 41.", [(False, 4, 33, "high"), (False, None, 41, "medium")]),
+    # a distributive series after a prior and a current image belongs to both
+    ("Die Läsion ist kleiner als 2022 (damals Bild 100, jetzt Bild 104, beide Serie 2).",
+     [(True, 2, 100, "medium"), (False, 2, 104, "high")]),
+    # every pair of a list after "series/image" is a series and an image; a fraction is not
+    ("Nodules: series/image 3/160, 3/175 and 4/20.", [(False, 3, 160, "high"), (False, 3, 175, "high"),
+                                                     (False, 4, 20, "high")]),
+    ("Pleural plaques, series/image 3/160 and 2/3 of the lobe.", [(False, 3, 160, "high")]),
+])
+def test_series_across_a_semicolon_in_parentheses_across_prior_and_current_and_pair_lists(text, expected):
+    assert refs(text) == expected
+
+
+@pytest.mark.parametrize("text, lang, label, expected", [
+    ("Tumor im Unterlappen mit Infiltration der Thoraxwand.", "de", "Lung opacity", 0),
+    ("Raumforderung mit Infiltration des Mediastinums.", "de", "Consolidation", 0),
+    ("Pneumonische Infiltration des rechten Unterlappens.", "de", "Consolidation", 1),
+    ("Vergrößerte rechtsseitige paratracheale und tracheobronchiale Lymphknoten.", "de", "Lymphadenopathy", 1),
+    ("Keine vergrößerten hilären, mediastinalen oder axillären Lymphknoten.", "de", "Lymphadenopathy", 0),
+    ("Vergrößerte Leber, in der Milz und im Abdomen kleine Lymphknoten.", "de", "Lymphadenopathy", 0),
+    ("Diskrete Verdickung der Interlobulärsepten basal.", "de", "Interlobular septal thickening", 1),
+    ("Wandverdickung der Segmentbronchien beidseits.", "de", "Peribronchial thickening", 1),
+    ("Wall thickening of the lower lobe bronchi.", "en", "Peribronchial thickening", 1),
+])
+def test_held_out_3_label_kinds(text, lang, label, expected):
+    assert extract_labels(text, lang)[label] == expected

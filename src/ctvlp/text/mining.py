@@ -36,7 +36,7 @@ HEADINGS = r"(?:findings|impression|befund|beurteilung|clinical information|tech
 OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cues", "current_cues",
                  "ambiguous_image_words", "distributive_words", "comparison_cues", "compact_separators",
                  "linking_words", "intro_words", "short_image", "short_series", "time_words", "ratio_words",
-                 "relative_words")
+                 "relative_words", "resolved_cues", "resolved_blockers", "plane_words")
 CONFIDENCES = ("high", "medium", "low")  # best first
 HIGH_SHAPES = ("series_image", "image_series", "pair", "compact", "compact_reversed", "series_pair", "short_image_series",
                "short_series_image")
@@ -107,6 +107,9 @@ class Vocabulary:
     time_words: str
     ratio_words: str
     relative_words: str
+    resolved_cues: str
+    resolved_blockers: str
+    plane_words: str
 
     @classmethod
     def from_files(cls, files: tuple[str, ...]) -> "Vocabulary":
@@ -151,8 +154,11 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,;/]?\s*(?:[^\W\d]+\s+){{0,3}}?"
                                    rf"\(?\s*(?:{v.connectors}\s+)?"
                                    rf"(?:{v.articles}\s+)?\b{series}", flags),
+        # "Serie/Bild 3/160 und 3/175": every further pair of the list is series/image too
         "pair": re.compile(rf"\b{v.series}\.?\s*[/:]\s*{v.image}\.?\s*:?\s*(?P<s>\d{{1,4}})\s*[/:]\s*(?P<a>\d{{1,4}})"
-                           r"(?![.,]?\d)(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
+                           rf"(?![.,]?\d)(?P<b>(?!x)x)?(?P<more>(?:\s*,?\s*{v.lists}\s*\d{{1,2}}\s*[/:]\s*(?=\d\d){NUM}"
+                           r"(?!\s*(?:of|des|der|von)\b))+)?", flags),
+        "pair_item": re.compile(r"(?P<s>\d{1,2})\s*[/:]\s*(?P<a>\d{1,4})"),
         "compact": re.compile(rf"\b{v.compact_series}(?P<s>\d{{1,4}})\s*{v.compact_separators}?\s*{v.compact_image}"
                               r"(?P<a>\d{1,4})\b(?P<b>(?!x)x)?(?P<more>(?!x)x)?", flags),
         # "series 5:143", "Serie 3: 130-140"
@@ -195,6 +201,17 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         # between two items of one list ("prior images 3:30 and 3:105", "auf 3:30 bzw. 3:105")
         "list_gap": re.compile(rf"\s*,?\s*(?:{v.lists})?\s*", flags),
         "current": re.compile(rf"\b{v.current_cues}\b", flags),
+        # a finding called resolved ("has resolved", "nicht mehr abgrenzbar") is cited where it was: in the prior study;
+        # not one resolved in part ("partially resolved", "nicht vollständig regredient")
+        "resolved": re.compile(rf"(?<!\w){v.resolved_cues}(?!\w)", flags),
+        "resolved_blocker": re.compile(rf"\b{v.resolved_blockers}\W+(?:\w+\W+)?$", flags),
+        # what ends the clause of a resolved finding
+        "clause_break": re.compile(r"[;,:.]|\b(?:and|but|while|whereas|however|und|aber|jedoch|während|wohingegen|"
+                                   r"sowie)\b", flags),
+        # a reformatted plane or a window: another series ("(series 3, image 72; coronal image 80)")
+        "plane": re.compile(rf"\b{v.plane_words}", flags),
+        # what may stand between a prior-study cue and the colon of a heading ("Prior study: ...", "Vor-CT (2019): ...")
+        "heading_gap": re.compile(r"[)\]]?(?:\s*(?:[^\W\d_][\w/-]*|\([^()]*\)|\[[^\]]*\])){0,3}\s*", flags),
         # "new since the prior study (series 3, image 45)": a comparison, the image is in the current study
         "since": re.compile(r"\b(?:since|seit)\s+(?:\w+\s+)?$", flags),
         # "compared with the CT of [DATE] (series 5, image 88)": the cited image is in the compared study only
@@ -320,6 +337,9 @@ def _references(name: str, m: re.Match, patterns: dict[str, re.Pattern]
                 ) -> list[tuple[int | None, int, tuple[int, int] | None, str]]:
     series = int(m.group("s")) if "s" in m.re.groupindex and m.group("s") else None
     items = [(int(m.group("a")), int(m.group("b")) if m.group("b") else None)]
+    if name == "pair" and m.group("more"):
+        return [(series, items[0][0], None, "pair_list")] + [
+            (int(i["s"]), int(i["a"]), None, "pair_list") for i in patterns["pair_item"].finditer(m.group("more"))]
     if m.group("more"):
         items += [(int(i["x"]), int(i["y"]) if i["y"] else None)
                   for i in patterns["list_item"].finditer(m.group("more"))]
@@ -367,10 +387,50 @@ def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: 
         if patterns["comparison"].search(window, clause_start, c.start()):
             return patterns["adjacent"].fullmatch(gap) is not None
         crossed = [m for m in re.finditer(r"[,:]", gap) if _outside_parens(sentence, cue_end + m.start())]
-        if not crossed or (len(crossed) == 1 and re.match(r"\s*:", gap)):  # "Prior CT: nodule (series 2, image 80)"
+        if not crossed or (len(crossed) == 1 and crossed[0].group() == ":"  # "Prior CT: nodule (series 2, image 80)",
+                           and patterns["heading_gap"].fullmatch(gap, 0, crossed[0].start())):  # "the prior study: ..."
             return True
         return patterns["intro"].match(window, clause_start) is not None
     return False
+
+
+def _without_parens(text: str) -> str:
+    """``text`` with its balanced parentheses and their content removed."""
+    while True:
+        shorter = re.sub(r"\([^()]*\)", " ", text)
+        if shorter == text:
+            return text
+        text = shorter
+
+
+def _resolved(sentence: str, start: int, end: int, patterns: dict[str, re.Pattern]) -> bool:
+    """Whether the finding cited at sentence[start:end] is called resolved in its clause ("Previously noted
+    consolidation at series 3 image 145 has resolved", "Der Knoten (IM 138 SE 3) ist nicht mehr abgrenzbar"): the
+    image shows where it was, in the prior study. Not across a clause break or a "now"/"jetzt", not when resolved in
+    part ("partially resolved", "nicht vollständig regredient")."""
+    for cue in patterns["resolved"].finditer(sentence):
+        if cue.start() >= end:
+            between = sentence[end:cue.start()]
+        elif cue.end() <= start:
+            between = sentence[cue.end():start]
+        else:
+            continue
+        if patterns["resolved_blocker"].search(sentence, max(0, cue.start() - 40), cue.start()):
+            continue
+        between = _without_parens(between)
+        if not patterns["clause_break"].search(between) and not patterns["current"].search(between):
+            return True
+    return False
+
+
+def _semicolon_blocks(sentence: str, a: int, b: int, patterns: dict[str, re.Pattern]) -> bool:
+    """Whether a semicolon between a series (ending at ``a``) and an image (at ``b``) keeps the series from the
+    image: yes, except inside the parentheses of one citation ("(series 3, image 72; also image 80)", "(Bild 70;
+    Bild 79; jeweils Serie 3)"), unless a reformatted plane or a window names another series there."""
+    gap = sentence[a:b]
+    if ";" not in gap:
+        return False
+    return ("(" in gap or ")" in gap or _outside_parens(sentence, a) or patterns["plane"].search(gap) is not None)
 
 
 def _series_of_images(sentence: str, inside: list[tuple[str, re.Match]], offset: int,
@@ -395,18 +455,23 @@ def _series_of_images(sentence: str, inside: list[tuple[str, re.Match]], offset:
         before = [x for x in anchors if x[1] <= a and x[3] in (None, prior)]
         if before:
             gap = sentence[before[-1][1]:a]
-            if ";" not in gap and not patterns["series_word"].search(gap):
+            if not _semicolon_blocks(sentence, before[-1][1], a, patterns) and not patterns["series_word"].search(gap):
                 series = before[-1][2]
         if series is None:
-            after = [x for x in anchors if x[0] >= b and x[3] in (None, prior)]
+            after = [x for x in anchors if x[0] >= b]
+            # "damals Bild 246, jetzt Bild 254, jeweils Serie 4": a distributive series spans prior and current images
+            if after and after[0][3] not in (None, prior) and not patterns["distributive"].search(
+                    sentence[b:after[0][0]]):
+                after = [x for x in after if x[3] in (None, prior)]
             if after:
                 gap = sentence[b:after[0][0]]
                 words = patterns["series_word"].findall(gap)
                 alone = not any(b <= x < after[0][0] for x, _ in spans)  # no other reference between
                 # "images 87 and 92, both in series 3"; "image 88, best seen on the ... windows of series 2",
                 # "image 54 (1 mm slice thickness, series 4)": a series after the image with words between
-                if ";" not in gap and len(words) <= 1 and (patterns["distributive"].search(gap) or (
-                        alone and len(re.findall(r"[^\W\d_]+", gap)) <= 10 and not re.search(r"[.!?]\s", gap))):
+                if (not _semicolon_blocks(sentence, b, after[0][0], patterns) and len(words) <= 1
+                        and (patterns["distributive"].search(gap) or (
+                        alone and len(re.findall(r"[^\W\d_]+", gap)) <= 10 and not re.search(r"[.!?]\s", gap)))):
                     series = after[0][2]
         out.append(series)
     return out
@@ -444,7 +509,8 @@ def find_references(text: str, pattern_files: tuple[str, ...] | None = None,
         local = [(m.start() - s_start, m.end() - s_start) for _, m in inside]
         sentence = text[s_start:s_end]
         cuts = [0] + [c if c >= 0 else None for c in _clause_cuts(sentence, local)] + [len(sentence)]
-        priors = [_is_prior(sentence, a, b, local[i - 1][1] if i else 0, patterns) for i, (a, b) in enumerate(local)]
+        priors = [_is_prior(sentence, a, b, local[i - 1][1] if i else 0, patterns) or _resolved(sentence, a, b, patterns)
+                  for i, (a, b) in enumerate(local)]
         # the items of one list ("prior images 3:30 and 3:105", "3:30 and 3:105 on the prior study") share a study
         group = [0]
         for i in range(1, len(local)):
