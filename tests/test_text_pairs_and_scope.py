@@ -150,6 +150,11 @@ def test_held_out_2_label_kinds(text, lang, label, expected):
      [(False, 3, 90, "high"), (True, None, 92, "medium")]),
     ("Status post lobectomy 2019, scar (series 3, image 40).", [(False, 3, 40, "high")]),
     ("Lobektomie 2019 rechts, Narbe in Serie 3 Bild 40.", [(False, 3, 40, "high")]),
+    # an earlier study named by an adjective or by how long ago it was
+    ("On the preceding CT the nodule was at series 3, image 40.", [(True, 3, 40, "high")]),
+    ("In der vorangegangenen Untersuchung lag der Knoten auf Bild 40 der Serie 3.", [(True, 3, 40, "high")]),
+    ("Vor drei Monaten lag der Knoten auf Bild 40 der Serie 3.", [(True, 3, 40, "high")]),
+    ("The last image of series 3 shows the nodule (image 300).", [(False, 3, 300, "medium")]),
     # a prior-study heading with words before its colon
     ("Prior study (2019): scar at series 3, image 122.", [(True, 3, 122, "high")]),
     ("Images of the earlier CT: nodule at series 4 image 61.", [(True, 4, 61, "high")]),
