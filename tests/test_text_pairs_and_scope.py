@@ -208,6 +208,20 @@ def test_series_across_a_semicolon_in_parentheses_across_prior_and_current_and_p
     ("Diskrete Verdickung der Interlobulärsepten basal.", "de", "Interlobular septal thickening", 1),
     ("Wandverdickung der Segmentbronchien beidseits.", "de", "Peribronchial thickening", 1),
     ("Wall thickening of the lower lobe bronchi.", "en", "Peribronchial thickening", 1),
+    ("Wandverdickte Segmentbronchien.", "de", "Peribronchial thickening", 1),
+    # the same kinds one step further: lists with commas, named coronaries, paraphrases, a history after its finding
+    ("Enlarged right hilar, subcarinal and paratracheal lymph nodes.", "en", "Lymphadenopathy", 1),
+    ("Enlarged heart, small lymph nodes.", "en", "Lymphadenopathy", 0),
+    ("Verkalkter Plaque der RIVA.", "de", "Coronary artery wall calcification", 1),
+    ("Verkalkter Plaque der RIVA.", "de", "Arterial wall calcification", 0),
+    ("Calcified plaque in the proximal LAD.", "en", "Coronary artery wall calcification", 1),
+    ("Geringe Flüssigkeit im Perikard.", "de", "Pericardial effusion", 1),
+    ("Kollaps des Mittellappens.", "de", "Atelectasis", 1),
+    ("Tree-in-bud pattern in the right lower lobe.", "en", "Lung opacity", 1),
+    ("Crazy-paving-Muster im Unterlappen.", "de", "Interlobular septal thickening", 1),
+    ("Bekanntes Emphysem laut Anamnese.", "de", "Emphysema", 0),
+    ("Emphysema by history.", "en", "Emphysema", 0),
+    ("Anamnestisch bekannte COPD mit Emphysem.", "de", "Emphysema", 0),
 ])
 def test_held_out_3_label_kinds(text, lang, label, expected):
     assert extract_labels(text, lang)[label] == expected
