@@ -183,12 +183,25 @@ def test_a_finding_called_resolved_is_cited_in_the_prior_study(text, expected):
 @pytest.mark.parametrize("text, expected", [
     # a semicolon inside the parentheses of one citation keeps its series, unless a plane names another series
     ("Small nodule (series 4, image 33; also image 41).", [(False, 4, 33, "high"), (False, 4, 41, "medium")]),
-    ("Kleiner Knoten (Bild 33; Bild 41; jeweils Serie 4).", [(False, 4, 33, "medium"), (False, 4, 41, "high")]),
+    ("Kleiner Knoten (Bild 33; Bild 41; jeweils Serie 4).", [(False, 4, 33, "medium"), (False, 4, 41, "medium")]),
     ("Small nodule (series 4, image 33; coronal image 80).", [(False, 4, 33, "high"), (False, None, 80, "medium")]),
     ("Small nodule (series 4, image 33); also image 41.", [(False, 4, 33, "high"), (False, None, 41, "medium")]),
     # a distributive series after a prior and a current image belongs to both
     ("Die Läsion ist kleiner als 2022 (damals Bild 100, jetzt Bild 104, beide Serie 2).",
      [(True, 2, 100, "medium"), (False, 2, 104, "high")]),
+    # "then"/"damals" right after an image marks it prior, "now"/"jetzt" current, whatever cue came before
+    ("Der Knoten ist gewachsen (Bild 88 damals, Bild 92 jetzt, jeweils Serie 3).",
+     [(True, 3, 88, "medium"), (False, 3, 92, "medium")]),
+    ("Nodule at image 88 then a second one at image 92.", [(False, None, 88, "medium"), (False, None, 92, "medium")]),
+    # a series after a list of images (each with its image word) belongs to every one of them ...
+    ("Two nodules (image 88, image 92, series 3).", [(False, 3, 88, "medium"), (False, 3, 92, "high")]),
+    ("Zwei Knoten (Bild 88, Bild 92 und Bild 97, Serie 3).",
+     [(False, 3, 88, "medium"), (False, 3, 92, "medium"), (False, 3, 97, "high")]),
+    # ... but not past words of another finding, nor a series that has an image of its own
+    ("Nodule at image 88, another nodule at image 92 on series 3.", [(False, None, 88, "medium"), (False, 3, 92, "high")]),
+    ("Nodule image 88; effusion series 4, image 20.", [(False, None, 88, "medium"), (False, 4, 20, "high")]),
+    ("Nodule at image 88, effusion at series 4, image 20.", [(False, None, 88, "medium"), (False, 4, 20, "high")]),
+    ("The effusion is best seen on series 4; nodule at image 20.", [(False, None, 20, "medium")]),
     # every pair of a list after "series/image" is a series and an image; a fraction is not
     ("Nodules: series/image 3/160, 3/175 and 4/20.", [(False, 3, 160, "high"), (False, 3, 175, "high"),
                                                      (False, 4, 20, "high")]),

@@ -36,7 +36,7 @@ HEADINGS = r"(?:findings|impression|befund|beurteilung|clinical information|tech
 OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cues", "current_cues",
                  "ambiguous_image_words", "distributive_words", "comparison_cues", "compact_separators",
                  "linking_words", "intro_words", "short_image", "short_series", "time_words", "ratio_words",
-                 "relative_words", "resolved_cues", "resolved_blockers", "plane_words")
+                 "relative_words", "resolved_cues", "resolved_blockers", "plane_words", "postfix_prior_words")
 CONFIDENCES = ("high", "medium", "low")  # best first
 HIGH_SHAPES = ("series_image", "image_series", "pair", "compact", "compact_reversed", "series_pair", "short_image_series",
                "short_series_image")
@@ -110,6 +110,7 @@ class Vocabulary:
     resolved_cues: str
     resolved_blockers: str
     plane_words: str
+    postfix_prior_words: str
 
     @classmethod
     def from_files(cls, files: tuple[str, ...]) -> "Vocabulary":
@@ -147,13 +148,17 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     numspec = (rf"{marker}\s*(?P<a>{NUM})(?:{total_of}|(?:{upto}(?P<b>{NUM}))?"
                rf"(?P<more>(?:\s*,?\s*{v.lists}\s*{NUM}(?:\s*{v.ranges}\s*{NUM})?)+)?)")
     series = rf"{v.series}(?![^\W\d_])\.?{marker}\s*(?P<s>\d{{1,4}})(?![.,]?\d)"
-    between = r"\s*[,;:/\-–(]?\s*(?:[^\W\d]+[,):]*\s+){0,4}?"  # a series governs the images of its clause
+    # a series governs the images of its clause; across a semicolon only the next word ("Se 4; Im 20")
+    between = r"(?:\s*[,:/\-–(]?\s*(?:[^\W\d]+[,):]*\s+){0,4}?|\s*;\s*)"
     flags = re.IGNORECASE
     return {
         "series_image": re.compile(rf"\b{series}(?P<gap>{between}){v.image}(?![^\W\d_])\.?{numspec}", flags),
-        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}\s*[,;/]?\s*(?:[^\W\d]+\s+){{0,3}}?"
-                                   rf"\(?\s*(?:{v.connectors}\s+)?"
-                                   rf"(?:{v.articles}\s+)?\b{series}", flags),
+        # words between the image and its series ("image 92, both in series 3", "Bild 190 im Knochenfenster (Serie 8)")
+        # only without a semicolon, and not where the series has an image of its own: "image 88; effusion series 4",
+        # "image 88, effusion at series 4, image 20" are two references
+        "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}(?:\s*[,/]?\s*(?P<w>(?:[^\W\d]+\s+){{1,3}}?)?"
+                                   rf"|\s*;\s*)\(?\s*(?:{v.connectors}\s+)?"
+                                   rf"(?:{v.articles}\s+)?\b{series}(?(w)(?!\s*[,;:/]?\s*{v.image}(?![^\W\d_])))", flags),
         # "Serie/Bild 3/160 und 3/175": every further pair of the list is series/image too
         "pair": re.compile(rf"\b{v.series}\.?\s*[/:]\s*{v.image}\.?\s*:?\s*(?P<s>\d{{1,4}})\s*[/:]\s*(?P<a>\d{{1,4}})"
                            rf"(?![.,]?\d)(?P<b>(?!x)x)?(?P<more>(?:\s*,?\s*{v.lists}\s*\d{{1,2}}\s*[/:]\s*(?=\d\d){NUM}"
@@ -194,12 +199,19 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         "linking_gap": re.compile(rf"(?:[\s,;:/\-–(]|\b(?:{v.connectors}|{v.articles}|{v.cues}|{v.linking_words})\b)*",
                                   flags),
         "prior": re.compile(rf"(?<!\w){v.prior_cues}(?!\w)", flags),
+        # a "then"/"damals" or a "now"/"jetzt" right after a reference, standing alone, dates it: "(image 88 then,
+        # image 92 now, series 3)", "(Bild 88 damals, Bild 92 jetzt)"
+        "postfix_prior": re.compile(rf"\)?\s+{v.postfix_prior_words}\s*(?=[,;)\]]|$)", flags),
+        "postfix_current": re.compile(rf"\)?\s+{v.current_cues}\s*(?=[,;)\]]|$)", flags),
         "prior_after": re.compile(rf"\s*[,)\]]?\s*(?:{v.connectors}|at|auf|im|vom|zur)\s+(?:{v.articles}\s+)?"
                                   rf"{v.prior_cues}(?!\w)", flags),
         # a clause after the compared study that refers back to it
         "relative": re.compile(rf"[^,;()]*(?:,|\s[–—-])\s*{v.relative_words}\b[^,;]*$", flags),
         # between two items of one list ("prior images 3:30 and 3:105", "auf 3:30 bzw. 3:105")
         "list_gap": re.compile(rf"\s*,?\s*(?:{v.lists})?\s*", flags),
+        # between an image and a series after it, only further references of one list ("@"): "(image 88, image 92,
+        # series 3)", "Bild 88 und Bild 92 der Serie 3"
+        "list_to_series": re.compile(rf"(?:\s*[,;]?\s*(?:{v.lists})?\s*@)+\s*", flags),
         "current": re.compile(rf"\b{v.current_cues}\b", flags),
         # a finding called resolved ("has resolved", "nicht mehr abgrenzbar") is cited where it was: in the prior study;
         # not one resolved in part ("partially resolved", "nicht vollständig regredient")
@@ -364,7 +376,9 @@ def _is_prior(sentence: str, start: int, end: int, previous_end: int, patterns: 
     Voruntersuchung"). The cue's reach ends at a "now"/"aktuell"; it crosses a comma only from an introductory
     phrase ("Previously, ...", "On the prior CT dated [DATE], ..."); after a comparison ("compared with",
     "since", "im Vergleich zur") only a reference right after the compared study is in it."""
-    if patterns["prior_after"].match(sentence, end):
+    if patterns["postfix_current"].match(sentence, end):
+        return False
+    if patterns["prior_after"].match(sentence, end) or patterns["postfix_prior"].match(sentence, end):
         return True
     window_start = previous_end
     for m in re.finditer(r";", sentence[previous_end:start]):
@@ -467,10 +481,15 @@ def _series_of_images(sentence: str, inside: list[tuple[str, re.Match]], offset:
                 gap = sentence[b:after[0][0]]
                 words = patterns["series_word"].findall(gap)
                 alone = not any(b <= x < after[0][0] for x, _ in spans)  # no other reference between
+                chain = sentence[b:after[0][0]]  # the other references between, each as "@"
+                for x, y in sorted(spans, reverse=True):
+                    if b <= x < after[0][0]:
+                        chain = chain[:x - b] + "@" + chain[min(y, after[0][0]) - b:]
+                listed = not alone and patterns["list_to_series"].fullmatch(chain) is not None
                 # "images 87 and 92, both in series 3"; "image 88, best seen on the ... windows of series 2",
                 # "image 54 (1 mm slice thickness, series 4)": a series after the image with words between
                 if (not _semicolon_blocks(sentence, b, after[0][0], patterns) and len(words) <= 1
-                        and (patterns["distributive"].search(gap) or (
+                        and (patterns["distributive"].search(gap) or listed or (
                         alone and len(re.findall(r"[^\W\d_]+", gap)) <= 10 and not re.search(r"[.!?]\s", gap)))):
                     series = after[0][2]
         out.append(series)
