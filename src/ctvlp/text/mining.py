@@ -146,7 +146,7 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
     # "images 40-44", "from image 160 through image 185", "images 40, 52 and 61", "images 190-205 and 212-220"
     upto = rf"\s*{v.ranges}\s*(?:{v.image_only}(?![^\W\d_])\.?\s*)?"
     numspec = (rf"{marker}\s*(?P<a>{NUM})(?:{total_of}|(?:{upto}(?P<b>{NUM}))?"
-               rf"(?P<more>(?:\s*,?\s*{v.lists}\s*{NUM}(?:\s*{v.ranges}\s*{NUM})?)+)?)")
+               rf"(?P<more>(?:\s*,?\s*{v.lists}\s*(?:#\s*)?{NUM}(?:\s*{v.ranges}\s*{NUM})?)+)?)")  # "#77 and #81"
     series = rf"{v.series}(?![^\W\d_])\.?{marker}\s*(?P<s>\d{{1,4}})(?![.,]?\d)"
     # a series governs the images of its clause; across a semicolon only the next word ("Se 4; Im 20")
     between = r"(?:\s*[,:/\-–(]?\s*(?:[^\W\d]+[,):]*\s+){0,4}?|\s*;\s*)"
