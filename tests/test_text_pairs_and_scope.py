@@ -202,6 +202,8 @@ def test_a_finding_called_resolved_is_cited_in_the_prior_study(text, expected):
     ("Nodule image 88; effusion series 4, image 20.", [(False, None, 88, "medium"), (False, 4, 20, "high")]),
     ("Nodule at image 88, effusion at series 4, image 20.", [(False, None, 88, "medium"), (False, 4, 20, "high")]),
     ("The effusion is best seen on series 4; nodule at image 20.", [(False, None, 20, "medium")]),
+    ("Two nodules (image 88, Se 4/Im 92).", [(False, None, 88, "medium"), (False, 4, 92, "high")]),
+    ("Knoten (Bild 45 der Serie 3 Bild 46).", [(False, 3, 45, "high"), (False, 3, 46, "medium")]),
     ("Key images series 4 #77 and #81.", [(False, 4, 77, "high"), (False, 4, 81, "high")]),
     ("Nodule (S4-I77).", [(False, 4, 77, "high")]),
     # every pair of a list after "series/image" is a series and an image; a fraction is not

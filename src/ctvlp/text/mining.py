@@ -155,10 +155,11 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         "series_image": re.compile(rf"\b{series}(?P<gap>{between}){v.image}(?![^\W\d_])\.?{numspec}", flags),
         # words between the image and its series ("image 92, both in series 3", "Bild 190 im Knochenfenster (Serie 8)")
         # only without a semicolon, and not where the series has an image of its own: "image 88; effusion series 4",
-        # "image 88, effusion at series 4, image 20" are two references
+        # "image 88, effusion at series 4, image 20", "image 88, Se 4/Im 92" are two references
         "image_series": re.compile(rf"\b{v.image_only}(?![^\W\d_])\.?{numspec}(?:\s*[,/]?\s*(?P<w>(?:[^\W\d]+\s+){{1,3}}?)?"
-                                   rf"|\s*;\s*)\(?\s*(?:{v.connectors}\s+)?"
-                                   rf"(?:{v.articles}\s+)?\b{series}(?(w)(?!\s*[,;:/]?\s*{v.image}(?![^\W\d_])))", flags),
+                                   rf"|\s*;\s*)\(?\s*(?P<c>{v.connectors}\s+)?"
+                                   rf"(?:{v.articles}\s+)?\b{series}(?(w)(?!\s*[,;:/]?\s*{v.image}(?![^\W\d_])))"
+                                   rf"(?(c)|(?!\s*[:/]?\s*{v.image}(?![^\W\d_])\.?\s*#?\s*\d))", flags),  # "image 88, Se 4/Im 92"
         # "Serie/Bild 3/160 und 3/175": every further pair of the list is series/image too
         "pair": re.compile(rf"\b{v.series}\.?\s*[/:]\s*{v.image}\.?\s*:?\s*(?P<s>\d{{1,4}})\s*[/:]\s*(?P<a>\d{{1,4}})"
                            rf"(?![.,]?\d)(?P<b>(?!x)x)?(?P<more>(?:\s*,?\s*{v.lists}\s*\d{{1,2}}\s*[/:]\s*(?=\d\d){NUM}"
@@ -481,11 +482,16 @@ def _series_of_images(sentence: str, inside: list[tuple[str, re.Match]], offset:
                 gap = sentence[b:after[0][0]]
                 words = patterns["series_word"].findall(gap)
                 alone = not any(b <= x < after[0][0] for x, _ in spans)  # no other reference between
-                chain = sentence[b:after[0][0]]  # the other references between, each as "@"
-                for x, y in sorted(spans, reverse=True):
+                # the other references between, each as "@": images only, the last one perhaps with the series after
+                # it ("image 92, series 3"), never a series before its own image ("image 88, Se 4/Im 92")
+                chain, own_series = sentence[b:after[0][0]], False
+                for (other, _), (x, y) in sorted(zip(inside, spans), key=lambda item: -item[1][0]):
                     if b <= x < after[0][0]:
                         chain = chain[:x - b] + "@" + chain[min(y, after[0][0]) - b:]
-                listed = not alone and patterns["list_to_series"].fullmatch(chain) is not None
+                        own_series |= other not in ("image_only", "image_series", "short_image_series",
+                                                    "compact_reversed")
+                listed = (not alone and not own_series
+                          and patterns["list_to_series"].fullmatch(chain) is not None)
                 # "images 87 and 92, both in series 3"; "image 88, best seen on the ... windows of series 2",
                 # "image 54 (1 mm slice thickness, series 4)": a series after the image with words between
                 if (not _semicolon_blocks(sentence, b, after[0][0], patterns) and len(words) <= 1
