@@ -175,6 +175,8 @@ def test_prior_study_names_of_held_out_3(text, expected):
     ("The effusion has resolved and the nodule at series 3 image 45 is stable.", [(False, 3, 45, "high")]),
     ("Der Erguss ist vollständig resorbiert, der Knoten (Serie 3, Bild 45) ist stabil.", [(False, 3, 45, "high")]),
     ("High-resolution images show a nodule (series 3, image 45).", [(False, 3, 45, "high")]),
+    ("Die Minderbelüftung (Serie 2, Bild 275) ist in Bauchlage nicht mehr nachweisbar.", [(False, 2, 275, "high")]),
+    ("The dependent opacity (series 2, image 275) is no longer seen on prone images.", [(False, 2, 275, "high")]),
 ])
 def test_a_finding_called_resolved_is_cited_in_the_prior_study(text, expected):
     assert refs(text) == expected

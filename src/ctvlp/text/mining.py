@@ -36,7 +36,7 @@ HEADINGS = r"(?:findings|impression|befund|beurteilung|clinical information|tech
 OPTIONAL_KEYS = ("number_markers", "compact_series", "compact_image", "prior_cues", "current_cues",
                  "ambiguous_image_words", "distributive_words", "comparison_cues", "compact_separators",
                  "linking_words", "intro_words", "short_image", "short_series", "time_words", "ratio_words",
-                 "relative_words", "resolved_cues", "resolved_blockers", "plane_words", "postfix_prior_words")
+                 "relative_words", "resolved_cues", "resolved_blockers", "plane_words", "postfix_prior_words", "position_words")
 CONFIDENCES = ("high", "medium", "low")  # best first
 HIGH_SHAPES = ("series_image", "image_series", "pair", "compact", "compact_reversed", "series_pair", "short_image_series",
                "short_series_image")
@@ -111,6 +111,7 @@ class Vocabulary:
     resolved_blockers: str
     plane_words: str
     postfix_prior_words: str
+    position_words: str
 
     @classmethod
     def from_files(cls, files: tuple[str, ...]) -> "Vocabulary":
@@ -218,6 +219,8 @@ def compiled(files: tuple[str, ...]) -> dict[str, re.Pattern]:
         # not one resolved in part ("partially resolved", "nicht vollständig regredient")
         "resolved": re.compile(rf"(?<!\w){v.resolved_cues}(?!\w)", flags),
         "resolved_blocker": re.compile(rf"\b{v.resolved_blockers}\W+(?:\w+\W+)?$", flags),
+        # gone in another position of the same study ("in Bauchlage nicht mehr nachweisbar"): still current
+        "position": re.compile(rf"\b{v.position_words}\b", flags),
         # what ends the clause of a resolved finding
         "clause_break": re.compile(r"[;,:.]|\b(?:and|but|while|whereas|however|und|aber|jedoch|während|wohingegen|"
                                    r"sowie)\b", flags),
@@ -422,7 +425,8 @@ def _resolved(sentence: str, start: int, end: int, patterns: dict[str, re.Patter
     """Whether the finding cited at sentence[start:end] is called resolved in its clause ("Previously noted
     consolidation at series 3 image 145 has resolved", "Der Knoten (IM 138 SE 3) ist nicht mehr abgrenzbar"): the
     image shows where it was, in the prior study. Not across a clause break or a "now"/"jetzt", not when resolved in
-    part ("partially resolved", "nicht vollständig regredient")."""
+    part ("partially resolved", "nicht vollständig regredient") or only in another position of the same study
+    ("in Bauchlage nicht mehr nachweisbar")."""
     for cue in patterns["resolved"].finditer(sentence):
         if cue.start() >= end:
             between = sentence[end:cue.start()]
@@ -433,7 +437,12 @@ def _resolved(sentence: str, start: int, end: int, patterns: dict[str, re.Patter
         if patterns["resolved_blocker"].search(sentence, max(0, cue.start() - 40), cue.start()):
             continue
         between = _without_parens(between)
-        if not patterns["clause_break"].search(between) and not patterns["current"].search(between):
+        if patterns["clause_break"].search(between) or patterns["current"].search(between):
+            continue
+        after = sentence[cue.end():]
+        clause_end = patterns["clause_break"].search(after)
+        if not patterns["position"].search(sentence, min(start, cue.start()),
+                                           cue.end() + (clause_end.start() if clause_end else len(after))):
             return True
     return False
 
