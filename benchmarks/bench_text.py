@@ -14,6 +14,9 @@ precision >= 0.99 at recall >= 0.90) and report-level label macro F1 (target >= 
     rules and frozen with its hash before it was opened, after the round's last rule change; reported on once, then
     tuned to in issue 24's third round: a development set now, labelled so; printed when its FROZEN file is there,
     unless --skip heldout_3),
+  * the fourth held-out set    tests/data/heldout_4/ (issue 24's third round; written by someone who never saw the
+    rules and frozen with its hash while the round ran; opened once, after the round's last rule change;
+    unless --skip heldout_4),
   * the demo cohort            DEMO_ROOT (default demo_data; `make demo` writes it),
 plus the rule path's throughput (target >= 2,000 reports/s on one core, with the machine's load beside it) and
 whether any demo snippet spans two sentences.
@@ -23,7 +26,7 @@ prior-study reference must be marked prior. Labels are scored 1 vs not-1 over al
 gold -1 (explicitly uncertain) cells left out; a label is left out of the macro mean where it has neither a
 gold nor a predicted positive (F1 undefined).
 
-Usage: python benchmarks/bench_text.py [DEMO_ROOT] [--skip heldout_2] [--skip heldout_3] [--repeats N]
+Usage: python benchmarks/bench_text.py [DEMO_ROOT] [--skip heldout_2] [--skip heldout_3] [--skip heldout_4] [--repeats N]
 """
 
 from __future__ import annotations
@@ -224,11 +227,17 @@ def report_bodies(paths: list[Path]) -> list[str]:
     return [training_text(split_sections(t)) or t for t in texts]
 
 
+# the sets frozen with their hash before they were opened (tests/data/<name>/FROZEN), with how each is used now
+FROZEN_SETS = (("heldout_2", "held-out 2 (development since issue 24's second round)"),
+               ("heldout_3", "held-out 3 (development since issue 24's third round)"),
+               ("heldout_4", "held-out 4 (frozen)"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demo_root", nargs="?", type=Path, default=REPO / "demo_data")
-    parser.add_argument("--skip", action="append", default=[], choices=["heldout", "heldout_2", "heldout_3", "demo"],
-                        help="leave a set out (repeatable)")
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["heldout", *(name for name, _ in FROZEN_SETS), "demo"], help="leave a set out (repeatable)")
     parser.add_argument("--repeats", type=int, default=3, help="throughput rounds (the best counts)")
     args = parser.parse_args()
     root = args.demo_root
@@ -239,22 +248,14 @@ def main() -> None:
     if "heldout" not in args.skip:
         print_set("held-out 1 (development since issue 24)",
                   sorted(held.glob("references_*.tsv")), sorted(held.glob("reports_*.jsonl")))
-    held2 = DATA / "heldout_2"
-    if "heldout_2" in args.skip:
-        print("held-out 2: skipped (--skip heldout_2)")
-    elif (held2 / "FROZEN").exists():
-        print_set("held-out 2 (development since issue 24's second round)", sorted(held2.glob("references_*.tsv")),
-                  sorted(held2.glob("reports_*.jsonl")))
-    else:
-        print("held-out 2: tests/data/heldout_2/FROZEN not present yet")
-    held3 = DATA / "heldout_3"
-    if "heldout_3" in args.skip:
-        print("held-out 3: skipped (--skip heldout_3)")
-    elif (held3 / "FROZEN").exists():
-        print_set("held-out 3 (development since issue 24's third round)",
-                  sorted(held3.glob("references_*.tsv")), sorted(held3.glob("reports_*.jsonl")))
-    else:
-        print("held-out 3: tests/data/heldout_3/FROZEN not present yet")
+    for name, label in FROZEN_SETS:
+        folder = DATA / name
+        if name in args.skip:
+            print(f"{label}: skipped (--skip {name})")
+        elif (folder / "FROZEN").exists():
+            print_set(label, sorted(folder.glob("references_*.tsv")), sorted(folder.glob("reports_*.jsonl")))
+        else:
+            print(f"{label}: tests/data/{name}/FROZEN not present yet")
     if (root / "ground_truth").exists() and "demo" not in args.skip:
         demo_scores(root)
     else:
