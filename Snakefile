@@ -15,10 +15,16 @@ WORKFLOW_DIR = Path(str(workflow.current_basedir))
 sys.path.insert(0, str(WORKFLOW_DIR / "src"))
 from ctvlp.core.config import ConfigError, validate_config
 from ctvlp.core.logs import keep_unfinished_logs
+from ctvlp.core.pythonpath import pythonpath_with_first
 from ctvlp.ingest.inputs import check_inputs
 from ctvlp.models.weights_dir import model_config_problems
 from ctvlp.privacy.config_checks import config_privacy_problems
 
+# ... and first: Snakemake appends that search path after the job's site-packages, so inside an image holding the
+# ctvlp of an older checkout a rule would run that, not this checkout's code. Apptainer passes PYTHONPATH into
+# the image (the folder is bound: common.smk); under --sdm conda Snakemake strips it, and the search path serves
+# (those environments hold no ctvlp).
+os.environ.update(PYTHONPATH=pythonpath_with_first(str(WORKFLOW_DIR / "src"), os.environ))
 min_version("9.0")
 # Nothing may be fetched from a model hub at run time: every model is a local path.
 os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

@@ -38,8 +38,9 @@ KINDS = ("data", "gpu", "report")
 ENVS = {kind: f"../../envs/{kind}.yaml" for kind in KINDS}
 CONTAINERS = {kind: config["software"]["container"][kind] for kind in KINDS}
 # Apptainer sees the working directory only: bind every configured folder outside it (data roots, models,
-# results, logs). Appended once to the apptainer-args of this run; the Slurm jobs inherit them.
-for _path in bind_paths(config, Path.cwd()):
+# results, logs) and the workflow's src/ (the Snakefile puts it first on PYTHONPATH). Appended once to the
+# apptainer-args of this run; the Slurm jobs inherit them.
+for _path in bind_paths(config, Path.cwd(), also=[WORKFLOW_DIR / "src"]):
     if f"--bind {_path}" not in workflow.deployment_settings.apptainer_args:
         workflow.deployment_settings.apptainer_args += f" --bind {_path}"
 

@@ -62,31 +62,28 @@ def software_state(repo: str | Path) -> dict:
         status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
                                 capture_output=True, text=True, timeout=60, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None, "tag": tag or f"ctvlp {_package_version('ctvlp')}"}
+        return {"commit": None, "dirty": None, "tag": tag or f"ctvlp {running_ctvlp_version()}"}
     return {"commit": commit, "dirty": bool(status.strip()), "tag": tag}
 
 
-def _package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        if name == "ctvlp":  # the workflow's own src/ on the search path, not installed: its __init__'s version
-            # (read, not imported: core sits below the package root)
-            found = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parents[1] / "__init__.py").read_text(), re.M)
-            return found.group(1) if found else None
-        return None
+def running_ctvlp_version() -> str | None:
+    """The version of the ctvlp code this process runs: its own ``__init__``'s (read, not imported: core sits
+    below the package root). Not the installed distribution's: a rule can run the checkout's src/ while an image
+    or environment also holds an installed ctvlp of another version."""
+    found = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parents[1] / "__init__.py").read_text(), re.M)
+    return found.group(1) if found else None
 
 
 # ---- environment -----------------------------------------------------------------------------------------------
 def packages() -> dict[str, str]:
-    """Every installed distribution's version, the key packages first, then the rest by name."""
+    """Every installed distribution's version (ctvlp: the running code's), the key packages first, then the rest
+    by name."""
     found = {}
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").lower()
         if name and name not in found:
             found[name] = dist.version
-    if "ctvlp" not in found:
-        found["ctvlp"] = _package_version("ctvlp")
+    found["ctvlp"] = running_ctvlp_version()  # the code that runs, installed or not (and of which version)
     first = {k: found[k] for k in KEY_PACKAGES if k in found}
     return {**first, **{k: found[k] for k in sorted(found) if k not in first}}
 

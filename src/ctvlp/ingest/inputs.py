@@ -6,6 +6,7 @@ must see. Errors are ``ConfigError`` lines naming the dotted key.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from ctvlp.core.config import ConfigError, data_sources
@@ -100,8 +101,9 @@ def check_inputs(config: dict) -> None:
             raise ConfigError(f"config key 'data.ct_rate.release': {err}") from err
 
 
-def bind_paths(config: dict, workdir: str | Path) -> list[str]:
-    """Folders a container must see: every configured absolute path outside the working directory.
+def bind_paths(config: dict, workdir: str | Path, also: Iterable[str | Path] = ()) -> list[str]:
+    """Folders a container must see: every configured absolute path outside the working directory, and the
+    folders of ``also`` (the workflow's own src/) where they are outside it.
 
     Apptainer mounts only the working directory (Snakemake passes it as --home); data roots, model files,
     label sets and a results folder elsewhere must be bound or the rule fails inside the image with
@@ -114,7 +116,7 @@ def bind_paths(config: dict, workdir: str | Path) -> list[str]:
     candidates = [value for value, _kind in input_paths(config).values()]
     candidates += [config.get("results"), config.get("logs"), demo.get("root") if demo.get("enabled") else None,
                    (model.get("window_encoder") or {}).get("weights"), (model.get("text_encoder") or {}).get("path"),
-                   text.get("label_set"), *(text.get("mining_patterns") or [])]
+                   text.get("label_set"), *(text.get("mining_patterns") or []), *(str(Path(a).resolve()) for a in also)]
     found: list[str] = []
     for value in candidates:
         if not value or str(value).startswith("package:") or not Path(value).is_absolute():

@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 
 from ctvlp.core.config import ConfigError
 from ctvlp.core.params import canonical, select
+from ctvlp.core.pythonpath import pythonpath_with_first
 from ctvlp.ingest.inputs import rate_config_dir
 from ctvlp.train.ablations import apply_overrides
 from ctvlp.train.plan import BatchPlan
@@ -103,8 +104,7 @@ def worker_env(env: Mapping[str, str], threads: int) -> dict[str, str]:
     sites = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
     out = {**env, "OMP_NUM_THREADS": str(threads)}
     if root not in sites:
-        path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
-        out["PYTHONPATH"] = os.pathsep.join([root, *path])
+        out["PYTHONPATH"] = pythonpath_with_first(root, env)
     return out
 
 
