@@ -62,11 +62,10 @@ def journey_config(tmp: Path, cohort: Path, weights: Path, text: Path) -> dict:
                   "text_encoder": {"path": str(text), "max_tokens": 64,
                                    "lora": {"r": 4, "alpha": 16, "dropout": 0.05,
                                             "target_modules": ["q_proj", "v_proj"]}}},
-        # prompt_groups: the paper's {ct_rate, rate_chest, rate_abdomen} stop training at its start: rule train reads
-        # text/prompts.parquet, which holds the ct_rate group only (the RATE prompts go to rate_prompts.parquet and
-        # no training input); /work/plan/NOTES.md, 2026-12-07. Until that is wired, the journey trains on ct_rate.
+        # prompt_groups: the paper's {ct_rate, rate_chest, rate_abdomen} (once stopped training at its start: no
+        # training input held the RATE prompts; now rule train reads them beside text/prompts.parquet)
         "train": {"ablations": str(tmp / "ablations.tsv"), "epochs": 1, "batch_size": 8, "micro_batch": 2,
-                  "prompt_batch": 8, "loader_workers": 0, "checkpoint_every": 2, "prompt_groups": {"ct_rate": 5.0}},
+                  "prompt_batch": 8, "loader_workers": 0, "checkpoint_every": 2},
         "compute": {"train_gpus": 2, "allow_cpu": True, "train_threads": 2},
         "evaluate": {"bootstrap_resamples": 20,
                      "paper": {"resamples": 20, "pool_sizes": [2, 4], "pool_ks": [1, 2], "pool_repeats": 5}},
@@ -96,7 +95,6 @@ def journey(tmp_path_factory, request):
     # the SPECTRE-format files into model.weights_dir, as docs/model-and-training.md tells a user to
     full = tmp / "full.yaml"  # config.yaml + paper.yaml + the override, as Snakemake merges them
     effective = merged(paper, override)
-    effective["train"]["prompt_groups"] = override["train"]["prompt_groups"]  # replaced, not merged (see above)
     full.write_text(yaml.safe_dump(effective))
     python = bare_python(tmp / "venv")
     ctvlp = [str(python), "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); from ctvlp.cli import main; "
@@ -135,6 +133,8 @@ def test_the_paper_preset_runs_from_a_python_without_ctvlp(journey):
     config = json.loads((results / "runs" / "full" / "config.json").read_text())
     assert config["train"]["batch_size"] > config["train"]["micro_batch"]  # gradient caching
     assert config["model"]["text_encoder"]["finetune"] == "lora" and config["preprocess"]["keep_volumes"] is False
+    # the paper's prompt groups, the RATE questions' included (the cohort has RATE labels)
+    assert set(config["train"]["prompt_groups"]) == {"ct_rate", "rate_chest", "rate_abdomen"}, config["train"]
 
 
 def test_the_evaluation_and_the_paper_tables(journey):
