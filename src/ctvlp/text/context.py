@@ -22,8 +22,12 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from re import _constants as sre
-from re import _parser as sre_parse
+
+try:  # the regex parser of CPython 3.11+ (private): literal_prefixes reads patterns with it; without it, no gate
+    from re import _constants as sre
+    from re import _parser as sre_parse
+except ImportError:  # pragma: no cover - another Python
+    sre = sre_parse = None
 
 ABSENT = ("NEGATED_EXISTENCE", "RESOLVED", "INDICATION", "HISTORICAL")
 UNCERTAIN = "POSSIBLE_EXISTENCE"
@@ -79,6 +83,8 @@ def word_starts(low: str) -> list[int]:
 def first_chars(body: str) -> frozenset[str] | None:
     """The characters (both cases) a match of regular expression ``body`` can begin with, or None where that is
     not simple to tell (a class such as \\w, an empty match): the index by first character below."""
+    if sre_parse is None:
+        return None
     try:
         tree = sre_parse.parse(body)
     except re.error:
@@ -144,13 +150,15 @@ class FirstCharIndex:
         return self.patterns.get(char, self.other)
 
 
-_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT))
+_REPEATS = () if sre is None else (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT))
 
 
 def literal_prefixes(body: str, limit: int = 10, most: int = 256) -> frozenset[str] | None:
     """Literal strings (at most ``limit`` characters) one of which begins every match of regular expression
     ``body``, or None where a match may begin with a character class, a dot or the like ("\\w+ly"). Assertions
     are skipped and a repeat ends the prefix, so the set may say too much, never too little: a gate, not a test."""
+    if sre_parse is None:
+        return None
     try:
         tree = sre_parse.parse(body)
     except re.error:
